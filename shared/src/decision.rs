@@ -1,0 +1,395 @@
+//! The verification decision, in the order DESIGN.md fixes, split where I/O happens:
+//! [`Verifier::check`] decides everything knowable from the credential alone (steps 1-2, no
+//! lookup), the caller fetches the record for [`ParsedKey::key_id`], and [`decide`] does the rest
+//! (steps 3-6). Rate limiting (step 7) is the caller's, since it needs shared state; its denial is
+//! [`Denial::RateLimited`] so it answers like every other.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::environment::Environment;
+use crate::key::{KeyError, KeyFormat, KeyId, MAX_KEY_LEN, ParsedKey};
+use crate::permission::{Grants, Permission};
+use crate::record::{
+    CustomerId, KeyRecord, OwnerId, RateLimit, RecordState, SnapshotRecord, Status, UnixSeconds,
+};
+
+/// Why a request is refused. Internally precise; publicly, [`Denial::code`] folds the reasons that
+/// must not be told apart (an unknown key and a wrong secret) into one answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Denial {
+    MissingCredential,
+    Malformed(KeyError),
+    WrongEnvironment { presented: Environment },
+    UnknownKey,
+    SecretMismatch,
+    Revoked,
+    Disabled,
+    Expired,
+    NotYetValid,
+    IpNotAllowed,
+    CustomerMismatch,
+    InsufficientPermissions { required: Permission },
+    RateLimited { retry_after_seconds: u32 },
+}
+
+impl Denial {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::IpNotAllowed | Self::CustomerMismatch | Self::InsufficientPermissions { .. } => {
+                403
+            }
+            Self::RateLimited { .. } => 429,
+            _ => 401,
+        }
+    }
+
+    /// The precise reason, for operators' logs and metrics only (never sent to the caller).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingCredential => "missing_credential",
+            Self::Malformed(_) => "malformed",
+            Self::WrongEnvironment { .. } => "wrong_environment",
+            Self::UnknownKey => "unknown_key",
+            Self::SecretMismatch => "secret_mismatch",
+            Self::Revoked => "revoked",
+            Self::Disabled => "disabled",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::IpNotAllowed => "ip_not_allowed",
+            Self::CustomerMismatch => "customer_mismatch",
+            Self::InsufficientPermissions { .. } => "insufficient_permissions",
+            Self::RateLimited { .. } => "rate_limited",
+        }
+    }
+
+    /// The public, stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingCredential
+            | Self::Malformed(_)
+            | Self::UnknownKey
+            | Self::SecretMismatch => "invalid_key",
+            Self::WrongEnvironment { .. } => "wrong_environment",
+            Self::Revoked => "revoked",
+            Self::Disabled => "disabled",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::IpNotAllowed => "ip_not_allowed",
+            Self::CustomerMismatch => "customer_mismatch",
+            Self::InsufficientPermissions { .. } => "insufficient_permissions",
+            Self::RateLimited { .. } => "rate_limited",
+        }
+    }
+
+    /// The public message. Says nothing a caller without the secret could not already know.
+    pub fn message(&self) -> Cow<'static, str> {
+        match self {
+            Self::MissingCredential => Cow::Borrowed(
+                "An API key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.",
+            ),
+            Self::Malformed(_) | Self::UnknownKey | Self::SecretMismatch => {
+                Cow::Borrowed("The API key is not valid.")
+            }
+            Self::WrongEnvironment { presented } => Cow::Owned(format!(
+                "This API key belongs to the {presented} environment and cannot be used here."
+            )),
+            Self::Revoked => Cow::Borrowed("This API key has been revoked."),
+            Self::Disabled => Cow::Borrowed("This API key is disabled."),
+            Self::Expired => Cow::Borrowed("This API key has expired."),
+            Self::NotYetValid => Cow::Borrowed("This API key is not valid yet."),
+            Self::IpNotAllowed => {
+                Cow::Borrowed("This API key may not be used from this IP address.")
+            }
+            Self::CustomerMismatch => Cow::Borrowed("This API key may not act for this customer."),
+            Self::InsufficientPermissions { required } => {
+                Cow::Owned(format!("This API key lacks the permission {required}."))
+            }
+            Self::RateLimited {
+                retry_after_seconds,
+            } => Cow::Owned(format!(
+                "Rate limit exceeded; retry after {retry_after_seconds} seconds."
+            )),
+        }
+    }
+
+    /// The JSON error body both the edge and the control plane answer with.
+    pub fn to_body<'a>(&self, request_id: &'a str) -> ErrorBody<'a> {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.message(),
+                request_id,
+                required_permission: match self {
+                    Self::InsufficientPermissions { required } => Some(required.to_string()),
+                    _ => None,
+                },
+            },
+        }
+    }
+}
+
+/// `{"error": {"code": "...", "message": "...", "request_id": "..."}}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail<'a> {
+    pub code: &'a str,
+    pub message: Cow<'a, str>,
+    pub request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required_permission: Option<String>,
+}
+
+impl<'a> ErrorBody<'a> {
+    pub fn new(code: &'a str, message: impl Into<Cow<'a, str>>, request_id: &'a str) -> Self {
+        Self {
+            error: ErrorDetail {
+                code,
+                message: message.into(),
+                request_id,
+                required_permission: None,
+            },
+        }
+    }
+}
+
+/// Who the caller is, once allowed. Borrowed from the record: building it allocates nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity<'r> {
+    pub key_id: KeyId,
+    pub environment: Environment,
+    pub owner_id: &'r OwnerId,
+    pub customer_id: Option<&'r CustomerId>,
+    pub permissions: &'r Grants,
+    pub expires_at: Option<UnixSeconds>,
+    pub rate_limit: Option<RateLimit>,
+    /// The key matched the secret a regeneration replaced, still inside its grace period.
+    pub previous_secret: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision<'r> {
+    Allowed(Identity<'r>),
+    Denied(Denial),
+}
+
+/// What the request asks for, beyond the key.
+#[derive(Clone, Debug)]
+pub struct Request<'a> {
+    pub now: UnixSeconds,
+    pub client_ip: Option<IpAddr>,
+    pub required: &'a [Permission],
+    /// The customer the request acts for (e.g. from the path), if the route is customer-scoped.
+    pub customer_id: Option<&'a str>,
+}
+
+/// A credential as it came off the wire: borrowed from a header, or rebuilt from Basic auth (then
+/// owned, and wiped when dropped).
+#[derive(Clone)]
+pub struct Presented<'a>(Cow<'a, str>);
+
+impl Presented<'_> {
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Presented<'_> {
+    fn drop(&mut self) {
+        if let Cow::Owned(text) = &mut self.0 {
+            zeroize::Zeroize::zeroize(text);
+        }
+    }
+}
+
+impl std::fmt::Debug for Presented<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Presented(..)")
+    }
+}
+
+/// One deployment's view of keys: whose prefix, which environment.
+#[derive(Clone, Debug)]
+pub struct Verifier {
+    format: KeyFormat,
+    environment: Environment,
+}
+
+impl Verifier {
+    pub fn new(format: KeyFormat, environment: Environment) -> Self {
+        Self {
+            format,
+            environment,
+        }
+    }
+
+    pub fn format(&self) -> &KeyFormat {
+        &self.format
+    }
+
+    pub fn environment(&self) -> Environment {
+        self.environment
+    }
+
+    /// Finds the key in the request's headers: `Authorization: Bearer <key>`,
+    /// `Authorization: Basic base64(<key id>:<secret>)`, or `X-API-Key: <key>`. Any other
+    /// `Authorization` scheme is left to the origin, and `X-API-Key` is used instead.
+    pub fn credential<'a>(
+        &self,
+        authorization: Option<&'a str>,
+        x_api_key: Option<&'a str>,
+    ) -> Result<Presented<'a>, Denial> {
+        let scheme = authorization.and_then(|value| value.trim().split_once(' '));
+        let presented = match scheme {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                Presented(Cow::Borrowed(token.trim()))
+            }
+            Some((scheme, encoded)) if scheme.eq_ignore_ascii_case("basic") => {
+                self.from_basic(encoded.trim())?
+            }
+            _ => match x_api_key.map(str::trim) {
+                Some(key) => Presented(Cow::Borrowed(key)),
+                None => return Err(Denial::MissingCredential),
+            },
+        };
+        if presented.as_str().is_empty() {
+            return Err(Denial::MissingCredential);
+        }
+        Ok(presented)
+    }
+
+    /// Basic auth carries `<key id>:<secret>`: the user is the key id (bare, or with its
+    /// `prefix_env_` head as listings show it), the password the rest of the key. Rebuilt into the
+    /// one key string, so the checksum and digest apply exactly as for a bearer key.
+    fn from_basic<'a>(&self, encoded: &str) -> Result<Presented<'a>, Denial> {
+        if encoded.len() > (MAX_KEY_LEN + 1).div_ceil(3) * 4 {
+            return Err(Denial::Malformed(KeyError::TooLong));
+        }
+        let malformed = || Denial::Malformed(KeyError::BasicAuth);
+        let decoded = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|_| malformed())?,
+        );
+        let text = std::str::from_utf8(&decoded).map_err(|_| malformed())?;
+        let (user, secret) = text.split_once(':').ok_or_else(malformed)?;
+        let mut key = String::with_capacity(MAX_KEY_LEN + 2);
+        if !user.contains('_') {
+            key.push_str(self.format.prefix());
+            key.push('_');
+            key.push_str(self.environment.tag());
+            key.push('_');
+        }
+        key.push_str(user);
+        key.push('_');
+        key.push_str(secret);
+        Ok(Presented(Cow::Owned(key)))
+    }
+
+    /// Steps 1-2 of the decision, before any lookup: a key of this issuer, intact, for this
+    /// environment.
+    pub fn check<'a>(&self, presented: &'a Presented<'_>) -> Result<ParsedKey<'a>, Denial> {
+        let key = self
+            .format
+            .parse(presented.as_str())
+            .map_err(Denial::Malformed)?;
+        if key.environment() != self.environment {
+            return Err(Denial::WrongEnvironment {
+                presented: key.environment(),
+            });
+        }
+        Ok(key)
+    }
+}
+
+/// Steps 3-6: the record found for `key.key_id()` (or none) against the request.
+pub fn decide<'r>(
+    key: &ParsedKey<'_>,
+    record: Option<&'r SnapshotRecord>,
+    request: &Request<'_>,
+) -> Decision<'r> {
+    match authenticate(key, record, request.now) {
+        Ok((stored, previous_secret)) => authorize(key, stored, previous_secret, request),
+        Err(denial) => Decision::Denied(denial),
+    }
+}
+
+/// Step 3: the record is this key's and the secret matches. The digest is computed whether or not
+/// a record exists, so both failures cost the same.
+fn authenticate<'r>(
+    key: &ParsedKey<'_>,
+    record: Option<&'r SnapshotRecord>,
+    now: UnixSeconds,
+) -> Result<(&'r KeyRecord, bool), Denial> {
+    let digest = key.digest();
+    let stored = match record {
+        Some(SnapshotRecord {
+            key_id,
+            state: RecordState::Present(stored),
+            ..
+        }) if *key_id == key.key_id() && stored.environment == key.environment() => stored,
+        _ => return Err(Denial::UnknownKey),
+    };
+    let current = stored.digest == digest;
+    let previous = stored
+        .previous
+        .as_ref()
+        .is_some_and(|previous| previous.digest == digest && now < previous.expires_at);
+    if current || previous {
+        Ok((stored, !current))
+    } else {
+        Err(Denial::SecretMismatch)
+    }
+}
+
+/// Steps 4-6, only ever reached with a matching secret.
+fn authorize<'r>(
+    key: &ParsedKey<'_>,
+    stored: &'r KeyRecord,
+    previous_secret: bool,
+    request: &Request<'_>,
+) -> Decision<'r> {
+    let denial = match stored.status {
+        Status::Revoked => Some(Denial::Revoked),
+        Status::Disabled => Some(Denial::Disabled),
+        Status::Active if stored.expires_at.is_some_and(|at| request.now >= at) => {
+            Some(Denial::Expired)
+        }
+        Status::Active if stored.not_before.is_some_and(|at| request.now < at) => {
+            Some(Denial::NotYetValid)
+        }
+        Status::Active if !stored.ip_allowlist.permits(request.client_ip) => {
+            Some(Denial::IpNotAllowed)
+        }
+        Status::Active => match (&stored.customer_id, request.customer_id) {
+            (Some(own), Some(asked)) if own.as_str() != asked => Some(Denial::CustomerMismatch),
+            _ => stored
+                .permissions
+                .first_missing(request.required)
+                .map(|required| Denial::InsufficientPermissions {
+                    required: required.clone(),
+                }),
+        },
+    };
+    match denial {
+        Some(denial) => Decision::Denied(denial),
+        None => Decision::Allowed(Identity {
+            key_id: key.key_id(),
+            environment: stored.environment,
+            owner_id: &stored.owner_id,
+            customer_id: stored.customer_id.as_ref(),
+            permissions: &stored.permissions,
+            expires_at: stored.expires_at,
+            rate_limit: stored.rate_limit,
+            previous_secret,
+        }),
+    }
+}

@@ -1,0 +1,39 @@
+//! keygate-shared: the rules both halves of keygate must agree on, compiled into each.
+//!
+//! - the key string ([`KeyFormat`]): generate, parse, checksum;
+//! - the [`Digest`] it is stored as, compared in constant time;
+//! - permissions ([`Grant`], [`Permission`], [`PermissionSet`]) and IP allowlists ([`IpAllowlist`]);
+//! - the [`SnapshotRecord`] KV holds per key, and its strict encoding;
+//! - the verification decision ([`Verifier::check`], [`decide`]) and its public answer ([`Denial`]).
+//!
+//! It deliberately does no I/O, reads no clock and draws no randomness of its own: time comes in as
+//! `now`, randomness as a `CryptoRng`, records from the caller. So it is synchronous, builds for
+//! `wasm32-unknown-unknown` as well as natively, and every result is reproducible in a test.
+
+mod base62;
+mod cidr;
+mod decision;
+mod digest;
+mod environment;
+mod key;
+mod permission;
+mod record;
+
+pub use cidr::{CidrError, IpAllowlist, IpNetwork, MAX_NETWORKS};
+pub use decision::{
+    Decision, Denial, ErrorBody, ErrorDetail, Identity, Presented, Request, Verifier, decide,
+};
+pub use digest::Digest;
+pub use environment::Environment;
+pub use key::{
+    ApiKey, CHECKSUM_LEN, KEY_ID_LEN, KeyError, KeyField, KeyFormat, KeyId, MAX_KEY_LEN,
+    MAX_PREFIX_LEN, ParsedKey, PrefixError, SECRET_LEN,
+};
+pub use permission::{
+    Grant, Grants, MAX_GRANTS, MAX_PERMISSION_LEN, Permission, PermissionError, PermissionSet,
+};
+pub use record::{
+    CustomerId, KeyRecord, MAX_RATE_LIMIT_REQUESTS, MAX_RATE_LIMIT_WINDOW_SECONDS,
+    MAX_RECORD_BYTES, MAX_REFERENCE_LEN, OwnerId, PreviousDigest, RECORD_FORMAT, RateLimit,
+    RecordError, RecordState, SnapshotRecord, Status, UnixSeconds,
+};

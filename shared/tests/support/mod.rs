@@ -1,0 +1,171 @@
+//! Fixtures and the conformance evaluation, shared by the tests, the vector generator and the
+//! benchmark (each includes this file with `#[path]`), so the vectors are produced and checked by
+//! one piece of code.
+#![allow(dead_code, unreachable_pub)] // each includer uses a different part
+
+use keygate_shared::{
+    ApiKey, Decision, Digest, Environment, Grants, IpAllowlist, KeyFormat, KeyRecord, OwnerId,
+    Permission, RecordState, Request, SnapshotRecord, Status, Verifier, decide,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub const PREFIX: &str = "kg";
+/// A fixed "now" for every vector: 2026-01-01T00:00:00Z.
+pub const NOW: i64 = 1_767_225_600;
+
+pub fn format() -> KeyFormat {
+    KeyFormat::new(PREFIX).expect("valid prefix")
+}
+
+pub fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+pub fn key(environment: Environment, seed: u64) -> ApiKey {
+    format().generate(environment, &mut rng(seed))
+}
+
+/// A new secret for `key`'s id, as a regeneration makes it.
+pub fn regenerate(key: &ApiKey, seed: u64) -> ApiKey {
+    format().regenerate(key.environment(), key.key_id(), &mut rng(seed))
+}
+
+/// An active record for `key` that allows `customer:read`, owned by `usr_1`.
+pub fn record_for(key: &ApiKey) -> SnapshotRecord {
+    SnapshotRecord {
+        key_id: key.key_id(),
+        version: 1,
+        state: RecordState::Present(KeyRecord {
+            status: Status::Active,
+            digest: key.digest(),
+            previous: None,
+            environment: key.environment(),
+            not_before: None,
+            expires_at: None,
+            permissions: Grants::parse(&["customer:read"]).expect("valid grants"),
+            customer_id: None,
+            rate_limit: None,
+            ip_allowlist: IpAllowlist::default(),
+            owner_id: OwnerId::parse("usr_1").expect("valid owner"),
+        }),
+    }
+}
+
+/// The present part of a record, to change one field in a test.
+pub fn present(record: &mut SnapshotRecord) -> &mut KeyRecord {
+    match &mut record.state {
+        RecordState::Present(key) => key,
+        RecordState::Deleted => panic!("fixture record is a tombstone"),
+    }
+}
+
+pub fn permissions(texts: &[&str]) -> Vec<Permission> {
+    texts
+        .iter()
+        .map(|text| Permission::parse(text).expect("valid permission"))
+        .collect()
+}
+
+/// One key string and what parsing it must give.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyVector {
+    pub input: String,
+    pub expected: Value,
+}
+
+pub fn evaluate_key(input: &str) -> Value {
+    match format().parse(input) {
+        Ok(key) => json!({
+            "key_id": key.key_id(),
+            "environment": key.environment(),
+            "digest": key.digest(),
+        }),
+        Err(error) => json!({ "error": error }),
+    }
+}
+
+/// Headers, the record KV returns for the key's id (or none), and the request: the whole input of
+/// one decision.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DecisionVector {
+    pub name: String,
+    pub deployment: Environment,
+    #[serde(default)]
+    pub authorization: Option<String>,
+    #[serde(default)]
+    pub x_api_key: Option<String>,
+    pub record: Option<SnapshotRecord>,
+    pub now: i64,
+    #[serde(default)]
+    pub client_ip: Option<std::net::IpAddr>,
+    #[serde(default)]
+    pub required: Vec<Permission>,
+    #[serde(default)]
+    pub customer_id: Option<String>,
+    pub expected: Value,
+}
+
+pub fn evaluate_decision(case: &DecisionVector) -> Value {
+    let verifier = Verifier::new(format(), case.deployment);
+    let request = Request {
+        now: case.now,
+        client_ip: case.client_ip,
+        required: &case.required,
+        customer_id: case.customer_id.as_deref(),
+    };
+    let presented =
+        match verifier.credential(case.authorization.as_deref(), case.x_api_key.as_deref()) {
+            Ok(presented) => presented,
+            Err(denial) => return denial_json(&denial),
+        };
+    let decision = match verifier.check(&presented) {
+        Ok(key) => decide(&key, case.record.as_ref(), &request),
+        Err(denial) => Decision::Denied(denial),
+    };
+    match decision {
+        Decision::Allowed(identity) => json!({
+            "status": 200,
+            "code": "ok",
+            "key_id": identity.key_id,
+            "environment": identity.environment,
+            "owner_id": identity.owner_id,
+            "customer_id": identity.customer_id,
+            "permissions": identity.permissions,
+            "expires_at": identity.expires_at,
+            "rate_limit": identity.rate_limit,
+            "previous_secret": identity.previous_secret,
+        }),
+        Decision::Denied(denial) => denial_json(&denial),
+    }
+}
+
+fn denial_json(denial: &keygate_shared::Denial) -> Value {
+    json!({
+        "status": denial.status(),
+        "code": denial.code(),
+        "reason": denial.reason(),
+        "body": denial.to_body("req_vector"),
+    })
+}
+
+/// An encoded record and what decoding it must give.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RecordVector {
+    pub name: String,
+    pub encoded: String,
+    pub expected: Value,
+}
+
+pub fn evaluate_record(encoded: &str) -> Value {
+    match SnapshotRecord::decode(encoded.as_bytes()) {
+        Ok(record) => json!({ "reencoded": record.encode() }),
+        Err(error) => json!({ "error": error.to_string() }),
+    }
+}
+
+pub fn digest_hex(text: &str) -> String {
+    Digest::of_key(text).to_hex()
+}
