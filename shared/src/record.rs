@@ -35,7 +35,7 @@ pub enum RecordError {
     UnsupportedFormat(u32),
     #[error("record is not valid: {0}")]
     Invalid(String),
-    #[error("record for a {status} key lacks {field}")]
+    #[error("the record of a key with status {status} lacks {field}")]
     MissingField {
         status: &'static str,
         field: &'static str,

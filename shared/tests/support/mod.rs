@@ -169,3 +169,5 @@ pub fn evaluate_record(encoded: &str) -> Value {
 pub fn digest_hex(text: &str) -> String {
     Digest::of_key(text).to_hex()
 }
+
+pub mod cases;
