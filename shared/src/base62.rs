@@ -9,9 +9,26 @@ pub(crate) const ALPHABET: &[u8; 62] =
 /// Characters needed to write any `u32` in base62 (62^6 > 2^32).
 pub(crate) const U32_WIDTH: usize = 6;
 
-pub(crate) fn is_base62(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric()
+/// Whether every byte is base62. Deliberately not short-circuiting, so the check runs as straight
+/// table lookups instead of a branch per byte (it runs on every request).
+pub(crate) fn all_base62(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .fold(0u8, |bad, &b| bad | NOT_BASE62[usize::from(b)])
+        == 0
 }
+
+const NOT_BASE62: [u8; 256] = {
+    let mut table = [1u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        if (byte as u8).is_ascii_alphanumeric() {
+            table[byte] = 0;
+        }
+        byte += 1;
+    }
+    table
+};
 
 fn digit_value(byte: u8) -> Option<u32> {
     match byte {
@@ -73,6 +90,18 @@ mod tests {
         }
         assert_eq!(&encode_u32(0), b"000000");
         assert_eq!(&encode_u32(u32::MAX), b"4gfFC3");
+    }
+
+    #[test]
+    fn all_base62_agrees_with_the_per_byte_check() {
+        for byte in 0..=255u8 {
+            assert_eq!(
+                all_base62(&[b'a', byte, b'Z']),
+                byte.is_ascii_alphanumeric(),
+                "{byte}"
+            );
+        }
+        assert!(all_base62(b""));
     }
 
     #[test]

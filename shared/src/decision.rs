@@ -253,7 +253,7 @@ impl Verifier {
                 Presented(Cow::Borrowed(token.trim()))
             }
             Some((scheme, encoded)) if scheme.eq_ignore_ascii_case("basic") => {
-                self.from_basic(encoded.trim())?
+                self.basic_credential(encoded.trim())?
             }
             _ => match x_api_key.map(str::trim) {
                 Some(key) => Presented(Cow::Borrowed(key)),
@@ -269,7 +269,7 @@ impl Verifier {
     /// Basic auth carries `<key id>:<secret>`: the user is the key id (bare, or with its
     /// `prefix_env_` head as listings show it), the password the rest of the key. Rebuilt into the
     /// one key string, so the checksum and digest apply exactly as for a bearer key.
-    fn from_basic<'a>(&self, encoded: &str) -> Result<Presented<'a>, Denial> {
+    fn basic_credential<'a>(&self, encoded: &str) -> Result<Presented<'a>, Denial> {
         if encoded.len() > (MAX_KEY_LEN + 1).div_ceil(3) * 4 {
             return Err(Denial::Malformed(KeyError::TooLong));
         }

@@ -80,7 +80,7 @@ impl KeyId {
     }
 
     fn from_bytes(bytes: [u8; KEY_ID_LEN]) -> Result<Self, KeyError> {
-        if bytes.iter().all(|&b| base62::is_base62(b)) {
+        if base62::all_base62(&bytes) {
             Ok(Self(bytes))
         } else {
             Err(KeyError::InvalidCharacter {
@@ -204,11 +204,12 @@ impl KeyFormat {
         if !cursor.eat(self.prefix.as_bytes()) || !cursor.eat(b"_") {
             return Err(KeyError::WrongPrefix);
         }
-        let environment = cursor
-            .take_until(b'_')
-            .and_then(|tag| std::str::from_utf8(tag).ok())
-            .and_then(Environment::from_tag)
-            .ok_or(KeyError::UnknownEnvironment)?;
+        let environment = match cursor.take_until(b'_') {
+            Some(b"live") => Environment::Production,
+            Some(b"test") => Environment::Staging,
+            Some(b"dev") => Environment::Development,
+            _ => return Err(KeyError::UnknownEnvironment),
+        };
         let key_id = KeyId::from_bytes(cursor.take_array(KeyField::KeyId)?)?;
         if !cursor.eat(b"_") {
             return Err(KeyError::MissingSeparator {
@@ -216,7 +217,7 @@ impl KeyFormat {
             });
         }
         let secret: [u8; SECRET_LEN] = cursor.take_array(KeyField::Secret)?;
-        if !secret.iter().all(|&b| base62::is_base62(b)) {
+        if !base62::all_base62(&secret) {
             return Err(KeyError::InvalidCharacter {
                 field: KeyField::Secret,
             });
