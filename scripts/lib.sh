@@ -1,0 +1,36 @@
+# Helpers for scripts/test and scripts/dev: install what a fresh machine lacks, then get out of the
+# way. Every install is checked first, so a second run costs nothing.
+
+repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd; }
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# The version of a crate pinned in Cargo.lock.
+locked_version() {
+  awk -v name="$1" '$0 == "name = \"" name "\"" { getline; gsub(/version = |"/, ""); print; exit }' \
+    "$(repo_root)/Cargo.lock"
+}
+
+ensure_wasm_target() {
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    say "installing the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown
+  fi
+}
+
+# wasm-bindgen-cli must be exactly the wasm-bindgen version in Cargo.lock (its test runner and
+# bindgen refuse other versions).
+ensure_wasm_bindgen() {
+  local version
+  version=$(locked_version wasm-bindgen)
+  [ -n "$version" ] || die "wasm-bindgen is not in Cargo.lock"
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$version" ]; then
+    say "installing wasm-bindgen-cli $version (a few minutes, once)"
+    # --locked first for reproducibility; if a crate it locks is not served by the registry,
+    # fall back to resolving compatible versions.
+    cargo install wasm-bindgen-cli --version "$version" --locked \
+      || cargo install wasm-bindgen-cli --version "$version"
+  fi
+}
