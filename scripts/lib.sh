@@ -34,3 +34,32 @@ ensure_wasm_bindgen() {
       || cargo install wasm-bindgen-cli --version "$version"
   fi
 }
+
+# worker-build at the version of the `worker` crate in Cargo.lock.
+ensure_worker_build() {
+  local version
+  version=$(locked_version worker)
+  if [ "$(worker-build --version 2>/dev/null | awk '{print $2}')" != "$version" ]; then
+    say "installing worker-build $version (a few minutes, once)"
+    cargo install worker-build --version "$version" --locked \
+      || cargo install worker-build --version "$version"
+  fi
+}
+
+# The node packages in package-lock.json (wrangler, esbuild, wasm-opt), installed when missing or
+# older than the lock file.
+ensure_node_modules() {
+  local root
+  root=$(repo_root)
+  if [ ! -x "$root/node_modules/.bin/wrangler" ] \
+    || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]; then
+    say "installing node packages (npm ci)"
+    (cd "$root" && npm ci --no-audit --no-fund)
+  fi
+}
+
+# Wrangler, offline and quiet: no metrics, no Request.cf fetch.
+wrangler() {
+  WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false \
+    "$(repo_root)/node_modules/.bin/wrangler" "$@"
+}

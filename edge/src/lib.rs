@@ -1,11 +1,295 @@
-//! keygate-edge: the Cloudflare Worker in front of an API. Gateway and verify modes arrive with the
-//! edge issue; until then every request is refused (fail closed) with keygate's error format.
+//! keygate-edge: the Cloudflare Worker in front of an API. Every request's key is decided by
+//! keygate-shared against the record in the Workers KV snapshot; the Worker adds only what needs the
+//! platform: configuration, the isolate cache, KV, the per-client lookup limiter, and forwarding.
+//!
+//! - Gateway mode: a request matching a route in `KEYGATE_ROUTES` is verified and forwarded to
+//!   `KEYGATE_ORIGIN` with the caller's identity, or refused with 401/403/429.
+//! - Verify mode: `POST <KEYGATE_VERIFY_PATH>` (default `/.keygate/verify`) with
+//!   `{"key": ..., "permissions": [...], "customer_id": ...}` answers the decision as JSON.
+//!
+//! It writes nothing: records come from the control plane through KV. Nothing on the request path
+//! panics; a missing binding or bad setting is a 500/503 that names it, and KV trouble fails closed.
 
-use keygate_shared::ErrorBody;
-use worker::{Context, Env, Request, Response, Result, event};
+mod cache;
+mod config;
+mod gateway;
+mod lookup;
+mod respond;
+mod routes;
+
+use std::cell::{OnceCell, RefCell};
+use std::net::IpAddr;
+use std::rc::Rc;
+
+use futures_util::StreamExt as _;
+use keygate_shared::{Decision, Denial, Request as Needs, VerifyRequest, decide};
+use worker::{Context, Date, Env, Method, Request, Response, Result, console_error, event};
+
+use crate::cache::RecordCache;
+use crate::config::{Config, ConfigError};
+use crate::lookup::LookupError;
+
+/// Largest verify-mode body read; a key and a few permissions fit many times over.
+const MAX_VERIFY_BODY: usize = 8 * 1024;
+
+/// Per-isolate state: the parsed configuration and the record cache.
+pub(crate) struct Isolate {
+    pub(crate) config: Config,
+    pub(crate) cache: RefCell<RecordCache>,
+}
+
+thread_local! {
+    static ISOLATE: OnceCell<std::result::Result<Rc<Isolate>, ConfigError>> = const { OnceCell::new() };
+}
+
+/// Vars do not change during an isolate's life, so they are read and parsed once.
+fn isolate(env: &Env) -> std::result::Result<Rc<Isolate>, ConfigError> {
+    ISOLATE.with(|cell| {
+        cell.get_or_init(|| {
+            let config = Config::from_vars(|name| env.var(name).ok().map(|var| var.to_string()))?;
+            let cache = RecordCache::new(config.cache_capacity, config.cache_ttl_ms);
+            Ok(Rc::new(Isolate {
+                config,
+                cache: RefCell::new(cache),
+            }))
+        })
+        .clone()
+    })
+}
 
 #[event(fetch)]
-async fn fetch(_request: Request, _env: Env, _ctx: Context) -> Result<Response> {
-    let body = ErrorBody::new("not_configured", "keygate edge is not configured yet", "");
-    Ok(Response::from_json(&body)?.with_status(503))
+async fn fetch(request: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let request_id = request_id(&request);
+    let isolate = match isolate(&env) {
+        Ok(isolate) => isolate,
+        Err(error) => {
+            console_error!("{request_id} misconfigured: {error}");
+            return respond::error(500, "misconfigured", &error.to_string(), &request_id);
+        }
+    };
+    let call = Call {
+        isolate: &isolate,
+        env: &env,
+        request_id: &request_id,
+        client: client_ip(&request),
+    };
+    if request.path() == isolate.config.verify_path {
+        call.verify(request).await
+    } else {
+        call.gateway(request).await
+    }
+}
+
+struct Call<'a> {
+    isolate: &'a Isolate,
+    env: &'a Env,
+    request_id: &'a str,
+    client: Option<IpAddr>,
+}
+
+impl Call<'_> {
+    async fn gateway(&self, request: Request) -> Result<Response> {
+        let config = &self.isolate.config;
+        let method = request.method();
+        let path = request.path();
+        let Some(route) = config.routes.find(method.as_ref(), &path) else {
+            let message = format!("No route for {method} {path}.");
+            return respond::error(404, "no_route", &message, self.request_id);
+        };
+        if route.route.public {
+            return self.forward(&request, None).await;
+        }
+        let headers = request.headers();
+        let authorization = headers.get("authorization")?;
+        let x_api_key = headers.get("x-api-key")?;
+        let needs = Needs {
+            now: now_seconds(),
+            client_ip: self.client,
+            required: &route.route.permissions,
+            customer_id: route.customer,
+        };
+        let presented = match config
+            .verifier
+            .credential(authorization.as_deref(), x_api_key.as_deref())
+        {
+            Ok(presented) => presented,
+            Err(denial) => return respond::denial(&denial, self.request_id),
+        };
+        let key = match config.verifier.check(&presented) {
+            Ok(key) => key,
+            Err(denial) => return respond::denial(&denial, self.request_id),
+        };
+        let record = match self.record(key.key_id()).await {
+            Ok(record) => record,
+            Err(response) => return response,
+        };
+        match decide(&key, record.as_deref(), &needs) {
+            Decision::Allowed(identity) => self.forward(&request, Some(&identity)).await,
+            Decision::Denied(denial) => respond::denial(&denial, self.request_id),
+        }
+    }
+
+    async fn verify(&self, mut request: Request) -> Result<Response> {
+        if request.method() != Method::Post {
+            return respond::error(
+                405,
+                "method_not_allowed",
+                "Verify with POST and a JSON body.",
+                self.request_id,
+            );
+        }
+        let body = match read_capped(&mut request, MAX_VERIFY_BODY).await? {
+            Some(body) => body,
+            None => {
+                let message = format!("The body is larger than {MAX_VERIFY_BODY} bytes.");
+                return respond::error(413, "body_too_large", &message, self.request_id);
+            }
+        };
+        let asked: VerifyRequest = match serde_json::from_slice(&body) {
+            Ok(asked) => asked,
+            Err(error) => {
+                // serde's own message could quote a value (possibly a key put in the wrong field);
+                // say where and what shape is expected instead.
+                let message = format!(
+                    "Invalid verify request at line {} column {}: expected {{\"key\": string, \"permissions\"?: [string], \"customer_id\"?: string, \"client_ip\"?: string}}.",
+                    error.line(),
+                    error.column()
+                );
+                return respond::error(400, "invalid_request", &message, self.request_id);
+            }
+        };
+        let verifier = &self.isolate.config.verifier;
+        if asked
+            .environment
+            .is_some_and(|environment| environment != verifier.environment())
+        {
+            let message = format!("This edge verifies {} keys only.", verifier.environment());
+            return respond::error(400, "wrong_environment", &message, self.request_id);
+        }
+        let needs = Needs {
+            now: now_seconds(),
+            client_ip: asked.client_ip,
+            required: &asked.permissions,
+            customer_id: asked.customer_id.as_deref(),
+        };
+        let presented = match verifier.credential(None, Some(&asked.key)) {
+            Ok(presented) => presented,
+            Err(denial) => return self.verdict(Decision::Denied(denial)),
+        };
+        let key = match verifier.check(&presented) {
+            Ok(key) => key,
+            Err(denial) => return self.verdict(Decision::Denied(denial)),
+        };
+        let record = match self.record(key.key_id()).await {
+            Ok(record) => record,
+            Err(response) => return response,
+        };
+        self.verdict(decide(&key, record.as_deref(), &needs))
+    }
+
+    fn verdict(&self, decision: Decision<'_>) -> Result<Response> {
+        respond::json(200, &decision.to_verify_response(), self.request_id)
+    }
+
+    /// The record for `key_id`, or the response that ends the request (limited, KV trouble).
+    async fn record(
+        &self,
+        key_id: keygate_shared::KeyId,
+    ) -> std::result::Result<cache::Lookup, Result<Response>> {
+        let client = self
+            .client
+            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        lookup::record(self.isolate, self.env, key_id, &client)
+            .await
+            .map_err(|error| match error {
+                LookupError::Limited => respond::denial(
+                    &Denial::RateLimited {
+                        retry_after_seconds: respond::LOOKUP_RETRY_AFTER_SECONDS,
+                    },
+                    self.request_id,
+                ),
+                LookupError::Unavailable(problem) => {
+                    console_error!("{} key store unavailable: {problem}", self.request_id);
+                    respond::error(
+                        503,
+                        "unavailable",
+                        "The key store is unavailable; try again shortly.",
+                        self.request_id,
+                    )
+                }
+                LookupError::Unreadable(problem) => {
+                    console_error!(
+                        "{} unreadable record for key id {key_id}: {problem}",
+                        self.request_id
+                    );
+                    respond::error(
+                        503,
+                        "unavailable",
+                        "The key store returned an unreadable record.",
+                        self.request_id,
+                    )
+                }
+            })
+    }
+
+    async fn forward(
+        &self,
+        request: &Request,
+        identity: Option<&keygate_shared::Identity<'_>>,
+    ) -> Result<Response> {
+        match gateway::forward(request, &self.isolate.config, identity, self.request_id).await {
+            Ok(response) => Ok(response),
+            Err(error) => {
+                console_error!("{} origin unreachable: {error}", self.request_id);
+                respond::error(
+                    502,
+                    "origin_unavailable",
+                    "The origin could not be reached.",
+                    self.request_id,
+                )
+            }
+        }
+    }
+}
+
+/// The body, or `None` if it is longer than `limit` (read no further than that).
+async fn read_capped(request: &mut Request, limit: usize) -> Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    if request.inner().body().is_none() {
+        return Ok(Some(body));
+    }
+    let mut stream = request.stream()?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+fn now_seconds() -> i64 {
+    i64::try_from(Date::now().as_millis() / 1000).unwrap_or(i64::MAX)
+}
+
+/// Cloudflare sets `CF-Connecting-IP` on every request it receives, overwriting any a client sent.
+fn client_ip(request: &Request) -> Option<IpAddr> {
+    request
+        .headers()
+        .get("cf-connecting-ip")
+        .ok()
+        .flatten()
+        .and_then(|ip| ip.trim().parse().ok())
+}
+
+fn request_id(request: &Request) -> String {
+    let ray = request.headers().get("cf-ray").ok().flatten();
+    ray.filter(|ray| ray.len() <= 64 && ray.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .unwrap_or_else(|| {
+            format!(
+                "{:016x}",
+                (worker::js_sys::Math::random() * (u64::MAX as f64)) as u64
+            )
+        })
 }

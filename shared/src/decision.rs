@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use base64::Engine as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::environment::Environment;
@@ -162,7 +162,7 @@ impl<'a> ErrorBody<'a> {
 }
 
 /// Who the caller is, once allowed. Borrowed from the record: building it allocates nothing.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Identity<'r> {
     pub key_id: KeyId,
     pub environment: Environment,
@@ -179,6 +179,63 @@ pub struct Identity<'r> {
 pub enum Decision<'r> {
     Allowed(Identity<'r>),
     Denied(Denial),
+}
+
+impl Decision<'_> {
+    /// The answer to a verification request: the same shape from the edge's verify mode and the
+    /// control plane's `POST /v1/verify`.
+    pub fn to_verify_response(&self) -> VerifyResponse<'_> {
+        match self {
+            Decision::Allowed(identity) => VerifyResponse {
+                valid: true,
+                code: "ok",
+                message: None,
+                required_permission: None,
+                identity: Some(identity.clone()),
+            },
+            Decision::Denied(denial) => VerifyResponse {
+                valid: false,
+                code: denial.code(),
+                message: Some(denial.message()),
+                required_permission: match denial {
+                    Denial::InsufficientPermissions { required } => Some(required.clone()),
+                    _ => None,
+                },
+                identity: None,
+            },
+        }
+    }
+}
+
+/// A verification request: a key and what the caller wants to do with it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// Wiped from memory when the request is dropped.
+    pub key: Zeroizing<String>,
+    #[serde(default)]
+    pub permissions: Vec<Permission>,
+    #[serde(default)]
+    pub customer_id: Option<String>,
+    #[serde(default)]
+    pub client_ip: Option<IpAddr>,
+    /// The environment the key must belong to; defaults to the verifier's own.
+    #[serde(default)]
+    pub environment: Option<Environment>,
+}
+
+/// `{"valid": true, "code": "ok", "key_id": ..., "owner_id": ..., "permissions": [...], ...}` or
+/// `{"valid": false, "code": "revoked", "message": "..."}`.
+#[derive(Debug, Serialize)]
+pub struct VerifyResponse<'r> {
+    pub valid: bool,
+    pub code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<Cow<'static, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required_permission: Option<Permission>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity<'r>>,
 }
 
 /// What the request asks for, beyond the key.

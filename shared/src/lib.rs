@@ -21,7 +21,8 @@ mod record;
 
 pub use cidr::{CidrError, IpAllowlist, IpNetwork, MAX_NETWORKS};
 pub use decision::{
-    Decision, Denial, ErrorBody, ErrorDetail, Identity, Presented, Request, Verifier, decide,
+    Decision, Denial, ErrorBody, ErrorDetail, Identity, Presented, Request, Verifier,
+    VerifyRequest, VerifyResponse, decide,
 };
 pub use digest::Digest;
 pub use environment::Environment;

@@ -1,0 +1,173 @@
+//! The Worker's configuration, read from its vars (see wrangler.toml). Parsed once per isolate.
+//! A bad or missing value is an error naming the setting, answered as a 500, never a panic.
+
+use std::fmt;
+
+use keygate_shared::{Environment, KeyFormat, Verifier};
+use worker::Url;
+
+use crate::routes::RouteTable;
+
+/// KV's smallest allowed cacheTtl.
+const MIN_KV_CACHE_TTL: u64 = 30;
+
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) verifier: Verifier,
+    pub(crate) origin: Url,
+    pub(crate) routes: RouteTable,
+    pub(crate) verify_path: String,
+    pub(crate) kv_cache_ttl: u64,
+    pub(crate) cache_ttl_ms: u64,
+    pub(crate) cache_capacity: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ConfigError {
+    pub(crate) setting: &'static str,
+    pub(crate) problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "setting {}: {}", self.setting, self.problem)
+    }
+}
+
+impl Config {
+    /// Reads every setting through `var` (the Worker's vars in production, a map in tests).
+    pub(crate) fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |setting: &'static str| {
+            var(setting)
+                .filter(|value| !value.trim().is_empty())
+                .ok_or_else(|| ConfigError {
+                    setting,
+                    problem: "is not set".into(),
+                })
+        };
+        let invalid = |setting: &'static str, problem: String| ConfigError { setting, problem };
+        let number = |setting: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| {
+            let Some(text) = var(setting) else {
+                return Ok(default);
+            };
+            text.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|value| range.contains(value))
+                .ok_or_else(|| {
+                    invalid(
+                        setting,
+                        format!(
+                            "{text:?} is not a whole number in {}..={}",
+                            range.start(),
+                            range.end()
+                        ),
+                    )
+                })
+        };
+
+        let environment = required("KEYGATE_ENVIRONMENT")?;
+        let environment = Environment::from_name(environment.trim()).ok_or_else(|| {
+            invalid(
+                "KEYGATE_ENVIRONMENT",
+                format!("{environment:?} is not production, staging or development"),
+            )
+        })?;
+        let prefix = required("KEYGATE_ISSUER_PREFIX")?;
+        let format = KeyFormat::new(prefix.trim())
+            .map_err(|error| invalid("KEYGATE_ISSUER_PREFIX", error.to_string()))?;
+        let origin_text = required("KEYGATE_ORIGIN")?;
+        let origin = Url::parse(origin_text.trim())
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.query().is_none())
+            .ok_or_else(|| {
+                invalid(
+                    "KEYGATE_ORIGIN",
+                    format!("{origin_text:?} is not an http(s) URL without a query"),
+                )
+            })?;
+        let routes = RouteTable::parse(&required("KEYGATE_ROUTES")?)
+            .map_err(|problem| invalid("KEYGATE_ROUTES", problem))?;
+        let verify_path = var("KEYGATE_VERIFY_PATH").unwrap_or_else(|| "/.keygate/verify".into());
+        if !verify_path.starts_with('/') || verify_path.len() < 2 {
+            return Err(invalid(
+                "KEYGATE_VERIFY_PATH",
+                format!("{verify_path:?} must be a path such as /.keygate/verify"),
+            ));
+        }
+        Ok(Self {
+            verifier: Verifier::new(format, environment),
+            origin,
+            routes,
+            verify_path,
+            kv_cache_ttl: number(
+                "KEYGATE_KV_CACHE_TTL_SECONDS",
+                60,
+                MIN_KV_CACHE_TTL..=86_400,
+            )?,
+            cache_ttl_ms: number("KEYGATE_CACHE_TTL_MS", 5_000, 0..=300_000)?,
+            cache_capacity: number("KEYGATE_CACHE_CAPACITY", 10_000, 1..=1_000_000)? as usize,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn vars(overrides: &[(&str, Option<&str>)]) -> Result<Config, ConfigError> {
+        let mut vars: HashMap<&str, Option<&str>> = HashMap::from([
+            ("KEYGATE_ENVIRONMENT", Some("production")),
+            ("KEYGATE_ISSUER_PREFIX", Some("kg")),
+            ("KEYGATE_ORIGIN", Some("https://api.example.com/base")),
+            ("KEYGATE_ROUTES", Some(r#"[{"method": "*", "path": "/*"}]"#)),
+        ]);
+        vars.extend(overrides.iter().copied());
+        Config::from_vars(|name| vars.get(name).copied().flatten().map(str::to_owned))
+    }
+
+    #[test]
+    fn defaults_apply_when_optional_settings_are_absent() {
+        let config = vars(&[]).unwrap();
+        assert_eq!(config.verifier.environment(), Environment::Production);
+        assert_eq!(config.verifier.format().prefix(), "kg");
+        assert_eq!(config.origin.as_str(), "https://api.example.com/base");
+        assert_eq!(config.verify_path, "/.keygate/verify");
+        assert_eq!(
+            (
+                config.kv_cache_ttl,
+                config.cache_ttl_ms,
+                config.cache_capacity
+            ),
+            (60, 5_000, 10_000)
+        );
+    }
+
+    #[test]
+    fn every_bad_setting_is_named() {
+        let cases: [(&str, Option<&str>); 12] = [
+            ("KEYGATE_ENVIRONMENT", None),
+            ("KEYGATE_ENVIRONMENT", Some("prod")),
+            ("KEYGATE_ISSUER_PREFIX", Some("K_G")),
+            ("KEYGATE_ORIGIN", Some("ftp://x")),
+            ("KEYGATE_ORIGIN", Some("https://x/?a=b")),
+            ("KEYGATE_ORIGIN", Some("not a url")),
+            ("KEYGATE_ROUTES", Some("[")),
+            ("KEYGATE_ROUTES", Some("  ")),
+            ("KEYGATE_VERIFY_PATH", Some("verify")),
+            ("KEYGATE_KV_CACHE_TTL_SECONDS", Some("10")),
+            ("KEYGATE_CACHE_TTL_MS", Some("-1")),
+            ("KEYGATE_CACHE_CAPACITY", Some("0")),
+        ];
+        for (setting, value) in cases {
+            let error = vars(&[(setting, value)]).unwrap_err();
+            assert_eq!(error.setting, setting, "{value:?}: {error}");
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("setting {setting}: "))
+            );
+        }
+    }
+}

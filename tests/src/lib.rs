@@ -1,0 +1,239 @@
+//! Harness for keygate's end-to-end tests: the real Worker under `wrangler dev` (workerd), local KV
+//! seeded through wrangler itself, and an in-process origin that echoes what it receives.
+//!
+//! Nothing here sleeps in place of synchronisation: readiness and propagation are polled.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repository")
+        .to_owned()
+}
+
+pub fn now_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `wrangler` from the repository's node_modules, offline and quiet.
+pub fn wrangler() -> Command {
+    let mut command = Command::new(repo_root().join("node_modules/.bin/wrangler"));
+    command
+        .current_dir(repo_root())
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+        .env("NO_COLOR", "1");
+    command
+}
+
+/// Runs a command to completion, failing with its output if it fails.
+#[track_caller]
+pub fn run(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("{command:?}: {error}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// `wrangler dev` serving the Worker with its KV state in a temporary directory. Killed, with the
+/// workerd processes it started, when dropped.
+#[derive(Debug)]
+pub struct WranglerDev {
+    child: Child,
+    pub port: u16,
+    state: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl WranglerDev {
+    /// Starts `wrangler dev` with `vars` overriding wrangler.toml's, and waits until it answers.
+    pub fn start(vars: &[(&str, &str)]) -> Self {
+        let state = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let log = state.path().join("wrangler.log");
+        let mut command = wrangler();
+        command.args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()]);
+        command.args([
+            "--inspector-port",
+            &free_port().to_string(),
+            "--show-interactive-dev-session=false",
+        ]);
+        command.arg("--persist-to").arg(state.path().join("kv"));
+        for (name, value) in vars {
+            command.args(["--var", &format!("{name}:{value}")]);
+        }
+        let log_file = std::fs::File::create(&log).expect("log file");
+        command
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .stdin(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command.spawn().expect("wrangler dev starts");
+        let dev = Self {
+            child,
+            port,
+            state,
+            log,
+        };
+        dev.wait_ready(Duration::from_secs(300));
+        dev
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn wait_ready(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && std::fs::read_to_string(&self.log).is_ok_and(|log| log.contains("Ready on"))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!(
+            "wrangler dev did not start within {limit:?}:\n{}",
+            self.log()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Writes many KV entries in one `wrangler kv bulk put --local`, into the store the running
+    /// `wrangler dev` reads.
+    pub fn kv_bulk_put(&self, entries: &[(String, String)]) {
+        let file = self.state.path().join(format!("bulk-{}.json", free_port()));
+        let body: Vec<Value> = entries
+            .iter()
+            .map(|(key, value)| json!({"key": key, "value": value}))
+            .collect();
+        std::fs::write(&file, serde_json::to_vec(&body).expect("json")).expect("bulk file");
+        let mut command = wrangler();
+        command.args(["kv", "bulk", "put"]).arg(&file);
+        command
+            .args(["--binding", "KEYS", "--local"])
+            .arg("--persist-to")
+            .arg(self.state.path().join("kv"));
+        run(&mut command);
+    }
+
+    /// Writes one KV entry with `wrangler kv key put --local`, as an operator would by hand.
+    pub fn kv_put(&self, key: &str, value: &str) {
+        let mut command = wrangler();
+        command.args([
+            "kv",
+            "key",
+            "put",
+            key,
+            value,
+            "--binding",
+            "KEYS",
+            "--local",
+        ]);
+        command
+            .arg("--persist-to")
+            .arg(self.state.path().join("kv"));
+        run(&mut command);
+    }
+}
+
+impl Drop for WranglerDev {
+    fn drop(&mut self) {
+        // The whole process group: wrangler's node process and the workerd it started.
+        let _ = Command::new("kill")
+            .args(["-TERM", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// An origin on a free port that answers every request with a JSON echo of it.
+#[derive(Debug)]
+pub struct EchoOrigin {
+    pub port: u16,
+}
+
+impl EchoOrigin {
+    pub fn start(runtime: &tokio::runtime::Runtime) -> Self {
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let app = axum::Router::new().fallback(echo);
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        Self { port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+async fn echo(request: Request) -> axum::Json<Value> {
+    let (parts, body) = request.into_parts();
+    let body: Bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    axum::Json(json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "headers": headers_json(&parts.headers),
+        "body": String::from_utf8_lossy(&body),
+    }))
+}
+
+fn headers_json(headers: &HeaderMap) -> Value {
+    let mut map = serde_json::Map::new();
+    for (name, value) in headers {
+        map.insert(
+            name.as_str().to_owned(),
+            json!(value.to_str().unwrap_or("<binary>")),
+        );
+    }
+    Value::Object(map)
+}
+
+/// Polls `check` until it returns `Some`, or fails after `limit`.
+#[track_caller]
+pub fn poll<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> (T, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return (value, start.elapsed());
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

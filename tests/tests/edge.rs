@@ -1,0 +1,800 @@
+//! The edge Worker end to end: `wrangler dev` (workerd) with local KV seeded by keygate-shared's own
+//! serialiser, in front of an echo origin. One Worker for the whole run; each scenario has its own
+//! keys and its own client IP (`CF-Connecting-IP`, which local dev takes from the client), so no
+//! scenario can affect another through records, caches or the lookup limiter.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use keygate_e2e::{EchoOrigin, WranglerDev, now_seconds, poll};
+use keygate_shared::{
+    ApiKey, CustomerId, Environment, Grants, IpAllowlist, KeyFormat, KeyRecord, OwnerId,
+    PreviousDigest, RecordState, SnapshotRecord, Status,
+};
+use libtest_mimic::{Arguments, Failed, Trial};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const ROUTES: &str = r#"[
+  {"method": "GET", "path": "/v1/customers/{customer}/*", "permissions": ["customer:read"], "customer": "customer"},
+  {"method": "POST", "path": "/v1/telemetry", "permissions": ["telemetry:write"]},
+  {"method": "*", "path": "/public/*", "public": true},
+  {"method": "*", "path": "/v1/*"}
+]"#;
+/// The isolate cache TTL the Worker runs with here; a record change must show within it (+ slack).
+const CACHE_TTL_MS: u64 = 1_000;
+
+struct World {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    edge: WranglerDev,
+    format: KeyFormat,
+    rng: std::sync::Mutex<ChaCha20Rng>,
+}
+
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+}
+
+impl World {
+    fn key(&self, environment: Environment) -> ApiKey {
+        self.format
+            .generate(environment, &mut *self.rng.lock().expect("rng"))
+    }
+
+    /// An active development key, its record changed by `change`, stored in KV.
+    fn seeded(&self, change: impl FnOnce(&mut KeyRecord)) -> ApiKey {
+        let key = self.key(Environment::Development);
+        self.store(&key, change);
+        key
+    }
+
+    fn store(&self, key: &ApiKey, change: impl FnOnce(&mut KeyRecord)) {
+        let mut body = KeyRecord {
+            status: Status::Active,
+            digest: key.digest(),
+            previous: None,
+            environment: key.environment(),
+            not_before: None,
+            expires_at: None,
+            permissions: Grants::parse(&["customer:read", "telemetry:write"]).expect("grants"),
+            customer_id: None,
+            rate_limit: None,
+            ip_allowlist: IpAllowlist::default(),
+            owner_id: OwnerId::parse("usr_e2e").expect("owner"),
+        };
+        change(&mut body);
+        let record = SnapshotRecord {
+            key_id: key.key_id(),
+            version: 1,
+            state: RecordState::Present(body),
+        };
+        self.edge.kv_put(key.key_id().as_str(), &record.encode());
+    }
+
+    fn send(
+        &self,
+        method: Method,
+        path: &str,
+        client: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        self.runtime.block_on(async {
+            let mut request = self
+                .client
+                .request(method, self.edge.url(path))
+                .header("cf-connecting-ip", client);
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            if let Some(body) = body {
+                request = request.body(body.to_owned());
+            }
+            let response = request.send().await.expect("the edge answers");
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let text = response.text().await.expect("body");
+            let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            Reply {
+                status,
+                headers,
+                body,
+            }
+        })
+    }
+
+    fn get(&self, path: &str, client: &str, key: &ApiKey) -> Reply {
+        self.send(
+            Method::GET,
+            path,
+            client,
+            &[("authorization", &bearer(key))],
+            None,
+        )
+    }
+
+    fn verify(&self, client: &str, body: &Value) -> Reply {
+        self.send(
+            Method::POST,
+            "/.keygate/verify",
+            client,
+            &[("content-type", "application/json")],
+            Some(&body.to_string()),
+        )
+    }
+}
+
+fn bearer(key: &ApiKey) -> String {
+    format!("Bearer {}", key.expose_secret())
+}
+
+macro_rules! check {
+    ($condition:expr, $($message:tt)+) => {
+        if !$condition {
+            return Err(Failed::from(format!($($message)+)));
+        }
+    };
+}
+
+type Outcome = Result<(), Failed>;
+
+fn valid_key_is_forwarded_with_identity_and_without_the_credential(w: &World) -> Outcome {
+    let key =
+        w.seeded(|record| record.customer_id = Some(CustomerId::parse("cus_7").expect("customer")));
+    let reply = w.send(
+        Method::POST,
+        "/v1/orders/42?expand=items&x=%20y",
+        "10.0.1.1",
+        &[
+            ("authorization", &bearer(&key)),
+            ("x-keygate-key-id", "spoofed"),
+            ("x-keygate-owner-id", "spoofed"),
+            ("x-keygate-permissions", "*"),
+            ("x-custom", "kept"),
+            ("content-type", "text/plain"),
+        ],
+        Some("order body"),
+    );
+    check!(
+        reply.status == 200,
+        "status {} {}",
+        reply.status,
+        reply.body
+    );
+    let echo = &reply.body;
+    check!(
+        echo["method"] == "POST" && echo["path"] == "/v1/orders/42",
+        "{echo}"
+    );
+    check!(
+        echo["query"] == "expand=items&x=%20y",
+        "query {}",
+        echo["query"]
+    );
+    check!(echo["body"] == "order body", "body {}", echo["body"]);
+    let headers = &echo["headers"];
+    check!(
+        headers.get("authorization").is_none(),
+        "credential forwarded: {headers}"
+    );
+    check!(
+        headers["x-keygate-key-id"] == key.key_id().as_str(),
+        "{headers}"
+    );
+    check!(headers["x-keygate-owner-id"] == "usr_e2e", "{headers}");
+    check!(headers["x-keygate-customer-id"] == "cus_7", "{headers}");
+    check!(
+        headers["x-keygate-permissions"] == "customer:read,telemetry:write",
+        "{headers}"
+    );
+    check!(
+        headers["x-keygate-environment"] == "development",
+        "{headers}"
+    );
+    check!(
+        headers["x-keygate-request-id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{headers}"
+    );
+    check!(headers["x-custom"] == "kept", "{headers}");
+    check!(
+        !echo.to_string().contains(key.expose_secret()),
+        "the key reached the origin"
+    );
+    Ok(())
+}
+
+fn x_api_key_and_basic_auth_are_accepted_and_stripped(w: &World) -> Outcome {
+    let key = w.seeded(|_| {});
+    let text = key.expose_secret();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        key.key_id(),
+        &text[text.len() - 49..]
+    ));
+    for (name, value) in [
+        ("x-api-key", text.to_owned()),
+        ("authorization", format!("Basic {basic}")),
+    ] {
+        let reply = w.send(Method::GET, "/v1/ping", "10.0.2.1", &[(name, &value)], None);
+        check!(
+            reply.status == 200,
+            "{name}: {} {}",
+            reply.status,
+            reply.body
+        );
+        check!(
+            reply.body["headers"].get(name).is_none(),
+            "{name} forwarded"
+        );
+    }
+    // Another Authorization scheme belongs to the origin and is passed on.
+    let reply = w.send(
+        Method::GET,
+        "/v1/ping",
+        "10.0.2.1",
+        &[("x-api-key", text), ("authorization", "Digest abc")],
+        None,
+    );
+    check!(
+        reply.status == 200 && reply.body["headers"]["authorization"] == "Digest abc",
+        "{}",
+        reply.body
+    );
+    Ok(())
+}
+
+fn missing_malformed_and_mistyped_keys_get_401_without_a_lookup(w: &World) -> Outcome {
+    let reply = w.send(Method::GET, "/v1/ping", "10.0.3.1", &[], None);
+    check!(
+        reply.status == 401 && reply.code() == "invalid_key",
+        "missing: {} {}",
+        reply.status,
+        reply.body
+    );
+    check!(
+        reply.header("www-authenticate") == Some(r#"Bearer realm="keygate""#),
+        "{:?}",
+        reply.headers
+    );
+    check!(
+        reply.header("cache-control") == Some("no-store"),
+        "{:?}",
+        reply.headers
+    );
+    check!(
+        reply.body["error"]["request_id"].as_str() == reply.header("x-request-id"),
+        "{}",
+        reply.body
+    );
+    let key = w.key(Environment::Development);
+    let text = key.expose_secret();
+    let typo = format!(
+        "{}{}",
+        &text[..30],
+        text[30..].replacen(
+            &text[30..31],
+            if &text[30..31] == "a" { "b" } else { "a" },
+            1
+        )
+    );
+    // 150 requests from one client: past the lookup limiter's 100, so a single 429 would mean a
+    // KV lookup happened.
+    for (index, bad) in ["kg_dev_short", "sk_dev_whatever", typo.as_str()]
+        .iter()
+        .cycle()
+        .take(150)
+        .enumerate()
+    {
+        let reply = w.send(
+            Method::GET,
+            "/v1/ping",
+            "10.0.3.2",
+            &[("authorization", &format!("Bearer {bad}"))],
+            None,
+        );
+        check!(
+            reply.status == 401 && reply.code() == "invalid_key",
+            "#{index} {bad}: {} {}",
+            reply.status,
+            reply.body
+        );
+        check!(
+            reply
+                .header("www-authenticate")
+                .is_some_and(|v| v.contains("invalid_token")),
+            "{:?}",
+            reply.headers
+        );
+    }
+    Ok(())
+}
+
+fn keys_of_another_environment_are_refused_without_a_lookup(w: &World) -> Outcome {
+    for environment in [Environment::Production, Environment::Staging] {
+        let key = w.key(environment);
+        for _ in 0..110 {
+            let reply = w.get("/v1/ping", "10.0.4.1", &key);
+            check!(
+                reply.status == 401 && reply.code() == "wrong_environment",
+                "{} {}",
+                reply.status,
+                reply.body
+            );
+        }
+    }
+    Ok(())
+}
+
+fn unknown_key_and_wrong_secret_are_indistinguishable(w: &World) -> Outcome {
+    let real = w.seeded(|_| {});
+    let unknown = w.key(Environment::Development);
+    let impostor = w.format.regenerate(
+        Environment::Development,
+        real.key_id(),
+        &mut *w.rng.lock().expect("rng"),
+    );
+    let a = w.get("/v1/ping", "10.0.5.1", &unknown);
+    let b = w.get("/v1/ping", "10.0.5.1", &impostor);
+    check!(
+        a.status == 401 && b.status == 401,
+        "{} {}",
+        a.status,
+        b.status
+    );
+    let strip = |mut body: Value| {
+        body["error"]["request_id"] = Value::Null;
+        body
+    };
+    check!(
+        strip(a.body.clone()) == strip(b.body.clone()),
+        "{} vs {}",
+        a.body,
+        b.body
+    );
+    check!(
+        a.header("www-authenticate") == b.header("www-authenticate"),
+        "headers differ"
+    );
+    Ok(())
+}
+
+fn key_states_get_their_specific_401_only_with_the_right_secret(w: &World) -> Outcome {
+    let now = now_seconds();
+    let cases: [(&str, Box<dyn Fn(&mut KeyRecord)>); 4] = [
+        ("disabled", Box::new(|r| r.status = Status::Disabled)),
+        ("revoked", Box::new(|r| r.status = Status::Revoked)),
+        ("expired", Box::new(move |r| r.expires_at = Some(now - 60))),
+        (
+            "not_yet_valid",
+            Box::new(move |r| r.not_before = Some(now + 3_600)),
+        ),
+    ];
+    for (code, change) in cases {
+        let key = w.seeded(change);
+        let reply = w.get("/v1/ping", "10.0.6.1", &key);
+        check!(
+            reply.status == 401 && reply.code() == code,
+            "{code}: {} {}",
+            reply.status,
+            reply.body
+        );
+        let impostor = w.format.regenerate(
+            Environment::Development,
+            key.key_id(),
+            &mut *w.rng.lock().expect("rng"),
+        );
+        let reply = w.get("/v1/ping", "10.0.6.1", &impostor);
+        check!(
+            reply.code() == "invalid_key",
+            "{code} with a wrong secret: {}",
+            reply.body
+        );
+    }
+    Ok(())
+}
+
+fn rotation_grace_accepts_the_old_secret_until_it_ends(w: &World) -> Outcome {
+    let old = w.key(Environment::Development);
+    let new = w.format.regenerate(
+        Environment::Development,
+        old.key_id(),
+        &mut *w.rng.lock().expect("rng"),
+    );
+    let grace_ends = now_seconds() + 8;
+    w.store(&new, |r| {
+        r.previous = Some(PreviousDigest {
+            digest: old.digest(),
+            expires_at: grace_ends,
+        })
+    });
+    check!(
+        w.get("/v1/ping", "10.0.7.1", &new).status == 200,
+        "new secret refused"
+    );
+    let during = w.get("/v1/ping", "10.0.7.1", &old);
+    check!(
+        during.status == 200 || now_seconds() >= grace_ends,
+        "old secret refused in grace: {}",
+        during.body
+    );
+    let (reply, _) = poll(
+        Duration::from_secs(30),
+        "old secret refused after the grace",
+        || {
+            let reply = w.get("/v1/ping", "10.0.7.1", &old);
+            (reply.status == 401).then_some(reply)
+        },
+    );
+    check!(
+        now_seconds() >= grace_ends,
+        "refused before the grace ended"
+    );
+    check!(reply.code() == "invalid_key", "{}", reply.body);
+    check!(
+        w.get("/v1/ping", "10.0.7.1", &new).status == 200,
+        "new secret refused after the grace"
+    );
+    Ok(())
+}
+
+fn ip_allowlist_is_enforced(w: &World) -> Outcome {
+    let key = w.seeded(|r| {
+        r.ip_allowlist = IpAllowlist::parse(&["192.0.2.0/24", "2001:db8::/32"]).expect("cidr")
+    });
+    for (client, status) in [
+        ("192.0.2.77", 200),
+        ("2001:db8::5", 200),
+        ("198.51.100.1", 403),
+        ("192.0.3.1", 403),
+    ] {
+        let reply = w.get("/v1/ping", client, &key);
+        check!(
+            reply.status == status,
+            "{client}: {} {}",
+            reply.status,
+            reply.body
+        );
+        if status == 403 {
+            check!(reply.code() == "ip_not_allowed", "{}", reply.body);
+        }
+    }
+    Ok(())
+}
+
+fn customer_scope_and_permissions_are_enforced_per_route(w: &World) -> Outcome {
+    let scoped = w.seeded(|r| {
+        r.customer_id = Some(CustomerId::parse("cus_1").expect("customer"));
+        r.permissions = Grants::parse(&["customer:read"]).expect("grants");
+    });
+    let ok = w.get("/v1/customers/cus_1/invoices", "10.0.8.1", &scoped);
+    check!(
+        ok.status == 200 && ok.body["headers"]["x-keygate-customer-id"] == "cus_1",
+        "{}",
+        ok.body
+    );
+    let other = w.get("/v1/customers/cus_2/invoices", "10.0.8.1", &scoped);
+    check!(
+        other.status == 403 && other.code() == "customer_mismatch",
+        "{} {}",
+        other.status,
+        other.body
+    );
+    let post = w.send(
+        Method::POST,
+        "/v1/telemetry",
+        "10.0.8.1",
+        &[("authorization", &bearer(&scoped))],
+        Some("{}"),
+    );
+    check!(
+        post.status == 403 && post.code() == "insufficient_permissions",
+        "{} {}",
+        post.status,
+        post.body
+    );
+    check!(
+        post.body["error"]["required_permission"] == "telemetry:write",
+        "{}",
+        post.body
+    );
+    let wildcard = w.seeded(|r| r.permissions = Grants::parse(&["telemetry:*"]).expect("grants"));
+    let post = w.send(
+        Method::POST,
+        "/v1/telemetry",
+        "10.0.8.1",
+        &[("authorization", &bearer(&wildcard))],
+        Some("{}"),
+    );
+    check!(post.status == 200, "telemetry:* refused: {}", post.body);
+    Ok(())
+}
+
+fn public_routes_need_no_key_and_unrouted_paths_are_404(w: &World) -> Outcome {
+    let reply = w.send(
+        Method::GET,
+        "/public/status",
+        "10.0.9.1",
+        &[("x-keygate-key-id", "spoofed")],
+        None,
+    );
+    check!(reply.status == 200, "{} {}", reply.status, reply.body);
+    check!(
+        reply.body["headers"].get("x-keygate-key-id").is_none(),
+        "spoofed identity reached the origin"
+    );
+    let reply = w.send(Method::GET, "/elsewhere", "10.0.9.1", &[], None);
+    check!(
+        reply.status == 404 && reply.code() == "no_route",
+        "{} {}",
+        reply.status,
+        reply.body
+    );
+    Ok(())
+}
+
+fn a_record_change_reaches_the_edge_within_the_cache_ttl(w: &World) -> Outcome {
+    let key = w.seeded(|_| {});
+    check!(
+        w.get("/v1/ping", "10.0.10.1", &key).status == 200,
+        "not allowed before the change"
+    );
+    w.store(&key, |r| r.status = Status::Revoked);
+    let (_, waited) = poll(Duration::from_secs(10), "revocation visible", || {
+        (w.get("/v1/ping", "10.0.10.1", &key).code() == "revoked").then_some(())
+    });
+    // kv_put returns once the write is stored; only the isolate cache may delay it.
+    check!(
+        waited <= Duration::from_millis(CACHE_TTL_MS + 1_000),
+        "took {waited:?}"
+    );
+    Ok(())
+}
+
+fn verify_mode_answers_the_decision_as_json(w: &World) -> Outcome {
+    let key = w.seeded(|r| r.expires_at = Some(now_seconds() + 3_600));
+    let reply = w.verify(
+        "10.0.11.1",
+        &json!({"key": key.expose_secret(), "permissions": ["customer:read"]}),
+    );
+    check!(
+        reply.status == 200 && reply.body["valid"] == true && reply.body["code"] == "ok",
+        "{}",
+        reply.body
+    );
+    check!(
+        reply.body["key_id"] == key.key_id().as_str() && reply.body["owner_id"] == "usr_e2e",
+        "{}",
+        reply.body
+    );
+    check!(reply.body["expires_at"].is_i64(), "{}", reply.body);
+    let reply = w.verify(
+        "10.0.11.1",
+        &json!({"key": key.expose_secret(), "permissions": ["license:manage"]}),
+    );
+    check!(
+        reply.body["valid"] == false && reply.body["code"] == "insufficient_permissions",
+        "{}",
+        reply.body
+    );
+    check!(
+        reply.body["required_permission"] == "license:manage",
+        "{}",
+        reply.body
+    );
+    let revoked = w.seeded(|r| r.status = Status::Revoked);
+    let reply = w.verify("10.0.11.1", &json!({"key": revoked.expose_secret()}));
+    check!(
+        reply.status == 200 && reply.body["valid"] == false && reply.body["code"] == "revoked",
+        "{}",
+        reply.body
+    );
+    check!(
+        reply.body.get("key_id").is_none(),
+        "identity of a refused key: {}",
+        reply.body
+    );
+    for (body, status, code) in [
+        ("not json", 400, "invalid_request"),
+        (r#"{"key": "x", "extra": 1}"#, 400, "invalid_request"),
+        (
+            r#"{"key": "x", "environment": "production"}"#,
+            400,
+            "wrong_environment",
+        ),
+    ] {
+        let reply = w.send(
+            Method::POST,
+            "/.keygate/verify",
+            "10.0.11.1",
+            &[],
+            Some(body),
+        );
+        check!(
+            reply.status == status && reply.code() == code,
+            "{body}: {} {}",
+            reply.status,
+            reply.body
+        );
+    }
+    let huge = json!({"key": "x".repeat(10_000)}).to_string();
+    let reply = w.send(
+        Method::POST,
+        "/.keygate/verify",
+        "10.0.11.1",
+        &[],
+        Some(&huge),
+    );
+    check!(
+        reply.status == 413 && reply.code() == "body_too_large",
+        "{} {}",
+        reply.status,
+        reply.body
+    );
+    let reply = w.send(Method::GET, "/.keygate/verify", "10.0.11.1", &[], None);
+    check!(reply.status == 405, "{}", reply.status);
+    let reply = w.send(
+        Method::POST,
+        "/.keygate/verify",
+        "10.0.11.1",
+        &[],
+        Some(&json!({"permissions": [key.expose_secret()]}).to_string()),
+    );
+    check!(
+        reply.status == 400 && !reply.body.to_string().contains(key.expose_secret()),
+        "key echoed: {}",
+        reply.body
+    );
+    Ok(())
+}
+
+fn a_flood_of_unknown_keys_is_limited_per_client(w: &World) -> Outcome {
+    let mut limited = None;
+    for attempt in 0..130 {
+        let reply = w.get("/v1/ping", "10.0.12.1", &w.key(Environment::Development));
+        match reply.status {
+            401 => {}
+            429 => {
+                limited = Some((attempt, reply));
+                break;
+            }
+            status => return Err(format!("#{attempt}: {status} {}", reply.body).into()),
+        }
+    }
+    let Some((attempt, reply)) = limited else {
+        return Err("130 unknown keys, never limited".into());
+    };
+    check!(attempt >= 100, "limited after only {attempt} lookups");
+    check!(
+        reply.code() == "rate_limited" && reply.header("retry-after") == Some("10"),
+        "{} {:?}",
+        reply.body,
+        reply.headers
+    );
+    // Another client is unaffected, and so is a known key already in the isolate cache.
+    let key = w.seeded(|_| {});
+    check!(
+        w.get("/v1/ping", "10.0.12.2", &key).status == 200,
+        "another client was limited"
+    );
+    Ok(())
+}
+
+fn an_unreadable_record_fails_closed(w: &World) -> Outcome {
+    let key = w.key(Environment::Development);
+    w.edge.kv_put(key.key_id().as_str(), r#"{"format": 99}"#);
+    let reply = w.get("/v1/ping", "10.0.13.1", &key);
+    check!(
+        reply.status == 503 && reply.code() == "unavailable",
+        "{} {}",
+        reply.status,
+        reply.body
+    );
+    Ok(())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let origin = EchoOrigin::start(&runtime);
+    let edge = WranglerDev::start(&[
+        ("KEYGATE_ORIGIN", &origin.url()),
+        ("KEYGATE_ROUTES", ROUTES),
+        ("KEYGATE_CACHE_TTL_MS", &CACHE_TTL_MS.to_string()),
+    ]);
+    let world = Arc::new(World {
+        runtime,
+        client: reqwest::Client::new(),
+        edge,
+        format: KeyFormat::new("kg").expect("prefix"),
+        rng: std::sync::Mutex::new(ChaCha20Rng::seed_from_u64(now_seconds() as u64)),
+    });
+    let scenarios: Vec<(&str, fn(&World) -> Outcome)> = vec![
+        (
+            "valid_key_is_forwarded_with_identity_and_without_the_credential",
+            valid_key_is_forwarded_with_identity_and_without_the_credential,
+        ),
+        (
+            "x_api_key_and_basic_auth_are_accepted_and_stripped",
+            x_api_key_and_basic_auth_are_accepted_and_stripped,
+        ),
+        (
+            "missing_malformed_and_mistyped_keys_get_401_without_a_lookup",
+            missing_malformed_and_mistyped_keys_get_401_without_a_lookup,
+        ),
+        (
+            "keys_of_another_environment_are_refused_without_a_lookup",
+            keys_of_another_environment_are_refused_without_a_lookup,
+        ),
+        (
+            "unknown_key_and_wrong_secret_are_indistinguishable",
+            unknown_key_and_wrong_secret_are_indistinguishable,
+        ),
+        (
+            "key_states_get_their_specific_401_only_with_the_right_secret",
+            key_states_get_their_specific_401_only_with_the_right_secret,
+        ),
+        (
+            "rotation_grace_accepts_the_old_secret_until_it_ends",
+            rotation_grace_accepts_the_old_secret_until_it_ends,
+        ),
+        ("ip_allowlist_is_enforced", ip_allowlist_is_enforced),
+        (
+            "customer_scope_and_permissions_are_enforced_per_route",
+            customer_scope_and_permissions_are_enforced_per_route,
+        ),
+        (
+            "public_routes_need_no_key_and_unrouted_paths_are_404",
+            public_routes_need_no_key_and_unrouted_paths_are_404,
+        ),
+        (
+            "a_record_change_reaches_the_edge_within_the_cache_ttl",
+            a_record_change_reaches_the_edge_within_the_cache_ttl,
+        ),
+        (
+            "verify_mode_answers_the_decision_as_json",
+            verify_mode_answers_the_decision_as_json,
+        ),
+        (
+            "a_flood_of_unknown_keys_is_limited_per_client",
+            a_flood_of_unknown_keys_is_limited_per_client,
+        ),
+        (
+            "an_unreadable_record_fails_closed",
+            an_unreadable_record_fails_closed,
+        ),
+    ];
+    let trials = scenarios
+        .into_iter()
+        .map(|(name, scenario)| {
+            let world = Arc::clone(&world);
+            Trial::test(name, move || scenario(&world))
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if conclusion.has_failed() {
+        eprintln!("--- wrangler dev log ---\n{}", world.edge.log());
+    }
+    drop(world); // stops wrangler dev before exit() skips destructors
+    conclusion.exit();
+}
