@@ -11,6 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::HeaderMap;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 pub fn repo_root() -> PathBuf {
@@ -170,10 +172,11 @@ impl WranglerDev {
 
 impl Drop for WranglerDev {
     fn drop(&mut self) {
-        // The whole process group: wrangler's node process and the workerd it started.
-        let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{}", self.child.id())])
-            .status();
+        // The whole process group (wrangler's node process and the workerd it started), by a direct
+        // killpg: never by shelling out to `kill`, whose parsing of a negative pid varies.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
+        }
         let _ = self.child.wait();
     }
 }

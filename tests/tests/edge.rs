@@ -153,6 +153,8 @@ macro_rules! check {
 }
 
 type Outcome = Result<(), Failed>;
+type Scenario = fn(&World) -> Outcome;
+type Change = Box<dyn Fn(&mut KeyRecord)>;
 
 fn valid_key_is_forwarded_with_identity_and_without_the_credential(w: &World) -> Outcome {
     let key =
@@ -378,7 +380,7 @@ fn unknown_key_and_wrong_secret_are_indistinguishable(w: &World) -> Outcome {
 
 fn key_states_get_their_specific_401_only_with_the_right_secret(w: &World) -> Outcome {
     let now = now_seconds();
-    let cases: [(&str, Box<dyn Fn(&mut KeyRecord)>); 4] = [
+    let cases: [(&str, Change); 4] = [
         ("disabled", Box::new(|r| r.status = Status::Disabled)),
         ("revoked", Box::new(|r| r.status = Status::Revoked)),
         ("expired", Box::new(move |r| r.expires_at = Some(now - 60))),
@@ -729,7 +731,7 @@ fn main() {
         format: KeyFormat::new("kg").expect("prefix"),
         rng: std::sync::Mutex::new(ChaCha20Rng::seed_from_u64(now_seconds() as u64)),
     });
-    let scenarios: Vec<(&str, fn(&World) -> Outcome)> = vec![
+    let scenarios: Vec<(&str, Scenario)> = vec![
         (
             "valid_key_is_forwarded_with_identity_and_without_the_credential",
             valid_key_is_forwarded_with_identity_and_without_the_credential,
