@@ -26,7 +26,7 @@ ensure_wasm_bindgen() {
   local version
   version=$(locked_version wasm-bindgen)
   [ -n "$version" ] || die "wasm-bindgen is not in Cargo.lock"
-  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$version" ]; then
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $NF}')" != "$version" ]; then
     say "installing wasm-bindgen-cli $version (a few minutes, once)"
     # --locked first for reproducibility; if a crate it locks is not served by the registry,
     # fall back to resolving compatible versions.
@@ -39,7 +39,7 @@ ensure_wasm_bindgen() {
 ensure_worker_build() {
   local version
   version=$(locked_version worker)
-  if [ "$(worker-build --version 2>/dev/null | awk '{print $2}')" != "$version" ]; then
+  if [ "$(worker-build --version 2>/dev/null | awk '{print $NF}')" != "$version" ]; then
     say "installing worker-build $version (a few minutes, once)"
     cargo install worker-build --version "$version" --locked \
       || cargo install worker-build --version "$version"

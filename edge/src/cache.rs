@@ -2,13 +2,33 @@
 //! and in age; "no such key" is cached too, so repeated junk ids do not each reach KV. The clock
 //! is passed in (milliseconds), keeping this testable natively.
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use keygate_shared::{KeyId, SnapshotRecord};
 
+use crate::gateway::IdentityHeaders;
+
+/// A record as cached: the record, and the identity headers it forwards with, built once on first
+/// use (they depend only on the record), so a hot key pays for them once per cache lifetime.
+#[derive(Debug)]
+pub(crate) struct CachedRecord {
+    pub(crate) record: SnapshotRecord,
+    pub(crate) identity_headers: OnceCell<IdentityHeaders>,
+}
+
+impl CachedRecord {
+    pub(crate) fn new(record: SnapshotRecord) -> Self {
+        Self {
+            record,
+            identity_headers: OnceCell::new(),
+        }
+    }
+}
+
 /// What KV said about a key id: its record, or that there is none.
-pub(crate) type Lookup = Option<Rc<SnapshotRecord>>;
+pub(crate) type Lookup = Option<Rc<CachedRecord>>;
 
 #[derive(Debug)]
 pub(crate) struct RecordCache {
@@ -96,21 +116,21 @@ mod tests {
     use rand_core::SeedableRng;
 
     fn tombstone(key_id: KeyId) -> Lookup {
-        Some(Rc::new(SnapshotRecord {
+        Some(Rc::new(CachedRecord::new(SnapshotRecord {
             key_id,
             version: 1,
             state: RecordState::Deleted,
-        }))
+        })))
     }
 
     #[test]
     fn entries_expire_after_the_ttl() {
         let id = ids(1)[0];
         let mut cache = RecordCache::new(10, 1_000);
-        assert_eq!(cache.get(&id, 0), None);
+        assert!(cache.get(&id, 0).is_none());
         cache.insert(id, tombstone(id), 5_000);
         assert!(cache.get(&id, 5_999).is_some_and(|lookup| lookup.is_some()));
-        assert_eq!(cache.get(&id, 6_000), None);
+        assert!(cache.get(&id, 6_000).is_none());
     }
 
     #[test]
@@ -118,7 +138,7 @@ mod tests {
         let id = ids(1)[0];
         let mut cache = RecordCache::new(10, 1_000);
         cache.insert(id, None, 0);
-        assert_eq!(cache.get(&id, 10), Some(None));
+        assert!(matches!(cache.get(&id, 10), Some(None)));
     }
 
     #[test]
@@ -129,9 +149,9 @@ mod tests {
             cache.insert(*id, None, at as u64);
         }
         assert_eq!(cache.len(), 3);
-        assert_eq!(cache.get(&ids[0], 10), None);
-        assert_eq!(cache.get(&ids[1], 10), None);
-        assert_eq!(cache.get(&ids[4], 10), Some(None));
+        assert!(cache.get(&ids[0], 10).is_none());
+        assert!(cache.get(&ids[1], 10).is_none());
+        assert!(matches!(cache.get(&ids[4], 10), Some(None)));
     }
 
     #[test]
@@ -145,9 +165,8 @@ mod tests {
         cache.insert(ids[1], None, 10_000);
         cache.insert(ids[2], None, 10_001);
         assert_eq!(cache.len(), 3);
-        assert_eq!(
-            cache.get(&ids[0], 10_002),
-            Some(None),
+        assert!(
+            matches!(cache.get(&ids[0], 10_002), Some(None)),
             "the refreshed key is not evicted early"
         );
     }
@@ -157,6 +176,6 @@ mod tests {
         let id = ids(1)[0];
         let mut cache = RecordCache::new(3, 0);
         cache.insert(id, None, 0);
-        assert_eq!(cache.get(&id, 0), None);
+        assert!(cache.get(&id, 0).is_none());
     }
 }

@@ -1,84 +1,157 @@
 //! Gateway mode: pass an allowed request on to the origin, as it came, minus the credential and any
-//! identity headers the client made up, plus the identity keygate verified.
+//! identity headers the client made up, plus the identity keygate verified. The origin's response
+//! goes back as the very object fetch returned: no copy, no re-wrapping of its body.
+//!
+//! This runs on every request, and its cost is mostly strings crossing between wasm and JS, so it
+//! crosses as few as it can: one call copies all headers, only names are read back, and the
+//! identity headers of a key are JS strings made once per cached record.
 
 use keygate_shared::Identity;
-use worker::{Fetch, Headers, Request, RequestInit, RequestRedirect, Response, Result};
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{Headers, Request, Result, js_sys, web_sys};
 
 use crate::config::Config;
 
 /// Headers keygate sets for the origin; any a client sends are dropped first.
 const IDENTITY_PREFIX: &str = "x-keygate-";
 
+#[wasm_bindgen]
+extern "C" {
+    /// The JS `Headers` class, for an `append` that takes JS strings already on the JS side
+    /// (web-sys's takes `&str`, which is copied out of wasm memory on every call).
+    #[wasm_bindgen(js_name = Headers)]
+    type JsHeaders;
+
+    // `append`, not `set`: every x-keygate-* header is deleted before, so there is none to replace.
+    #[wasm_bindgen(method, catch, js_name = append)]
+    fn append(
+        this: &JsHeaders,
+        name: &js_sys::JsString,
+        value: &js_sys::JsString,
+    ) -> std::result::Result<(), JsValue>;
+}
+
+/// The identity headers of one key, as JS strings.
+#[derive(Debug)]
+pub(crate) struct IdentityHeaders(Vec<(js_sys::JsString, js_sys::JsString)>);
+
+impl IdentityHeaders {
+    pub(crate) fn new(identity: &Identity<'_>) -> Self {
+        let permissions: Vec<String> = identity
+            .permissions
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let mut pairs = vec![
+            ("x-keygate-key-id", identity.key_id.as_str().to_owned()),
+            ("x-keygate-owner-id", identity.owner_id.as_str().to_owned()),
+            (
+                "x-keygate-environment",
+                identity.environment.name().to_owned(),
+            ),
+            ("x-keygate-permissions", permissions.join(",")),
+        ];
+        if let Some(customer) = identity.customer_id {
+            pairs.push(("x-keygate-customer-id", customer.as_str().to_owned()));
+        }
+        Self(
+            pairs
+                .into_iter()
+                .map(|(name, value)| (name.into(), value.as_str().into()))
+                .collect(),
+        )
+    }
+}
+
+/// What to forward with: nothing extra (a public route), or the verified identity.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Caller<'a> {
+    Anonymous,
+    /// `strip_authorization`: the key came in `Authorization` (Bearer/Basic), not in `X-API-Key`.
+    Verified {
+        identity: &'a IdentityHeaders,
+        strip_authorization: bool,
+    },
+}
+
 pub(crate) async fn forward(
     request: &Request,
     config: &Config,
-    identity: Option<&Identity<'_>>,
+    caller: Caller<'_>,
     request_id: &str,
-) -> Result<Response> {
+) -> Result<web_sys::Response> {
     let url = request.url()?;
     let mut target = config.origin.clone();
     let base = config.origin.path().trim_end_matches('/');
     target.set_path(&format!("{base}{}", url.path()));
     target.set_query(url.query());
 
-    let headers = Headers::new();
-    for (name, value) in request.headers().entries() {
-        let credential = identity.is_some() && is_credential(&name, &value);
-        if name == "host" || name.starts_with(IDENTITY_PREFIX) || credential {
-            continue;
+    // One copy of all headers in a single call, then delete the few that must not pass (collected
+    // first: deleting while iterating a Headers skips entries).
+    let headers = Headers(web_sys::Headers::new_with_headers(
+        request.inner().headers().as_ref(),
+    )?);
+    let verified = matches!(caller, Caller::Verified { .. });
+    let strip_authorization = matches!(
+        caller,
+        Caller::Verified {
+            strip_authorization: true,
+            ..
         }
-        headers.append(&name, &value)?;
+    );
+    let doomed: Vec<String> = headers
+        .keys()
+        .filter(|name| {
+            name == "host"
+                || name.starts_with(IDENTITY_PREFIX)
+                || (verified && name == "x-api-key")
+                || (strip_authorization && name == "authorization")
+        })
+        .collect();
+    for name in doomed {
+        headers.delete(&name)?;
     }
     headers.set("x-keygate-request-id", request_id)?;
-    if let Some(identity) = identity {
-        headers.set("x-keygate-key-id", identity.key_id.as_str())?;
-        headers.set("x-keygate-owner-id", identity.owner_id.as_str())?;
-        headers.set("x-keygate-environment", identity.environment.name())?;
-        let permissions: Vec<String> = identity
-            .permissions
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        headers.set("x-keygate-permissions", &permissions.join(","))?;
-        if let Some(customer) = identity.customer_id {
-            headers.set("x-keygate-customer-id", customer.as_str())?;
+    if let Caller::Verified { identity, .. } = caller {
+        let target: &JsHeaders = headers.0.unchecked_ref();
+        for (name, value) in &identity.0 {
+            target.append(name, value)?;
         }
     }
 
-    let mut init = RequestInit::new();
-    init.with_method(request.method())
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual)
-        .with_body(request.inner().body().map(Into::into));
-    Fetch::Request(Request::new_with_init(target.as_str(), &init)?)
-        .send()
-        .await
+    let init = web_sys::RequestInit::new();
+    init.set_method(request.inner().method().as_str());
+    init.set_headers(headers.0.as_ref());
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    if let Some(body) = request.inner().body() {
+        init.set_body(body.as_ref());
+    }
+    let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let response = JsFuture::from(scope.fetch_with_str_and_init(target.as_str(), &init)).await?;
+    Ok(response.dyn_into()?)
 }
 
-/// The headers that can carry a keygate key: never passed on once keygate has checked the key.
-fn is_credential(name: &str, value: &str) -> bool {
-    match name {
-        "x-api-key" => true,
-        "authorization" => value
-            .trim_start()
-            .split_once(' ')
-            .is_some_and(|(scheme, _)| {
-                scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("basic")
-            }),
-        _ => false,
-    }
+/// Whether an `Authorization` value carries a keygate key (rather than the origin's own scheme).
+pub(crate) fn carries_key(authorization: &str) -> bool {
+    authorization
+        .trim_start()
+        .split_once(' ')
+        .is_some_and(|(scheme, _)| {
+            scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("basic")
+        })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::is_credential;
+    use super::carries_key;
 
     #[test]
-    fn only_headers_that_carry_a_key_are_credentials() {
-        assert!(is_credential("x-api-key", "anything"));
-        assert!(is_credential("authorization", "Bearer kg_live_x"));
-        assert!(is_credential("authorization", "basic abc"));
-        assert!(!is_credential("authorization", "Digest realm=x"));
-        assert!(!is_credential("x-other", "Bearer x"));
+    fn only_bearer_and_basic_authorization_carries_a_key() {
+        assert!(carries_key("Bearer kg_live_x"));
+        assert!(carries_key("  basic abc"));
+        assert!(!carries_key("Digest realm=x"));
+        assert!(!carries_key("Bearer"));
     }
 }

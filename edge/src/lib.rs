@@ -23,10 +23,11 @@ use std::rc::Rc;
 
 use futures_util::StreamExt as _;
 use keygate_shared::{Decision, Denial, Request as Needs, VerifyRequest, decide};
-use worker::{Context, Date, Env, Method, Request, Response, Result, console_error, event};
+use worker::{Context, Date, Env, Method, Request, Result, console_error, event, web_sys};
 
 use crate::cache::RecordCache;
 use crate::config::{Config, ConfigError};
+use crate::gateway::{Caller, IdentityHeaders};
 use crate::lookup::LookupError;
 
 /// Largest verify-mode body read; a key and a few permissions fit many times over.
@@ -58,7 +59,7 @@ fn isolate(env: &Env) -> std::result::Result<Rc<Isolate>, ConfigError> {
 }
 
 #[event(fetch)]
-async fn fetch(request: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(request: Request, env: Env, _ctx: Context) -> Result<web_sys::Response> {
     let request_id = request_id(&request);
     let isolate = match isolate(&env) {
         Ok(isolate) => isolate,
@@ -72,6 +73,7 @@ async fn fetch(request: Request, env: Env, _ctx: Context) -> Result<Response> {
         env: &env,
         request_id: &request_id,
         client: client_ip(&request),
+        now_ms: i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX),
     };
     if request.path() == isolate.config.verify_path {
         call.verify(request).await
@@ -85,10 +87,12 @@ struct Call<'a> {
     env: &'a Env,
     request_id: &'a str,
     client: Option<IpAddr>,
+    /// Read once per request: the decision and the cache see the same instant.
+    now_ms: i64,
 }
 
 impl Call<'_> {
-    async fn gateway(&self, request: Request) -> Result<Response> {
+    async fn gateway(&self, request: Request) -> Result<web_sys::Response> {
         let config = &self.isolate.config;
         let method = request.method();
         let path = request.path();
@@ -97,13 +101,19 @@ impl Call<'_> {
             return respond::error(404, "no_route", &message, self.request_id);
         };
         if route.route.public {
-            return self.forward(&request, None).await;
+            return self.forward(&request, Caller::Anonymous).await;
         }
         let headers = request.headers();
         let authorization = headers.get("authorization")?;
-        let x_api_key = headers.get("x-api-key")?;
+        // X-API-Key matters only when Authorization does not carry the key: skip the lookup.
+        let in_authorization = authorization.as_deref().is_some_and(gateway::carries_key);
+        let x_api_key = if in_authorization {
+            None
+        } else {
+            headers.get("x-api-key")?
+        };
         let needs = Needs {
-            now: now_seconds(),
+            now: self.now_ms.div_euclid(1000),
             client_ip: self.client,
             required: &route.route.permissions,
             customer_id: route.customer,
@@ -123,13 +133,25 @@ impl Call<'_> {
             Ok(record) => record,
             Err(response) => return response,
         };
-        match decide(&key, record.as_deref(), &needs) {
-            Decision::Allowed(identity) => self.forward(&request, Some(&identity)).await,
+        let Some(cached) = record else {
+            return respond::denial(&Denial::UnknownKey, self.request_id);
+        };
+        match decide(&key, Some(&cached.record), &needs) {
+            Decision::Allowed(identity) => {
+                let identity = cached
+                    .identity_headers
+                    .get_or_init(|| IdentityHeaders::new(&identity));
+                let caller = Caller::Verified {
+                    identity,
+                    strip_authorization: in_authorization,
+                };
+                self.forward(&request, caller).await
+            }
             Decision::Denied(denial) => respond::denial(&denial, self.request_id),
         }
     }
 
-    async fn verify(&self, mut request: Request) -> Result<Response> {
+    async fn verify(&self, mut request: Request) -> Result<web_sys::Response> {
         if request.method() != Method::Post {
             return respond::error(
                 405,
@@ -167,7 +189,7 @@ impl Call<'_> {
             return respond::error(400, "wrong_environment", &message, self.request_id);
         }
         let needs = Needs {
-            now: now_seconds(),
+            now: self.now_ms.div_euclid(1000),
             client_ip: asked.client_ip,
             required: &asked.permissions,
             customer_id: asked.customer_id.as_deref(),
@@ -184,10 +206,14 @@ impl Call<'_> {
             Ok(record) => record,
             Err(response) => return response,
         };
-        self.verdict(decide(&key, record.as_deref(), &needs))
+        self.verdict(decide(
+            &key,
+            record.as_ref().map(|cached| &cached.record),
+            &needs,
+        ))
     }
 
-    fn verdict(&self, decision: Decision<'_>) -> Result<Response> {
+    fn verdict(&self, decision: Decision<'_>) -> Result<web_sys::Response> {
         respond::json(200, &decision.to_verify_response(), self.request_id)
     }
 
@@ -195,11 +221,11 @@ impl Call<'_> {
     async fn record(
         &self,
         key_id: keygate_shared::KeyId,
-    ) -> std::result::Result<cache::Lookup, Result<Response>> {
+    ) -> std::result::Result<cache::Lookup, Result<web_sys::Response>> {
         let client = self
             .client
             .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-        lookup::record(self.isolate, self.env, key_id, &client)
+        lookup::record(self.isolate, self.env, key_id, &client, self.now_ms)
             .await
             .map_err(|error| match error {
                 LookupError::Limited => respond::denial(
@@ -232,12 +258,8 @@ impl Call<'_> {
             })
     }
 
-    async fn forward(
-        &self,
-        request: &Request,
-        identity: Option<&keygate_shared::Identity<'_>>,
-    ) -> Result<Response> {
-        match gateway::forward(request, &self.isolate.config, identity, self.request_id).await {
+    async fn forward(&self, request: &Request, caller: Caller<'_>) -> Result<web_sys::Response> {
+        match gateway::forward(request, &self.isolate.config, caller, self.request_id).await {
             Ok(response) => Ok(response),
             Err(error) => {
                 console_error!("{} origin unreachable: {error}", self.request_id);
@@ -267,10 +289,6 @@ async fn read_capped(request: &mut Request, limit: usize) -> Result<Option<Vec<u
         body.extend_from_slice(&chunk);
     }
     Ok(Some(body))
-}
-
-fn now_seconds() -> i64 {
-    i64::try_from(Date::now().as_millis() / 1000).unwrap_or(i64::MAX)
 }
 
 /// Cloudflare sets `CF-Connecting-IP` on every request it receives, overwriting any a client sent.

@@ -3,10 +3,10 @@
 use std::rc::Rc;
 
 use keygate_shared::{KeyId, RecordError, SnapshotRecord};
-use worker::{Date, Env};
+use worker::Env;
 
 use crate::Isolate;
-use crate::cache::Lookup;
+use crate::cache::{CachedRecord, Lookup};
 
 pub(crate) const KV_BINDING: &str = "KEYS";
 pub(crate) const LIMITER_BINDING: &str = "LOOKUP_LIMITER";
@@ -26,8 +26,9 @@ pub(crate) async fn record(
     env: &Env,
     key_id: KeyId,
     client: &str,
+    now_ms: i64,
 ) -> Result<Lookup, LookupError> {
-    let now_ms = Date::now().as_millis();
+    let now_ms = u64::try_from(now_ms).unwrap_or_default();
     if let Some(hit) = isolate.cache.borrow().get(&key_id, now_ms) {
         return Ok(hit);
     }
@@ -54,9 +55,9 @@ pub(crate) async fn record(
         .map_err(|error| unavailable(KV_BINDING, error))?;
     let lookup = match bytes {
         None => None,
-        Some(bytes) => Some(Rc::new(
+        Some(bytes) => Some(Rc::new(CachedRecord::new(
             SnapshotRecord::decode(&bytes).map_err(LookupError::Unreadable)?,
-        )),
+        ))),
     };
     isolate
         .cache

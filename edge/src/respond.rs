@@ -2,23 +2,45 @@
 
 use keygate_shared::{Denial, ErrorBody};
 use serde::Serialize;
-use worker::{Headers, Response, Result};
+use worker::{Headers, Response, Result, web_sys};
 
 /// Seconds a client refused by the lookup limiter should wait; the limiter's period in
 /// wrangler.toml (`[[ratelimits]] simple.period`).
 pub(crate) const LOOKUP_RETRY_AFTER_SECONDS: u32 = 10;
 
-pub(crate) fn json<T: Serialize>(status: u16, body: &T, request_id: &str) -> Result<Response> {
+pub(crate) fn json<T: Serialize>(
+    status: u16,
+    body: &T,
+    request_id: &str,
+) -> Result<web_sys::Response> {
+    json_with(status, body, request_id, &[])
+}
+
+fn json_with<T: Serialize>(
+    status: u16,
+    body: &T,
+    request_id: &str,
+    extra: &[(&str, &str)],
+) -> Result<web_sys::Response> {
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
     headers.set("cache-control", "no-store")?;
     headers.set("x-request-id", request_id)?;
+    for (name, value) in extra {
+        headers.set(name, value)?;
+    }
     Ok(Response::from_json(body)?
         .with_status(status)
-        .with_headers(headers))
+        .with_headers(headers)
+        .into())
 }
 
-pub(crate) fn error(status: u16, code: &str, message: &str, request_id: &str) -> Result<Response> {
+pub(crate) fn error(
+    status: u16,
+    code: &str,
+    message: &str,
+    request_id: &str,
+) -> Result<web_sys::Response> {
     json(
         status,
         &ErrorBody::new(code, message, request_id),
@@ -27,24 +49,30 @@ pub(crate) fn error(status: u16, code: &str, message: &str, request_id: &str) ->
 }
 
 /// A refusal from the decision, with the headers its status calls for.
-pub(crate) fn denial(denial: &Denial, request_id: &str) -> Result<Response> {
-    let response = json(denial.status(), &denial.to_body(request_id), request_id)?;
-    let headers = response.headers();
-    match denial {
-        Denial::MissingCredential => {
-            headers.set("www-authenticate", r#"Bearer realm="keygate""#)?
-        }
+pub(crate) fn denial(denial: &Denial, request_id: &str) -> Result<web_sys::Response> {
+    let retry_after;
+    let challenge;
+    let extra: &[(&str, &str)] = match denial {
+        Denial::MissingCredential => &[("www-authenticate", r#"Bearer realm="keygate""#)],
         Denial::RateLimited {
             retry_after_seconds,
-        } => headers.set("retry-after", &retry_after_seconds.to_string())?,
-        _ if denial.status() == 401 => headers.set(
-            "www-authenticate",
-            &format!(
+        } => {
+            retry_after = retry_after_seconds.to_string();
+            &[("retry-after", &retry_after)]
+        }
+        _ if denial.status() == 401 => {
+            challenge = format!(
                 r#"Bearer realm="keygate", error="invalid_token", error_description="{}""#,
                 denial.code()
-            ),
-        )?,
-        _ => {}
-    }
-    Ok(response)
+            );
+            &[("www-authenticate", &challenge)]
+        }
+        _ => &[],
+    };
+    json_with(
+        denial.status(),
+        &denial.to_body(request_id),
+        request_id,
+        extra,
+    )
 }

@@ -1,0 +1,43 @@
+//! Keys and KV records for `scripts/bench-edge`, made by keygate-shared itself: a hot production
+//! key, a mistyped one, a staging one, and the records (`{key id: encoded record}`) behind them.
+
+use keygate_shared::{
+    Environment, Grants, IpAllowlist, KeyFormat, KeyRecord, OwnerId, RecordState, SnapshotRecord,
+    Status,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use serde_json::json;
+
+fn main() {
+    let format = KeyFormat::new("kg").expect("prefix");
+    let mut rng = ChaCha20Rng::seed_from_u64(2026);
+    let hot = format.generate(Environment::Production, &mut rng);
+    let staging = format.generate(Environment::Staging, &mut rng);
+    let record = SnapshotRecord {
+        key_id: hot.key_id(),
+        version: 1,
+        state: RecordState::Present(KeyRecord {
+            status: Status::Active,
+            digest: hot.digest(),
+            previous: None,
+            environment: Environment::Production,
+            not_before: None,
+            expires_at: None,
+            permissions: Grants::parse(&["customer:read"]).expect("grants"),
+            customer_id: None,
+            rate_limit: None,
+            ip_allowlist: IpAllowlist::default(),
+            owner_id: OwnerId::parse("usr_bench").expect("owner"),
+        }),
+    };
+    let text = hot.expose_secret();
+    let typo = format!("{}000000", &text[..text.len() - 6]);
+    let fixtures = json!({
+        "hot": text,
+        "junk": typo,
+        "wrong_environment": staging.expose_secret(),
+        "records": { hot.key_id().as_str(): record.encode() },
+    });
+    println!("{fixtures}");
+}
