@@ -189,8 +189,13 @@ pub struct EchoOrigin {
 
 impl EchoOrigin {
     pub fn start(runtime: &tokio::runtime::Runtime) -> Self {
+        Self::bind(runtime, 0)
+    }
+
+    /// On `port` (0: any free port).
+    pub fn bind(runtime: &tokio::runtime::Runtime, port: u16) -> Self {
         let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let app = axum::Router::new().fallback(echo);
