@@ -235,7 +235,7 @@ impl Call<'_> {
                     self.request_id,
                 ),
                 LookupError::Unavailable(problem) => {
-                    console_error!("{} key store unavailable: {problem}", self.request_id);
+                    console_error!("{} KV unavailable: {problem}", self.request_id);
                     respond::error(
                         503,
                         "unavailable",

@@ -195,6 +195,31 @@ pub struct KeyRecord {
     pub owner_id: OwnerId,
 }
 
+impl KeyRecord {
+    /// An active key with these grants and owner, and no other restriction (no expiry, customer,
+    /// rate limit or allowlist): set those fields on the result as needed.
+    pub fn active(
+        digest: Digest,
+        environment: Environment,
+        permissions: Grants,
+        owner_id: OwnerId,
+    ) -> Self {
+        Self {
+            status: Status::Active,
+            digest,
+            previous: None,
+            environment,
+            not_before: None,
+            expires_at: None,
+            permissions,
+            customer_id: None,
+            rate_limit: None,
+            ip_allowlist: IpAllowlist::default(),
+            owner_id,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[allow(
     clippy::large_enum_variant,

@@ -2,8 +2,7 @@
 //! key, a mistyped one, a staging one, and the records (`{key id: encoded record}`) behind them.
 
 use keygate_shared::{
-    Environment, Grants, IpAllowlist, KeyFormat, KeyRecord, OwnerId, RecordState, SnapshotRecord,
-    Status,
+    Environment, Grants, KeyFormat, KeyRecord, OwnerId, RecordState, SnapshotRecord,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -17,19 +16,12 @@ fn main() {
     let record = SnapshotRecord {
         key_id: hot.key_id(),
         version: 1,
-        state: RecordState::Present(KeyRecord {
-            status: Status::Active,
-            digest: hot.digest(),
-            previous: None,
-            environment: Environment::Production,
-            not_before: None,
-            expires_at: None,
-            permissions: Grants::parse(&["customer:read"]).expect("grants"),
-            customer_id: None,
-            rate_limit: None,
-            ip_allowlist: IpAllowlist::default(),
-            owner_id: OwnerId::parse("usr_bench").expect("owner"),
-        }),
+        state: RecordState::Present(KeyRecord::active(
+            hot.digest(),
+            Environment::Production,
+            Grants::parse(&["customer:read"]).expect("grants"),
+            OwnerId::parse("usr_bench").expect("owner"),
+        )),
     };
     let text = hot.expose_secret();
     let typo = format!("{}000000", &text[..text.len() - 6]);

@@ -5,8 +5,7 @@
 
 use keygate_e2e::EchoOrigin;
 use keygate_shared::{
-    Environment, Grants, IpAllowlist, KeyFormat, KeyRecord, OwnerId, RecordState, SnapshotRecord,
-    Status,
+    Environment, Grants, KeyFormat, KeyRecord, OwnerId, RecordState, SnapshotRecord,
 };
 
 fn main() {
@@ -20,19 +19,12 @@ fn main() {
     let record = SnapshotRecord {
         key_id: key.key_id(),
         version: 1,
-        state: RecordState::Present(KeyRecord {
-            status: Status::Active,
-            digest: key.digest(),
-            previous: None,
-            environment: Environment::Development,
-            not_before: None,
-            expires_at: None,
-            permissions: Grants::parse(&["customer:read", "telemetry:write"]).expect("grants"),
-            customer_id: None,
-            rate_limit: None,
-            ip_allowlist: IpAllowlist::default(),
-            owner_id: OwnerId::parse("usr_dev").expect("owner"),
-        }),
+        state: RecordState::Present(KeyRecord::active(
+            key.digest(),
+            Environment::Development,
+            Grants::parse(&["customer:read", "telemetry:write"]).expect("grants"),
+            OwnerId::parse("usr_dev").expect("owner"),
+        )),
     };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _origin = EchoOrigin::bind(&runtime, port);

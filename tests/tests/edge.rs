@@ -65,19 +65,12 @@ impl World {
     }
 
     fn store(&self, key: &ApiKey, change: impl FnOnce(&mut KeyRecord)) {
-        let mut body = KeyRecord {
-            status: Status::Active,
-            digest: key.digest(),
-            previous: None,
-            environment: key.environment(),
-            not_before: None,
-            expires_at: None,
-            permissions: Grants::parse(&["customer:read", "telemetry:write"]).expect("grants"),
-            customer_id: None,
-            rate_limit: None,
-            ip_allowlist: IpAllowlist::default(),
-            owner_id: OwnerId::parse("usr_e2e").expect("owner"),
-        };
+        let mut body = KeyRecord::active(
+            key.digest(),
+            key.environment(),
+            Grants::parse(&["customer:read", "telemetry:write"]).expect("grants"),
+            OwnerId::parse("usr_e2e").expect("owner"),
+        );
         change(&mut body);
         let record = SnapshotRecord {
             key_id: key.key_id(),

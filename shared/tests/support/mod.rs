@@ -4,8 +4,8 @@
 #![allow(dead_code, unreachable_pub)] // each includer uses a different part
 
 use keygate_shared::{
-    ApiKey, Decision, Digest, Environment, Grants, IpAllowlist, KeyFormat, KeyRecord, OwnerId,
-    Permission, RecordState, Request, SnapshotRecord, Status, Verifier, decide,
+    ApiKey, Decision, Digest, Environment, Grants, KeyFormat, KeyRecord, OwnerId, Permission,
+    RecordState, Request, SnapshotRecord, Verifier, decide,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -38,19 +38,12 @@ pub fn record_for(key: &ApiKey) -> SnapshotRecord {
     SnapshotRecord {
         key_id: key.key_id(),
         version: 1,
-        state: RecordState::Present(KeyRecord {
-            status: Status::Active,
-            digest: key.digest(),
-            previous: None,
-            environment: key.environment(),
-            not_before: None,
-            expires_at: None,
-            permissions: Grants::parse(&["customer:read"]).expect("valid grants"),
-            customer_id: None,
-            rate_limit: None,
-            ip_allowlist: IpAllowlist::default(),
-            owner_id: OwnerId::parse("usr_1").expect("valid owner"),
-        }),
+        state: RecordState::Present(KeyRecord::active(
+            key.digest(),
+            key.environment(),
+            Grants::parse(&["customer:read"]).expect("valid grants"),
+            OwnerId::parse("usr_1").expect("valid owner"),
+        )),
     }
 }
 
