@@ -133,11 +133,14 @@ impl Call<'_> {
             Ok(record) => record,
             Err(response) => return response,
         };
-        let Some(cached) = record else {
-            return respond::denial(&Denial::UnknownKey, self.request_id);
-        };
-        match decide(&key, Some(&cached.record), &needs) {
-            Decision::Allowed(identity) => {
+        // Through decide() even without a record: it hashes the key either way, so an unknown key
+        // and a wrong secret cost the same.
+        let cached = record.as_deref();
+        match (
+            decide(&key, cached.map(|cached| &cached.record), &needs),
+            cached,
+        ) {
+            (Decision::Allowed(identity), Some(cached)) => {
                 let identity = cached
                     .identity_headers
                     .get_or_init(|| IdentityHeaders::new(&identity));
@@ -147,7 +150,9 @@ impl Call<'_> {
                 };
                 self.forward(&request, caller).await
             }
-            Decision::Denied(denial) => respond::denial(&denial, self.request_id),
+            // decide() allows only with a record; fail closed should that ever change.
+            (Decision::Allowed(_), None) => respond::denial(&Denial::UnknownKey, self.request_id),
+            (Decision::Denied(denial), _) => respond::denial(&denial, self.request_id),
         }
     }
 
@@ -222,10 +227,7 @@ impl Call<'_> {
         &self,
         key_id: keygate_shared::KeyId,
     ) -> std::result::Result<cache::Lookup, Result<web_sys::Response>> {
-        let client = self
-            .client
-            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-        lookup::record(self.isolate, self.env, key_id, &client, self.now_ms)
+        lookup::record(self.isolate, self.env, key_id, self.client, self.now_ms)
             .await
             .map_err(|error| match error {
                 LookupError::Limited => respond::denial(

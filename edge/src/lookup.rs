@@ -1,5 +1,6 @@
 //! Finding a key's record: isolate cache first (no I/O), then, limited per client, KV.
 
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use keygate_shared::{KeyId, RecordError, SnapshotRecord};
@@ -25,7 +26,7 @@ pub(crate) async fn record(
     isolate: &Isolate,
     env: &Env,
     key_id: KeyId,
-    client: &str,
+    client: Option<IpAddr>,
     now_ms: i64,
 ) -> Result<Lookup, LookupError> {
     let now_ms = u64::try_from(now_ms).unwrap_or_default();
@@ -38,7 +39,7 @@ pub(crate) async fn record(
         .rate_limiter(LIMITER_BINDING)
         .map_err(|error| unavailable(LIMITER_BINDING, error))?;
     let outcome = limiter
-        .limit(client.to_owned())
+        .limit(client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()))
         .await
         .map_err(|error| unavailable(LIMITER_BINDING, error))?;
     if !outcome.success {
