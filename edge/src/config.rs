@@ -14,7 +14,8 @@ const MIN_KV_CACHE_TTL: u64 = 30;
 #[derive(Debug)]
 pub(crate) struct Config {
     pub(crate) verifier: Verifier,
-    pub(crate) origin: Url,
+    /// The origin URL without a trailing `/`: a request's path and query are appended to it as is.
+    pub(crate) origin: String,
     pub(crate) routes: RouteTable,
     pub(crate) verify_path: String,
     pub(crate) kv_cache_ttl: u64,
@@ -97,7 +98,7 @@ impl Config {
         }
         Ok(Self {
             verifier: Verifier::new(format, environment),
-            origin,
+            origin: origin.as_str().trim_end_matches('/').to_owned(),
             routes,
             verify_path,
             kv_cache_ttl: number(
@@ -132,7 +133,7 @@ mod tests {
         let config = vars(&[]).unwrap();
         assert_eq!(config.verifier.environment(), Environment::Production);
         assert_eq!(config.verifier.format().prefix(), "kg");
-        assert_eq!(config.origin.as_str(), "https://api.example.com/base");
+        assert_eq!(config.origin, "https://api.example.com/base");
         assert_eq!(config.verify_path, "/.keygate/verify");
         assert_eq!(
             (

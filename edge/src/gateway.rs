@@ -82,11 +82,10 @@ pub(crate) async fn forward(
     caller: Caller<'_>,
     request_id: &str,
 ) -> Result<web_sys::Response> {
-    let url = request.url()?;
-    let mut target = config.origin.clone();
-    let base = config.origin.path().trim_end_matches('/');
-    target.set_path(&format!("{base}{}", url.path()));
-    target.set_query(url.query());
+    // The request's own serialised path and query, appended to the origin as they are: no URL
+    // parse per request, and no re-encoding that could change what the origin sees.
+    let url = request.inner().url();
+    let target = format!("{}{}", config.origin, path_and_query(&url));
 
     // One copy of all headers in a single call, then delete the few that must not pass (collected
     // first: deleting while iterating a Headers skips entries).
@@ -129,8 +128,16 @@ pub(crate) async fn forward(
         init.set_body(body.as_ref());
     }
     let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let response = JsFuture::from(scope.fetch_with_str_and_init(target.as_str(), &init)).await?;
+    let response = JsFuture::from(scope.fetch_with_str_and_init(&target, &init)).await?;
     Ok(response.dyn_into()?)
+}
+
+/// `/path?query` of a serialised absolute URL (the first `/` after `scheme://host`; a serialised
+/// http(s) URL always has one, and percent-encodes any `?` or `#` inside its path).
+fn path_and_query(url: &str) -> &str {
+    url.find("://")
+        .and_then(|scheme| url[scheme + 3..].find('/').map(|path| scheme + 3 + path))
+        .map_or("/", |at| &url[at..])
 }
 
 /// Whether an `Authorization` value carries a keygate key (rather than the origin's own scheme).
@@ -145,7 +152,19 @@ pub(crate) fn carries_key(authorization: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::carries_key;
+    use super::{carries_key, path_and_query};
+
+    #[test]
+    fn path_and_query_are_taken_verbatim() {
+        assert_eq!(
+            path_and_query("https://edge.example.com/v1/a%20b?x=1&y=%2F"),
+            "/v1/a%20b?x=1&y=%2F"
+        );
+        assert_eq!(path_and_query("http://127.0.0.1:8787/"), "/");
+        assert_eq!(path_and_query("http://127.0.0.1:8787/?q"), "/?q");
+        assert_eq!(path_and_query("http://user@host:1/p//q"), "/p//q");
+        assert_eq!(path_and_query("not a url"), "/");
+    }
 
     #[test]
     fn only_bearer_and_basic_authorization_carries_a_key() {
