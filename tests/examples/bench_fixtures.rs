@@ -1,9 +1,8 @@
 //! Keys and KV records for `scripts/bench-edge`, made by keygate-shared itself: a hot production
 //! key, a mistyped one, a staging one, and the records (`{key id: encoded record}`) behind them.
 
-use keygate_shared::{
-    Environment, Grants, KeyFormat, KeyRecord, OwnerId, RecordState, SnapshotRecord,
-};
+use keygate_e2e::active_record;
+use keygate_shared::{Environment, KeyFormat};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde_json::json;
@@ -13,16 +12,7 @@ fn main() {
     let mut rng = ChaCha20Rng::seed_from_u64(2026);
     let hot = format.generate(Environment::Production, &mut rng);
     let staging = format.generate(Environment::Staging, &mut rng);
-    let record = SnapshotRecord {
-        key_id: hot.key_id(),
-        version: 1,
-        state: RecordState::Present(KeyRecord::active(
-            hot.digest(),
-            Environment::Production,
-            Grants::parse(&["customer:read"]).expect("grants"),
-            OwnerId::parse("usr_bench").expect("owner"),
-        )),
-    };
+    let record = active_record(&hot, &["customer:read"], "usr_bench");
     let text = hot.expose_secret();
     let typo = format!("{}000000", &text[..text.len() - 6]);
     let fixtures = json!({

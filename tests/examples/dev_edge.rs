@@ -3,10 +3,8 @@
 //!
 //! Usage: `dev_edge <origin port>`; prints `<key>\n<key id>\n<record>` then serves until killed.
 
-use keygate_e2e::EchoOrigin;
-use keygate_shared::{
-    Environment, Grants, KeyFormat, KeyRecord, OwnerId, RecordState, SnapshotRecord,
-};
+use keygate_e2e::{EchoOrigin, active_record};
+use keygate_shared::{Environment, KeyFormat};
 
 fn main() {
     let port: u16 = std::env::args()
@@ -16,16 +14,7 @@ fn main() {
     let key = KeyFormat::new("kg")
         .expect("prefix")
         .generate(Environment::Development, &mut rand::rng());
-    let record = SnapshotRecord {
-        key_id: key.key_id(),
-        version: 1,
-        state: RecordState::Present(KeyRecord::active(
-            key.digest(),
-            Environment::Development,
-            Grants::parse(&["customer:read", "telemetry:write"]).expect("grants"),
-            OwnerId::parse("usr_dev").expect("owner"),
-        )),
-    };
+    let record = active_record(&key, &["customer:read", "telemetry:write"], "usr_dev");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _origin = EchoOrigin::bind(&runtime, port);
     println!(

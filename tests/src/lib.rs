@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::HeaderMap;
+use keygate_shared::{ApiKey, Grants, KeyRecord, OwnerId, RecordState, SnapshotRecord};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -27,6 +28,20 @@ pub fn now_seconds() -> i64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs() as i64
+}
+
+/// The first record of an active `key` with these grants and owner, as the control plane writes it.
+pub fn active_record(key: &ApiKey, permissions: &[&str], owner: &str) -> SnapshotRecord {
+    SnapshotRecord {
+        key_id: key.key_id(),
+        version: 1,
+        state: RecordState::Present(KeyRecord::active(
+            key.digest(),
+            key.environment(),
+            Grants::parse(permissions).expect("valid grants"),
+            OwnerId::parse(owner).expect("valid owner"),
+        )),
+    }
 }
 
 /// A port nothing listens on right now.
