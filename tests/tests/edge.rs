@@ -705,12 +705,46 @@ fn an_unreadable_record_fails_closed(w: &World) -> Outcome {
     Ok(())
 }
 
+/// A Worker with a bad setting answers 500 naming it, instead of crashing. Runs on its own Worker,
+/// before the shared one starts: two `wrangler dev` builds must not overlap.
+fn misconfiguration_is_a_500_naming_the_setting(
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), String> {
+    let edge = WranglerDev::start(&[("KEYGATE_ORIGIN", "ftp://origin.invalid")]);
+    let url = edge.url("/v1/ping");
+    let (status, body) = runtime.block_on(async {
+        let response = reqwest::get(url).await.map_err(|error| error.to_string())?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.map_err(|error| error.to_string())?;
+        Ok::<_, String>((status, body))
+    })?;
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    if status == 500
+        && body["error"]["code"] == "misconfigured"
+        && message.contains("KEYGATE_ORIGIN")
+    {
+        Ok(())
+    } else {
+        Err(format!("{status} {body}"))
+    }
+}
+
 fn main() {
     let args = Arguments::from_args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
+    let misconfiguration = if args.list
+        || args
+            .filter
+            .as_deref()
+            .is_some_and(|f| !"misconfiguration_is_a_500_naming_the_setting".contains(f))
+    {
+        Ok(())
+    } else {
+        misconfiguration_is_a_500_naming_the_setting(&runtime)
+    };
     let origin = EchoOrigin::start(&runtime);
     let edge = WranglerDev::start(&[
         ("KEYGATE_ORIGIN", &origin.url()),
@@ -779,13 +813,17 @@ fn main() {
             an_unreadable_record_fails_closed,
         ),
     ];
-    let trials = scenarios
+    let mut trials: Vec<Trial> = scenarios
         .into_iter()
         .map(|(name, scenario)| {
             let world = Arc::clone(&world);
             Trial::test(name, move || scenario(&world))
         })
         .collect();
+    trials.push(Trial::test(
+        "misconfiguration_is_a_500_naming_the_setting",
+        move || misconfiguration.map_err(Failed::from),
+    ));
     let conclusion = libtest_mimic::run(&args, trials);
     if conclusion.has_failed() {
         eprintln!("--- wrangler dev log ---\n{}", world.edge.log());
