@@ -117,17 +117,22 @@ impl Denial {
         }
     }
 
+    /// The permission whose absence caused the denial, if that was the cause.
+    pub fn required_permission(&self) -> Option<&Permission> {
+        match self {
+            Self::InsufficientPermissions { required } => Some(required),
+            _ => None,
+        }
+    }
+
     /// The JSON error body both the edge and the control plane answer with.
-    pub fn to_body<'a>(&self, request_id: &'a str) -> ErrorBody<'a> {
+    pub fn to_body<'a>(&'a self, request_id: &'a str) -> ErrorBody<'a> {
         ErrorBody {
             error: ErrorDetail {
                 code: self.code(),
                 message: self.message(),
                 request_id,
-                required_permission: match self {
-                    Self::InsufficientPermissions { required } => Some(required.to_string()),
-                    _ => None,
-                },
+                required_permission: self.required_permission(),
             },
         }
     }
@@ -145,7 +150,7 @@ pub struct ErrorDetail<'a> {
     pub message: Cow<'a, str>,
     pub request_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub required_permission: Option<String>,
+    pub required_permission: Option<&'a Permission>,
 }
 
 impl<'a> ErrorBody<'a> {
@@ -197,10 +202,7 @@ impl Decision<'_> {
                 valid: false,
                 code: denial.code(),
                 message: Some(denial.message()),
-                required_permission: match denial {
-                    Denial::InsufficientPermissions { required } => Some(required.clone()),
-                    _ => None,
-                },
+                required_permission: denial.required_permission(),
                 identity: None,
             },
         }
@@ -233,7 +235,7 @@ pub struct VerifyResponse<'r> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub required_permission: Option<Permission>,
+    pub required_permission: Option<&'r Permission>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity<'r>>,
 }

@@ -156,31 +156,22 @@ impl WranglerDev {
             .map(|(key, value)| json!({"key": key, "value": value}))
             .collect();
         std::fs::write(&file, serde_json::to_vec(&body).expect("json")).expect("bulk file");
-        let mut command = wrangler();
-        command.args(["kv", "bulk", "put"]).arg(&file);
-        command
-            .args(["--binding", "KEYS", "--local"])
-            .arg("--persist-to")
-            .arg(self.state.path().join("kv"));
-        run(&mut command);
+        self.kv(&["bulk".as_ref(), "put".as_ref(), file.as_os_str()]);
     }
 
     /// Writes one KV entry with `wrangler kv key put --local`, as an operator would by hand.
     pub fn kv_put(&self, key: &str, value: &str) {
+        self.kv(&["key", "put", key, value].map(std::ffi::OsStr::new));
+    }
+
+    /// `wrangler kv <args> --binding KEYS --local`, on the store this `wrangler dev` reads.
+    fn kv(&self, args: &[&std::ffi::OsStr]) {
         let mut command = wrangler();
-        command.args([
-            "kv",
-            "key",
-            "put",
-            key,
-            value,
-            "--binding",
-            "KEYS",
-            "--local",
-        ]);
         command
-            .arg("--persist-to")
-            .arg(self.state.path().join("kv"));
+            .arg("kv")
+            .args(args)
+            .args(["--binding", "KEYS", "--local", "--persist-to"]);
+        command.arg(self.state.path().join("kv"));
         run(&mut command);
     }
 }
