@@ -1,10 +1,12 @@
-//! `keygate`: the control plane's service and CLI. The service arrives with the control-plane
-//! issue; this binary states that rather than pretending to serve.
+//! `keygate`: the control plane's service (`keygate serve`), its first-start setup
+//! (`keygate bootstrap`) and the CLI that talks to a running service over HTTP.
 
-fn main() {
-    eprintln!(
-        "keygate {}: the control plane service is not built yet (see README.md)",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use clap::Parser;
+use keygate_control_plane::{Cli, run};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    run(Cli::parse()).await
 }

@@ -1,0 +1,106 @@
+//! Who is calling: `Authorization: Bearer <token>`, where the token is a keygate key of the
+//! control plane's own prefix, checked by keygate-shared exactly as the edge checks API keys
+//! (format, checksum, environment, then the digest in constant time). Looked up on every request,
+//! so a revoked token or a deactivated user stops working at once on every replica.
+
+use std::net::IpAddr;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use keygate_shared::{
+    Decision, Grants, KeyRecord, OwnerId, RecordState, Request, SnapshotRecord, Status, decide,
+};
+
+use super::error::ApiError;
+use super::{AppState, ClientIp, RequestId};
+use crate::store::users::{self, Role};
+
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub user_id: String,
+    pub role: Role,
+    pub token_id: String,
+    pub request_id: String,
+    pub client_ip: Option<IpAddr>,
+}
+
+impl Caller {
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this needs the admin role"))
+        }
+    }
+
+    /// May act on a key owned by `owner_id`.
+    pub fn manages(&self, owner_id: &str) -> bool {
+        self.role.manages_all_keys() || self.user_id == owner_id
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let invalid = || ApiError::unauthorized("missing or invalid bearer token");
+        let authorization = parts
+            .headers
+            .get(AUTHORIZATION)
+            .map(|value| value.to_str().map_err(|_| invalid()))
+            .transpose()?;
+        let verifier = state.token_verifier();
+        let presented = verifier
+            .credential(authorization, None)
+            .map_err(|_| invalid())?;
+        let token = verifier.check(&presented).map_err(|_| invalid())?;
+        let holder = users::token_holder(state.db(), &token.key_id()).await?;
+        let record = match &holder {
+            Some(holder) => Some(SnapshotRecord {
+                key_id: token.key_id(),
+                version: 1,
+                state: RecordState::Present(KeyRecord {
+                    status: if holder.revoked || !holder.user_active {
+                        Status::Revoked
+                    } else {
+                        Status::Active
+                    },
+                    ..KeyRecord::active(
+                        holder.digest,
+                        verifier.environment(),
+                        Grants::default(),
+                        OwnerId::parse(&holder.user_id).map_err(ApiError::internal)?,
+                    )
+                }),
+            }),
+            None => None,
+        };
+        let request = Request {
+            now: state.now(),
+            client_ip: None,
+            required: &[],
+            customer_id: None,
+        };
+        match (decide(&token, record.as_ref(), &request), holder) {
+            (Decision::Allowed(_), Some(holder)) => Ok(Caller {
+                user_id: holder.user_id,
+                role: holder.role,
+                token_id: holder.token_id,
+                request_id: parts
+                    .extensions
+                    .get::<RequestId>()
+                    .map(|RequestId(id)| id.clone())
+                    .unwrap_or_default(),
+                client_ip: parts
+                    .extensions
+                    .get::<ClientIp>()
+                    .and_then(|ClientIp(ip)| *ip),
+            }),
+            (Decision::Denied(denial), _) if denial.code() == "revoked" => Err(
+                ApiError::unauthorized("this token was revoked, or its user deactivated"),
+            ),
+            _ => Err(invalid()),
+        }
+    }
+}

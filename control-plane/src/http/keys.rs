@@ -1,0 +1,815 @@
+//! `/v1/keys`: create, list, show, update, disable, enable, revoke, regenerate and delete keys.
+//! Members manage only the keys they own; someone else's key is "not found" to them, so its
+//! existence does not leak. The full key is returned exactly once, by create and regenerate.
+#![allow(
+    unused_qualifications,
+    reason = "utoipa's expansion of `params(Query)` qualifies the type it is given"
+)]
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use keygate_shared::{
+    CustomerId, Grants, IpAllowlist, KeyId, OwnerId, PermissionError, PermissionSet,
+    PreviousDigest, RateLimit, Status,
+};
+use rand_core::{OsRng, UnwrapErr};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::{ApiError, ApiJson, ApiQuery, ErrorResponse, OptionalJson};
+use super::views::{
+    EnvironmentName, KeyView, Page, RateLimitBody, decode_cursor, encode_cursor, page_size,
+    parse_rfc3339,
+};
+use super::{AppState, Caller, actor};
+use crate::store::catalog::{self, Catalogue};
+use crate::store::keys::{self, Key, KeyFilter, KeyStatus};
+use crate::store::{Refusal, StoreError, users};
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(get_key, update_key, delete_key))
+        .routes(routes!(disable_key))
+        .routes(routes!(enable_key))
+        .routes(routes!(revoke_key))
+        .routes(routes!(regenerate_key))
+}
+
+const MAX_NAME_CHARS: usize = 200;
+const MAX_DESCRIPTION_CHARS: usize = 2_000;
+const MAX_REASON_CHARS: usize = 500;
+const MAX_METADATA_BYTES: usize = 4_096;
+const MAX_EXPIRY_DAYS: u32 = 3_650;
+/// A regenerated key's old secret may keep working for at most this long.
+const MAX_GRACE_SECONDS: u32 = 7 * 24 * 3_600;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateKeyRequest {
+    /// 1 to 200 characters.
+    name: String,
+    description: Option<String>,
+    /// Defaults to `production` (keys read `kg_live_...`).
+    environment: Option<EnvironmentName>,
+    /// Catalogued permissions (`customer:read`), or wildcards over them (`customer:*`, `*`).
+    #[serde(default)]
+    permissions: Vec<String>,
+    /// Names of catalogued permission sets, expanded into the key's grants now.
+    #[serde(default)]
+    permission_sets: Vec<String>,
+    /// Scope the key to one of your customers.
+    customer_id: Option<String>,
+    /// Expire this many days from now (1 to 3650). Not with `expires_at`. Neither: never expires.
+    expires_in_days: Option<u32>,
+    /// Expire at this RFC 3339 time, which must be in the future.
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
+    rate_limit: Option<RateLimitBody>,
+    /// CIDR networks the key may be used from (`203.0.113.0/24`, `2001:db8::/32`).
+    #[serde(default)]
+    ip_allowlist: Vec<String>,
+    /// Your own labels, at most 4 KiB of JSON.
+    metadata: Option<Map<String, Value>>,
+    /// The user who owns the key; defaults to the caller. Members can only create their own.
+    owner_id: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(super) struct CreatedKey {
+    /// The full key. Shown this once: only its digest is stored.
+    key: String,
+    key_id: String,
+    record: KeyView,
+}
+
+/// `null` clears a field; leaving it out keeps it.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UpdateKeyRequest {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    description: Option<Option<String>>,
+    permissions: Option<Vec<String>>,
+    permission_sets: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    customer_id: Option<Option<String>>,
+    expires_in_days: Option<u32>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    expires_at: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<RateLimitBody>)]
+    rate_limit: Option<Option<RateLimitBody>>,
+    ip_allowlist: Option<Vec<String>>,
+    metadata: Option<Map<String, Value>>,
+}
+
+fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RevokeKeyRequest {
+    /// Why, for the audit log (1 to 500 characters).
+    reason: String,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RegenerateKeyRequest {
+    /// Keep the old secret working this long (at most 604800, 7 days) for a zero-downtime
+    /// rotation. 0 or absent: it stops at once.
+    #[serde(default)]
+    grace_period_seconds: u32,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ListKeysQuery {
+    status: Option<KeyStatus>,
+    environment: Option<EnvironmentName>,
+    /// Keys of this user (members may only ask for their own).
+    owner_id: Option<String>,
+    customer_id: Option<String>,
+    /// Case-insensitive part of the name.
+    name: Option<String>,
+    /// 1 to 500; 50 if absent.
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// The validated, typed form of what a create or update asks for.
+struct Config {
+    permissions: Vec<String>,
+    permission_sets: Vec<String>,
+    grants: Grants,
+}
+
+fn check_name(name: &str) -> Result<String, Refusal> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(Refusal::invalid(
+            "invalid_name",
+            format!("name must be 1 to {MAX_NAME_CHARS} printable characters"),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_description(description: Option<String>) -> Result<Option<String>, Refusal> {
+    match description {
+        Some(text) if text.chars().count() > MAX_DESCRIPTION_CHARS => Err(Refusal::invalid(
+            "invalid_description",
+            format!("description must be at most {MAX_DESCRIPTION_CHARS} characters"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn check_customer(customer: Option<String>) -> Result<Option<CustomerId>, Refusal> {
+    customer
+        .map(|text| CustomerId::parse(&text))
+        .transpose()
+        .map_err(|error| Refusal::invalid("invalid_customer_id", error.to_string()))
+}
+
+fn check_rate_limit(limit: Option<RateLimitBody>) -> Result<Option<RateLimit>, Refusal> {
+    limit
+        .map(|body| RateLimit::new(body.requests, body.window_seconds))
+        .transpose()
+        .map_err(|error| Refusal::invalid("invalid_rate_limit", error.to_string()))
+}
+
+fn check_allowlist(networks: &[String]) -> Result<IpAllowlist, Refusal> {
+    IpAllowlist::parse(networks)
+        .map_err(|error| Refusal::invalid("invalid_ip_allowlist", error.to_string()))
+}
+
+fn check_metadata(metadata: Map<String, Value>) -> Result<Map<String, Value>, Refusal> {
+    if Value::Object(metadata.clone()).to_string().len() > MAX_METADATA_BYTES {
+        return Err(Refusal::invalid(
+            "metadata_too_large",
+            format!("metadata must be at most {MAX_METADATA_BYTES} bytes of JSON"),
+        ));
+    }
+    Ok(metadata)
+}
+
+/// The expiry asked for: `expires_in_days` or `expires_at` (not both), in the future.
+fn check_expiry(in_days: Option<u32>, at: Option<&str>, now: i64) -> Result<Option<i64>, Refusal> {
+    let expires_at = match (in_days, at) {
+        (Some(_), Some(_)) => {
+            return Err(Refusal::invalid(
+                "conflicting_expiry",
+                "give expires_in_days or expires_at, not both",
+            ));
+        }
+        (Some(days), None) if (1..=MAX_EXPIRY_DAYS).contains(&days) => {
+            return Ok(Some(now + i64::from(days) * 86_400));
+        }
+        (Some(_), None) => {
+            return Err(Refusal::invalid(
+                "invalid_expiry",
+                format!("expires_in_days must be 1 to {MAX_EXPIRY_DAYS}"),
+            ));
+        }
+        (None, Some(text)) => parse_rfc3339("expires_at", text)?,
+        (None, None) => return Ok(None),
+    };
+    if expires_at <= now {
+        return Err(Refusal::invalid(
+            "expiry_in_past",
+            "expires_at must be in the future",
+        ));
+    }
+    if expires_at > now + i64::from(MAX_EXPIRY_DAYS) * 86_400 {
+        return Err(Refusal::invalid(
+            "invalid_expiry",
+            format!("expires_at must be within {MAX_EXPIRY_DAYS} days"),
+        ));
+    }
+    Ok(Some(expires_at))
+}
+
+/// Checks requested grants and sets against the catalogue and expands the sets.
+fn check_grants(
+    catalogue: &Catalogue,
+    permissions: Vec<String>,
+    permission_sets: Vec<String>,
+) -> Result<Config, Refusal> {
+    let direct = Grants::parse(&permissions).map_err(|error| match error {
+        PermissionError::Duplicate(_) => {
+            Refusal::invalid("duplicate_permission", error.to_string())
+        }
+        other => Refusal::invalid("invalid_permission", other.to_string()),
+    })?;
+    if let Some(unknown) = direct.iter().find(|grant| !catalogue.covers(grant)) {
+        return Err(Refusal::invalid(
+            "unknown_permission",
+            format!("{unknown} is not in the permission catalogue (GET /v1/permissions)"),
+        ));
+    }
+    let mut sets = Vec::with_capacity(permission_sets.len());
+    for (index, name) in permission_sets.iter().enumerate() {
+        if permission_sets[..index].contains(name) {
+            return Err(Refusal::invalid(
+                "duplicate_permission_set",
+                format!("permission set {name:?} is listed twice"),
+            ));
+        }
+        let set = catalogue.set(name).ok_or_else(|| {
+            Refusal::invalid(
+                "unknown_permission_set",
+                format!("{name:?} is not a permission set in the catalogue"),
+            )
+        })?;
+        let grants = Grants::parse(&set.permissions).map_err(|error| {
+            Refusal::invalid(
+                "invalid_permission_set",
+                format!("permission set {name:?}: {error}"),
+            )
+        })?;
+        sets.push(PermissionSet {
+            name: set.name.clone(),
+            grants,
+        });
+    }
+    let grants = direct
+        .expand(&sets)
+        .map_err(|error| Refusal::invalid("too_many_permissions", error.to_string()))?;
+    Ok(Config {
+        permissions: direct.iter().map(ToString::to_string).collect(),
+        permission_sets,
+        grants,
+    })
+}
+
+fn created(
+    key: &keygate_shared::ApiKey,
+    record: KeyView,
+    status: StatusCode,
+) -> (StatusCode, HeaderMap, Json<CreatedKey>) {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let body = CreatedKey {
+        key: key.expose_secret().to_owned(),
+        key_id: key.key_id().to_string(),
+        record,
+    };
+    (status, headers, Json(body))
+}
+
+fn summary_of(key: &Key) -> Value {
+    json!({
+        "name": key.name,
+        "environment": key.environment.name(),
+        "owner_id": key.owner_id.as_str(),
+        "grants": key.grants.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "customer_id": key.customer_id.as_ref().map(CustomerId::as_str),
+        "expires_at": key.expires_at,
+    })
+}
+
+/// Create a key. The response holds the full key, once.
+#[utoipa::path(
+    post, path = "/v1/keys", tag = "keys", security(("bearer" = [])),
+    request_body = CreateKeyRequest,
+    responses(
+        (status = 201, description = "Created; `key` is shown only now", body = CreatedKey),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+        (status = 403, description = "A member creating a key for someone else", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 415, description = "Not application/json", body = ErrorResponse),
+        (status = 422, description = "Invalid field (unknown permission, past expiry, ...)", body = ErrorResponse),
+    )
+)]
+async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<CreateKeyRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let now = state.now();
+    let owner_id = request.owner_id.unwrap_or_else(|| caller.user_id.clone());
+    if !caller.manages(&owner_id) {
+        return Err(ApiError::forbidden(
+            "members can only create keys for themselves",
+        ));
+    }
+    let owner = users::get(state.db(), &owner_id).await?;
+    if owner.is_none_or(|owner| owner.deactivated_at.is_some()) {
+        return Err(ApiError::invalid(
+            "unknown_owner",
+            format!("{owner_id:?} is not an active user"),
+        ));
+    }
+    let catalogue = catalog::load(state.db()).await?;
+    let config = check_grants(&catalogue, request.permissions, request.permission_sets)?;
+    let environment = request
+        .environment
+        .unwrap_or(EnvironmentName::Production)
+        .into();
+    let api_key = state
+        .settings()
+        .key_format
+        .generate(environment, &mut UnwrapErr(OsRng));
+    let key = Key {
+        key_id: api_key.key_id(),
+        name: check_name(&request.name)?,
+        description: check_description(request.description)?,
+        environment,
+        status: Status::Active,
+        digest: api_key.digest(),
+        previous: None,
+        permissions: config.permissions,
+        permission_sets: config.permission_sets,
+        grants: config.grants,
+        customer_id: check_customer(request.customer_id)?,
+        expires_at: check_expiry(request.expires_in_days, request.expires_at.as_deref(), now)?,
+        rate_limit: check_rate_limit(request.rate_limit)?,
+        ip_allowlist: check_allowlist(&request.ip_allowlist)?,
+        metadata: check_metadata(request.metadata.unwrap_or_default())?,
+        owner_id: OwnerId::parse(&owner_id).map_err(ApiError::internal)?,
+        created_by: caller.user_id.clone(),
+        created_at: now,
+        updated_at: now,
+        revoked_at: None,
+        revoked_reason: None,
+        last_used_at: None,
+        version: 1,
+    };
+    keys::create(state.db(), &key, &actor(&state, &caller), &summary_of(&key)).await?;
+    Ok(created(
+        &api_key,
+        KeyView::new(&key, now),
+        StatusCode::CREATED,
+    ))
+}
+
+/// List keys, newest first, one page at a time.
+#[utoipa::path(
+    get, path = "/v1/keys", tag = "keys", security(("bearer" = [])),
+    params(ListKeysQuery),
+    responses(
+        (status = 200, description = "One page", body = Page<KeyView>),
+        (status = 400, description = "Bad query parameter or cursor", body = ErrorResponse),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+        (status = 403, description = "A member asking for someone else's keys", body = ErrorResponse),
+    )
+)]
+async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ListKeysQuery>,
+) -> Result<Json<Page<KeyView>>, ApiError> {
+    let limit = page_size(query.limit)?;
+    let owner_id = match query.owner_id {
+        Some(owner) if !caller.manages(&owner) => {
+            return Err(ApiError::forbidden("members can only list their own keys"));
+        }
+        Some(owner) => Some(owner),
+        None if caller.role.manages_all_keys() => None,
+        None => Some(caller.user_id.clone()),
+    };
+    let after = query
+        .cursor
+        .map(|cursor| {
+            let position = decode_cursor(&cursor)?;
+            position
+                .split_once(':')
+                .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_cursor",
+                        "cursor is not one this server issued",
+                    )
+                })
+        })
+        .transpose()?;
+    let filter = KeyFilter {
+        status: query.status,
+        environment: query.environment.map(Into::into),
+        owner_id,
+        customer_id: query.customer_id,
+        name: query.name,
+        after,
+    };
+    let now = state.now();
+    let mut found = keys::list(state.db(), &filter, now, limit + 1).await?;
+    let more = found.len() > limit as usize;
+    found.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| found.last())
+        .flatten()
+        .map(|last| encode_cursor(&format!("{}:{}", last.created_at, last.key_id)));
+    Ok(Json(Page {
+        items: found.iter().map(|key| KeyView::new(key, now)).collect(),
+        next_cursor,
+    }))
+}
+
+fn key_id(text: &str) -> Result<KeyId, ApiError> {
+    KeyId::parse(text).map_err(|_| ApiError::not_found("key"))
+}
+
+/// Someone else's key is "not found" to a member.
+fn managed(caller: &Caller, key: &Key) -> Result<(), StoreError> {
+    if caller.manages(key.owner_id.as_str()) {
+        Ok(())
+    } else {
+        Err(Refusal::NotFound("key").into())
+    }
+}
+
+fn not_revoked(key: &Key, doing: &str) -> Result<(), StoreError> {
+    if key.status == Status::Revoked {
+        Err(Refusal::conflict(
+            "key_revoked",
+            format!("the key is revoked; a revoked key cannot be {doing}"),
+        )
+        .into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Show one key.
+#[utoipa::path(
+    get, path = "/v1/keys/{key_id}", tag = "keys", security(("bearer" = [])),
+    params(("key_id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "The key", body = KeyView),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+        (status = 404, description = "No such key (or not yours)", body = ErrorResponse),
+    )
+)]
+async fn get_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    let key = keys::get(state.db(), &key_id(&id)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("key"))?;
+    managed(&caller, &key)?;
+    Ok(Json(KeyView::new(&key, state.now())))
+}
+
+/// Change a key's name, description, permissions, customer, expiry, rate limit, allowlist or
+/// metadata. The key string stays the same.
+#[utoipa::path(
+    patch, path = "/v1/keys/{key_id}", tag = "keys", security(("bearer" = [])),
+    params(("key_id" = String, Path, description = "The key's id")),
+    request_body = UpdateKeyRequest,
+    responses(
+        (status = 200, description = "The updated key", body = KeyView),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+        (status = 404, description = "No such key (or not yours)", body = ErrorResponse),
+        (status = 409, description = "The key is revoked", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 422, description = "Invalid field", body = ErrorResponse),
+    )
+)]
+async fn update_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<UpdateKeyRequest>,
+) -> Result<Json<KeyView>, ApiError> {
+    let id = key_id(&id)?;
+    let now = state.now();
+    let catalogue = catalog::load(state.db()).await?;
+    let key = keys::modify(
+        state.db(),
+        &id,
+        &actor(&state, &caller),
+        "key.update",
+        |key| {
+            managed(&caller, key)?;
+            not_revoked(key, "updated")?;
+            let changed = apply_patch(key, patch, &catalogue, now)?;
+            Ok((!changed.is_empty()).then(|| json!({ "changed": changed })))
+        },
+    )
+    .await?;
+    Ok(Json(KeyView::new(&key, now)))
+}
+
+/// Applies a patch, returning the names of the fields it changed.
+fn apply_patch(
+    key: &mut Key,
+    patch: UpdateKeyRequest,
+    catalogue: &Catalogue,
+    now: i64,
+) -> Result<Vec<&'static str>, Refusal> {
+    let mut changed = Vec::new();
+    let mut note = |field: &'static str, differs: bool| {
+        if differs {
+            changed.push(field);
+        }
+    };
+    if let Some(name) = patch.name {
+        let name = check_name(&name)?;
+        note("name", name != key.name);
+        key.name = name;
+    }
+    if let Some(description) = patch.description {
+        let description = check_description(description)?;
+        note("description", description != key.description);
+        key.description = description;
+    }
+    if patch.permissions.is_some() || patch.permission_sets.is_some() {
+        let config = check_grants(
+            catalogue,
+            patch.permissions.unwrap_or_else(|| key.permissions.clone()),
+            patch
+                .permission_sets
+                .unwrap_or_else(|| key.permission_sets.clone()),
+        )?;
+        note("permissions", config.permissions != key.permissions);
+        note(
+            "permission_sets",
+            config.permission_sets != key.permission_sets,
+        );
+        note("grants", config.grants != key.grants);
+        key.permissions = config.permissions;
+        key.permission_sets = config.permission_sets;
+        key.grants = config.grants;
+    }
+    if let Some(customer) = patch.customer_id {
+        let customer = check_customer(customer)?;
+        note("customer_id", customer != key.customer_id);
+        key.customer_id = customer;
+    }
+    let expiry = match (patch.expires_in_days, patch.expires_at) {
+        (None, None) => None,
+        (None, Some(None)) => Some(None),
+        (days, at) => Some(check_expiry(days, at.flatten().as_deref(), now)?),
+    };
+    if let Some(expires_at) = expiry {
+        note("expires_at", expires_at != key.expires_at);
+        key.expires_at = expires_at;
+    }
+    if let Some(limit) = patch.rate_limit {
+        let limit = check_rate_limit(limit)?;
+        note("rate_limit", limit != key.rate_limit);
+        key.rate_limit = limit;
+    }
+    if let Some(networks) = patch.ip_allowlist {
+        let allowlist = check_allowlist(&networks)?;
+        note("ip_allowlist", allowlist != key.ip_allowlist);
+        key.ip_allowlist = allowlist;
+    }
+    if let Some(metadata) = patch.metadata {
+        let metadata = check_metadata(metadata)?;
+        note("metadata", metadata != key.metadata);
+        key.metadata = metadata;
+    }
+    Ok(changed)
+}
+
+/// Switch a key off, reversibly: the edge answers 401 `disabled` until it is enabled.
+#[utoipa::path(
+    post, path = "/v1/keys/{key_id}/disable", tag = "keys", security(("bearer" = [])),
+    params(("key_id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "The key, disabled (unchanged if it already was)", body = KeyView),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+        (status = 404, description = "No such key (or not yours)", body = ErrorResponse),
+        (status = 409, description = "The key is revoked", body = ErrorResponse),
+    )
+)]
+async fn disable_key(
+    state: State<AppState>,
+    caller: Caller,
+    id: Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    set_status(state, caller, id, Status::Disabled).await
+}
+
+/// Switch a disabled key back on.
+#[utoipa::path(
+    post, path = "/v1/keys/{key_id}/enable", tag = "keys", security(("bearer" = [])),
+    params(("key_id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "The key, active (unchanged if it already was)", body = KeyView),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+        (status = 404, description = "No such key (or not yours)", body = ErrorResponse),
+        (status = 409, description = "The key is revoked: revocation cannot be undone", body = ErrorResponse),
+    )
+)]
+async fn enable_key(
+    state: State<AppState>,
+    caller: Caller,
+    id: Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    set_status(state, caller, id, Status::Active).await
+}
+
+async fn set_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    status: Status,
+) -> Result<Json<KeyView>, ApiError> {
+    let (action, doing) = match status {
+        Status::Disabled => ("key.disable", "disabled"),
+        _ => ("key.enable", "enabled"),
+    };
+    let key = keys::modify(
+        state.db(),
+        &key_id(&id)?,
+        &actor(&state, &caller),
+        action,
+        |key| {
+            managed(&caller, key)?;
+            not_revoked(key, doing)?;
+            if key.status == status {
+                return Ok(None);
+            }
+            key.status = status;
+            Ok(Some(json!({ "name": key.name })))
+        },
+    )
+    .await?;
+    Ok(Json(KeyView::new(&key, state.now())))
+}
+
+/// Revoke a key: immediate and permanent. The key and its history stay visible.
+#[utoipa::path(
+    post, path = "/v1/keys/{key_id}/revoke", tag = "keys", security(("bearer" = [])),
+    params(("key_id" = String, Path, description = "The key's id")),
+    request_body = RevokeKeyRequest,
+    responses(
+        (status = 200, description = "The key, revoked", body = KeyView),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+        (status = 404, description = "No such key (or not yours)", body = ErrorResponse),
+        (status = 409, description = "Already revoked", body = ErrorResponse),
+        (status = 422, description = "Missing or too long reason", body = ErrorResponse),
+    )
+)]
+async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<RevokeKeyRequest>,
+) -> Result<Json<KeyView>, ApiError> {
+    let reason = request.reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::invalid(
+            "invalid_reason",
+            format!("reason must be 1 to {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    let actor = actor(&state, &caller);
+    let now = actor.now;
+    let key = keys::modify(state.db(), &key_id(&id)?, &actor, "key.revoke", |key| {
+        managed(&caller, key)?;
+        not_revoked(key, "revoked again")?;
+        key.status = Status::Revoked;
+        key.previous = None;
+        key.revoked_at = Some(now);
+        key.revoked_reason = Some(reason.clone());
+        Ok(Some(json!({ "name": key.name, "reason": reason })))
+    })
+    .await?;
+    Ok(Json(KeyView::new(&key, now)))
+}
+
+/// Issue a new secret for the same key id, name and configuration. The old secret stops at
+/// once, or after `grace_period_seconds`. The response holds the new key, once.
+#[utoipa::path(
+    post, path = "/v1/keys/{key_id}/regenerate", tag = "keys", security(("bearer" = [])),
+    params(("key_id" = String, Path, description = "The key's id")),
+    request_body(content = Option<RegenerateKeyRequest>, description = "Optional; `{}` or no body means no grace period"),
+    responses(
+        (status = 200, description = "The new key, shown only now", body = CreatedKey),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+        (status = 404, description = "No such key (or not yours)", body = ErrorResponse),
+        (status = 409, description = "The key is revoked", body = ErrorResponse),
+        (status = 422, description = "Grace period over 7 days", body = ErrorResponse),
+    )
+)]
+async fn regenerate_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    OptionalJson(request): OptionalJson<RegenerateKeyRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let grace = request.grace_period_seconds;
+    if grace > MAX_GRACE_SECONDS {
+        return Err(ApiError::invalid(
+            "invalid_grace_period",
+            format!("grace_period_seconds must be at most {MAX_GRACE_SECONDS} (7 days)"),
+        ));
+    }
+    let id = key_id(&id)?;
+    let actor = actor(&state, &caller);
+    let now = actor.now;
+    let mut issued = None;
+    let key = keys::modify(state.db(), &id, &actor, "key.regenerate", |key| {
+        managed(&caller, key)?;
+        not_revoked(key, "regenerated")?;
+        let api_key =
+            state
+                .settings()
+                .key_format
+                .regenerate(key.environment, id, &mut UnwrapErr(OsRng));
+        key.previous = (grace > 0).then(|| PreviousDigest {
+            digest: key.digest,
+            expires_at: now + i64::from(grace),
+        });
+        key.digest = api_key.digest();
+        issued = Some(api_key);
+        Ok(Some(
+            json!({ "name": key.name, "grace_period_seconds": grace }),
+        ))
+    })
+    .await?;
+    let api_key = issued.ok_or_else(|| ApiError::internal("regeneration issued no key"))?;
+    Ok(created(&api_key, KeyView::new(&key, now), StatusCode::OK))
+}
+
+/// Delete a key for good. The edge keeps a tombstone; the audit trail stays.
+#[utoipa::path(
+    delete, path = "/v1/keys/{key_id}", tag = "keys", security(("bearer" = [])),
+    params(("key_id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+        (status = 404, description = "No such key (or not yours)", body = ErrorResponse),
+    )
+)]
+async fn delete_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    keys::delete(state.db(), &key_id(&id)?, &actor(&state, &caller), |key| {
+        managed(&caller, key)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,267 @@
+//! The HTTP API. [`app`] builds the router from one module per resource; each handler carries its
+//! `#[utoipa::path]`, and routes are registered through `utoipa_axum`, so the OpenAPI document
+//! served at `/openapi.json` is generated from the very routes the router serves.
+
+mod audit;
+mod auth;
+mod error;
+mod keys;
+mod metrics;
+mod ops;
+mod permissions;
+mod users;
+mod verify;
+mod views;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json, Router};
+use keygate_shared::{Environment, KeyFormat, Verifier};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+pub use auth::Caller;
+pub use error::{ApiError, ErrorResponse};
+use error::{ErrorDetail, ErrorReport};
+pub use metrics::Metrics;
+
+use crate::Clock;
+use crate::store::{Actor, Db};
+
+/// How this deployment issues keys and tokens.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub key_format: KeyFormat,
+    pub token_format: KeyFormat,
+    /// The environment tag of control-plane tokens.
+    pub environment: Environment,
+    pub max_body_bytes: usize,
+}
+
+impl Settings {
+    pub fn new(
+        key_prefix: &str,
+        token_prefix: &str,
+        environment: Environment,
+        max_body_bytes: usize,
+    ) -> Result<Self, String> {
+        let format = |prefix: &str, what: &str| {
+            KeyFormat::new(prefix).map_err(|_| {
+                format!("the {what} prefix {prefix:?} must be 1 to 16 lowercase letters or digits")
+            })
+        };
+        if key_prefix == token_prefix {
+            return Err("the key and token prefixes must differ".into());
+        }
+        Ok(Self {
+            key_format: format(key_prefix, "key")?,
+            token_format: format(token_prefix, "token")?,
+            environment,
+            max_body_bytes,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    db: Db,
+    settings: Settings,
+    tokens: Verifier,
+    clock: Clock,
+    metrics: Metrics,
+}
+
+impl AppState {
+    pub fn new(db: Db, settings: Settings, clock: Clock) -> Self {
+        let tokens = Verifier::new(settings.token_format.clone(), settings.environment);
+        Self(Arc::new(Inner {
+            db,
+            settings,
+            tokens,
+            clock,
+            metrics: Metrics::default(),
+        }))
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.0.db
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    pub fn now(&self) -> i64 {
+        self.0.clock.now()
+    }
+
+    fn token_verifier(&self) -> &Verifier {
+        &self.0.tokens
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+}
+
+/// The request's id, made here for every request (a client's `x-request-id` is not trusted:
+/// it would land in the audit log and the server's log as is).
+#[derive(Clone, Debug)]
+pub(crate) struct RequestId(pub String);
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClientIp(pub Option<IpAddr>);
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "keygate control plane",
+        description = "Issue, manage and verify API keys. Every route except /healthz, /readyz, \
+                       /metrics and /openapi.json needs `Authorization: Bearer <token>`.",
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorResponse, ErrorDetail)),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(keys::router())
+        .merge(users::router())
+        .merge(permissions::router())
+        .merge(audit::router())
+        .merge(verify::router())
+        .merge(ops::router())
+}
+
+/// The OpenAPI document of every route [`app`] serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+pub fn app(state: AppState) -> Router {
+    let (router, document) = routes().split_for_parts();
+    router
+        .layer(Extension(Arc::new(document)))
+        .layer(DefaultBodyLimit::max(state.settings().max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Around every request: give it an id, time it, count it, log one line, and render any error in
+/// the one error shape with that id.
+async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |path| path.as_str())
+        .to_owned();
+    let client_ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip());
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
+    request.extensions_mut().insert(ClientIp(client_ip));
+
+    let mut response = next.run(request).await;
+
+    let status = response.status();
+    let report = response.extensions_mut().remove::<ErrorReport>();
+    if let Some(cause) = report
+        .as_ref()
+        .and_then(|report| report.internal.as_deref())
+    {
+        tracing::error!(request_id, %method, route, status = status.as_u16(), cause, "request failed");
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if report.is_some() || (status.is_client_error() || status.is_server_error()) && !is_json {
+        let (code, message) = match report {
+            Some(report) => (report.code, report.message),
+            None => generic_error(status),
+        };
+        let body = ErrorResponse {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message,
+                request_id: request_id.clone(),
+            },
+        };
+        let (mut parts, _) = response.into_parts();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        response = (parts, Json(body)).into_response();
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    let elapsed = started.elapsed();
+    state
+        .metrics()
+        .observe(method.as_str(), &route, status.as_u16(), elapsed);
+    tracing::info!(
+        request_id,
+        %method,
+        route,
+        status = status.as_u16(),
+        elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
+    response
+}
+
+/// Errors raised by axum itself (no route, wrong method, ...), in the same shape.
+fn generic_error(status: StatusCode) -> (&'static str, String) {
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        status if status.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = match status {
+        StatusCode::NOT_FOUND => "no such route".to_owned(),
+        StatusCode::METHOD_NOT_ALLOWED => "this route does not take that method".to_owned(),
+        status => status.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    (code, message)
+}
+
+/// The audit stamp of a request made by `caller`.
+pub(crate) fn actor(state: &AppState, caller: &Caller) -> Actor {
+    Actor {
+        user_id: Some(caller.user_id.clone()),
+        request_id: Some(caller.request_id.clone()),
+        client_ip: caller.client_ip.map(|ip| ip.to_string()),
+        now: state.now(),
+    }
+}

@@ -1,0 +1,90 @@
+//! Operations: liveness, readiness, Prometheus metrics and the OpenAPI document. No token needed.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiError, ErrorResponse};
+use crate::store::{keys, outbox};
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_document))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Health {
+    status: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// The process can serve: its database answers.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "The database does not answer", body = ErrorResponse),
+    )
+)]
+async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    state.db().ping().await.map_err(|error| ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "not_ready",
+        message: "the database does not answer".into(),
+        internal: Some(error.to_string()),
+    })?;
+    Ok(Json(Health { status: "ready" }))
+}
+
+/// Prometheus text: requests and latency by route, keys by status, outbox depth.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String),
+        (status = 500, description = "The database does not answer", body = ErrorResponse),
+    )
+)]
+async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let mut out = String::new();
+    state.metrics().render(&mut out);
+    out.push_str("# HELP keygate_keys Keys by status.\n# TYPE keygate_keys gauge\n");
+    for (status, count) in keys::count_by_status(state.db(), state.now()).await? {
+        let status = status.as_str();
+        let _ = writeln!(out, "keygate_keys{{status=\"{status}\"}} {count}");
+    }
+    let depth = outbox::depth(state.db()).await?;
+    let _ = writeln!(
+        out,
+        "# HELP keygate_outbox_depth Snapshot records waiting to be pushed to KV.\n\
+         # TYPE keygate_outbox_depth gauge\nkeygate_outbox_depth {depth}"
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
+
+/// This document.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3 document of this API", content_type = "application/json"))
+)]
+async fn openapi_document(
+    Extension(document): Extension<Arc<utoipa::openapi::OpenApi>>,
+) -> Json<utoipa::openapi::OpenApi> {
+    Json(document.as_ref().clone())
+}

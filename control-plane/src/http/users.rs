@@ -1,0 +1,315 @@
+//! `/v1/users`: admins create users, set roles, deactivate them and issue their tokens. Anyone
+//! may read `/v1/users/me`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::{ApiError, ApiJson, ErrorResponse};
+use super::views::{Page, UserView, rfc3339};
+use super::{AppState, Caller, actor};
+use crate::store::users::{self, Role, UserChange};
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_user, list_users))
+        .routes(routes!(current_user))
+        .routes(routes!(get_user, update_user))
+        .routes(routes!(deactivate_user))
+        .routes(routes!(issue_token))
+        .routes(routes!(revoke_token))
+}
+
+const MAX_EMAIL_LEN: usize = 254;
+const MAX_TOKEN_NAME_CHARS: usize = 100;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateUserRequest {
+    email: String,
+    role: Role,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UpdateUserRequest {
+    role: Role,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IssueTokenRequest {
+    /// What the token is for (1 to 100 characters), e.g. `ci` or `laptop`.
+    name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct IssuedTokenView {
+    /// The full token. Shown this once: only its digest is stored.
+    token: String,
+    token_id: String,
+    name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct TokenView {
+    token_id: String,
+    name: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    revoked_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct UserDetail {
+    #[serde(flatten)]
+    user: UserView,
+    tokens: Vec<TokenView>,
+}
+
+fn check_email(email: &str) -> Result<String, ApiError> {
+    let email = email.trim();
+    let valid = email.len() <= MAX_EMAIL_LEN
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(email.to_owned())
+    } else {
+        Err(ApiError::invalid(
+            "invalid_email",
+            format!("email must look like name@example.com (at most {MAX_EMAIL_LEN} bytes)"),
+        ))
+    }
+}
+
+/// Create a user with a role. Issue them a token next.
+#[utoipa::path(
+    post, path = "/v1/users", tag = "users", security(("bearer" = [])),
+    request_body = CreateUserRequest,
+    responses(
+        (status = 201, description = "Created", body = UserView),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+        (status = 403, description = "Not an admin", body = ErrorResponse),
+        (status = 409, description = "Email already used", body = ErrorResponse),
+        (status = 422, description = "Invalid email or role", body = ErrorResponse),
+    )
+)]
+async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<CreateUserRequest>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    caller.require_admin()?;
+    let email = check_email(&request.email)?;
+    let user = users::create(state.db(), &email, request.role, &actor(&state, &caller)).await?;
+    Ok((StatusCode::CREATED, Json(UserView::from(&user))))
+}
+
+/// Every user, oldest first.
+#[utoipa::path(
+    get, path = "/v1/users", tag = "users", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "All users", body = Page<UserView>),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+        (status = 403, description = "Not an admin", body = ErrorResponse),
+    )
+)]
+async fn list_users(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Page<UserView>>, ApiError> {
+    caller.require_admin()?;
+    let all = users::list(state.db()).await?;
+    Ok(Json(Page {
+        items: all.iter().map(UserView::from).collect(),
+        next_cursor: None,
+    }))
+}
+
+/// The caller.
+#[utoipa::path(
+    get, path = "/v1/users/me", tag = "users", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The calling user", body = UserView),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+    )
+)]
+async fn current_user(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<UserView>, ApiError> {
+    let user = users::get(state.db(), &caller.user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(Json(UserView::from(&user)))
+}
+
+/// One user and their tokens (ids and names only).
+#[utoipa::path(
+    get, path = "/v1/users/{user_id}", tag = "users", security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user", body = UserDetail),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+        (status = 403, description = "Not an admin", body = ErrorResponse),
+        (status = 404, description = "No such user", body = ErrorResponse),
+    )
+)]
+async fn get_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(user_id): Path<String>,
+) -> Result<Json<UserDetail>, ApiError> {
+    caller.require_admin()?;
+    let user = users::get(state.db(), &user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    let tokens = users::tokens(state.db(), &user_id).await?;
+    Ok(Json(UserDetail {
+        user: UserView::from(&user),
+        tokens: tokens
+            .into_iter()
+            .map(|token| TokenView {
+                token_id: token.token_id,
+                name: token.name,
+                created_at: rfc3339(token.created_at),
+                revoked_at: token.revoked_at.map(rfc3339),
+            })
+            .collect(),
+    }))
+}
+
+/// Change a user's role. The last active admin cannot be demoted.
+#[utoipa::path(
+    patch, path = "/v1/users/{user_id}", tag = "users", security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "The user's id")),
+    request_body = UpdateUserRequest,
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+        (status = 403, description = "Not an admin", body = ErrorResponse),
+        (status = 404, description = "No such user", body = ErrorResponse),
+        (status = 409, description = "Last admin, or deactivated user", body = ErrorResponse),
+        (status = 422, description = "Unknown role", body = ErrorResponse),
+    )
+)]
+async fn update_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(user_id): Path<String>,
+    ApiJson(request): ApiJson<UpdateUserRequest>,
+) -> Result<Json<UserView>, ApiError> {
+    caller.require_admin()?;
+    let change = UserChange::Role(request.role);
+    let user = users::change(state.db(), &user_id, change, &actor(&state, &caller)).await?;
+    Ok(Json(UserView::from(&user)))
+}
+
+/// Deactivate a user: their tokens stop working at once. Their keys are not touched.
+#[utoipa::path(
+    post, path = "/v1/users/{user_id}/deactivate", tag = "users", security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user, deactivated", body = UserView),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+        (status = 403, description = "Not an admin", body = ErrorResponse),
+        (status = 404, description = "No such user", body = ErrorResponse),
+        (status = 409, description = "Last admin, or already deactivated", body = ErrorResponse),
+    )
+)]
+async fn deactivate_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(user_id): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    caller.require_admin()?;
+    let actor = actor(&state, &caller);
+    let user = users::change(state.db(), &user_id, UserChange::Deactivate, &actor).await?;
+    Ok(Json(UserView::from(&user)))
+}
+
+/// Issue a control-plane token for a user. The response holds the token, once.
+#[utoipa::path(
+    post, path = "/v1/users/{user_id}/tokens", tag = "users", security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "The user's id")),
+    request_body = IssueTokenRequest,
+    responses(
+        (status = 201, description = "Issued; `token` is shown only now", body = IssuedTokenView),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+        (status = 403, description = "Not an admin", body = ErrorResponse),
+        (status = 404, description = "No such user", body = ErrorResponse),
+        (status = 409, description = "The user is deactivated", body = ErrorResponse),
+        (status = 422, description = "Invalid name", body = ErrorResponse),
+    )
+)]
+async fn issue_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(user_id): Path<String>,
+    ApiJson(request): ApiJson<IssueTokenRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let name = request.name.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_TOKEN_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(ApiError::invalid(
+            "invalid_name",
+            format!("name must be 1 to {MAX_TOKEN_NAME_CHARS} printable characters"),
+        ));
+    }
+    let settings = state.settings();
+    let issued = users::issue_token(
+        state.db(),
+        &user_id,
+        name,
+        &settings.token_format,
+        settings.environment,
+        &actor(&state, &caller),
+    )
+    .await?;
+    let body = IssuedTokenView {
+        token: issued.token.expose_secret().to_owned(),
+        token_id: issued.token.key_id().to_string(),
+        name: issued.name,
+    };
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(body),
+    ))
+}
+
+/// Revoke one of a user's tokens, at once.
+#[utoipa::path(
+    post, path = "/v1/users/{user_id}/tokens/{token_id}/revoke", tag = "users", security(("bearer" = [])),
+    params(
+        ("user_id" = String, Path, description = "The user's id"),
+        ("token_id" = String, Path, description = "The token's id"),
+    ),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+        (status = 403, description = "Not an admin", body = ErrorResponse),
+        (status = 404, description = "No such active token", body = ErrorResponse),
+    )
+)]
+async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((user_id, token_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_admin()?;
+    users::revoke_token(state.db(), &user_id, &token_id, &actor(&state, &caller)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

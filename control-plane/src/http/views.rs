@@ -1,0 +1,213 @@
+//! What the API shows: resources as JSON, times as RFC 3339, and opaque page cursors.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use keygate_shared::Environment;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+use crate::store::Refusal;
+use crate::store::keys::{Key, KeyStatus};
+use crate::store::users::{Role, User};
+
+/// Unix seconds as RFC 3339 (`2026-11-22T10:00:00Z`).
+pub(crate) fn rfc3339(seconds: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()
+        .and_then(|at| at.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+pub(crate) fn parse_rfc3339(field: &str, text: &str) -> Result<i64, Refusal> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map(OffsetDateTime::unix_timestamp)
+        .map_err(|_| {
+            Refusal::invalid(
+                "invalid_time",
+                format!("{field} must be an RFC 3339 time such as 2030-01-31T00:00:00Z"),
+            )
+        })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum EnvironmentName {
+    Production,
+    Staging,
+    Development,
+}
+
+impl From<EnvironmentName> for Environment {
+    fn from(name: EnvironmentName) -> Self {
+        match name {
+            EnvironmentName::Production => Environment::Production,
+            EnvironmentName::Staging => Environment::Staging,
+            EnvironmentName::Development => Environment::Development,
+        }
+    }
+}
+
+impl From<Environment> for EnvironmentName {
+    fn from(environment: Environment) -> Self {
+        match environment {
+            Environment::Production => EnvironmentName::Production,
+            Environment::Staging => EnvironmentName::Staging,
+            Environment::Development => EnvironmentName::Development,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RateLimitBody {
+    /// 1 to 1,000,000 requests ...
+    pub requests: u32,
+    /// ... per 1 to 86,400 seconds.
+    pub window_seconds: u32,
+}
+
+/// A key as listings and lookups show it. Never the key itself, nor its digest.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct KeyView {
+    pub key_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub environment: EnvironmentName,
+    pub status: KeyStatus,
+    /// Grants as requested.
+    pub permissions: Vec<String>,
+    pub permission_sets: Vec<String>,
+    /// What the key holds: `permissions` plus every set's, as the edge checks them.
+    pub grants: Vec<String>,
+    pub customer_id: Option<String>,
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    pub rate_limit: Option<RateLimitBody>,
+    pub ip_allowlist: Vec<String>,
+    pub metadata: Map<String, Value>,
+    pub owner_id: String,
+    pub created_by: String,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    #[schema(format = DateTime)]
+    pub revoked_at: Option<String>,
+    pub revoked_reason: Option<String>,
+    /// Null until the edge reports usage.
+    #[schema(format = DateTime)]
+    pub last_used_at: Option<String>,
+    /// While a regeneration's grace period runs, the replaced secret works until this time.
+    #[schema(format = DateTime)]
+    pub previous_secret_expires_at: Option<String>,
+    /// Bumped by every change; the edge's record carries the same number.
+    pub version: u64,
+}
+
+impl KeyView {
+    pub(crate) fn new(key: &Key, now: i64) -> Self {
+        Self {
+            key_id: key.key_id.to_string(),
+            name: key.name.clone(),
+            description: key.description.clone(),
+            environment: key.environment.into(),
+            status: key.status_at(now),
+            permissions: key.permissions.clone(),
+            permission_sets: key.permission_sets.clone(),
+            grants: key.grants.iter().map(ToString::to_string).collect(),
+            customer_id: key.customer_id.as_ref().map(ToString::to_string),
+            expires_at: key.expires_at.map(rfc3339),
+            rate_limit: key.rate_limit.map(|limit| RateLimitBody {
+                requests: limit.requests(),
+                window_seconds: limit.window_seconds(),
+            }),
+            ip_allowlist: key.ip_allowlist.iter().map(ToString::to_string).collect(),
+            metadata: key.metadata.clone(),
+            owner_id: key.owner_id.to_string(),
+            created_by: key.created_by.clone(),
+            created_at: rfc3339(key.created_at),
+            updated_at: rfc3339(key.updated_at),
+            revoked_at: key.revoked_at.map(rfc3339),
+            revoked_reason: key.revoked_reason.clone(),
+            last_used_at: key.last_used_at.map(rfc3339),
+            previous_secret_expires_at: key
+                .previous
+                .as_ref()
+                .filter(|previous| previous.expires_at > now)
+                .map(|previous| rfc3339(previous.expires_at)),
+            version: key.version,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct UserView {
+    pub user_id: String,
+    pub email: String,
+    pub role: Role,
+    pub active: bool,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    #[schema(format = DateTime)]
+    pub deactivated_at: Option<String>,
+}
+
+impl From<&User> for UserView {
+    fn from(user: &User) -> Self {
+        Self {
+            user_id: user.user_id.clone(),
+            email: user.email.clone(),
+            role: user.role,
+            active: user.deactivated_at.is_none(),
+            created_at: rfc3339(user.created_at),
+            updated_at: rfc3339(user.updated_at),
+            deactivated_at: user.deactivated_at.map(rfc3339),
+        }
+    }
+}
+
+/// One page of a listing. `next_cursor` is absent on the last page.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+pub(crate) const DEFAULT_PAGE: u32 = 50;
+pub(crate) const MAX_PAGE: u32 = 500;
+
+pub(crate) fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit.unwrap_or(DEFAULT_PAGE) {
+        limit @ 1..=MAX_PAGE => Ok(limit),
+        _ => Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("limit must be 1 to {MAX_PAGE}"),
+        )),
+    }
+}
+
+/// Cursors are opaque to clients: base64url of the position they continue from.
+pub(crate) fn encode_cursor(position: &str) -> String {
+    URL_SAFE_NO_PAD.encode(position)
+}
+
+pub(crate) fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid_cursor",
+                "cursor is not one this server issued",
+            )
+        })
+}
