@@ -208,9 +208,10 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// serde quotes the offending value (`invalid type: string "...", expected ...`); a misplaced key
-/// must not come back in an error, so values are left out and only the field and the expectation
-/// remain.
+/// serde quotes the offending value (`invalid type: string "...", expected ...`, ``unknown
+/// variant `...` ``); a misplaced key must not come back in an error. Strings are left out, and a
+/// backquoted name is kept only if it could be one of ours (short snake_case): field and variant
+/// names stay, anything else becomes `...`.
 fn without_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
@@ -221,7 +222,18 @@ fn without_values(message: &str) -> String {
         rest = after.find('"').map_or("", |end| &after[end + 1..]);
     }
     out.push_str(rest);
-    out
+    let mut parts = out.split('`');
+    let mut redacted = parts.next().unwrap_or_default().to_owned();
+    for (index, part) in parts.enumerate() {
+        redacted.push('`');
+        let quoted = index % 2 == 0;
+        let ours = part.len() <= 40
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        redacted.push_str(if quoted && !ours { "..." } else { part });
+    }
+    redacted
 }
 
 /// Query parameters, with the same error shape (400 `invalid_query`).
