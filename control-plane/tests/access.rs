@@ -1,0 +1,654 @@
+//! Who may do what: tokens, roles, users, the catalogue, the audit log, verification, operations
+//! and the OpenAPI document. Each test runs on SQLite and on PostgreSQL.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use axum::http::StatusCode;
+use common::TestApp;
+use serde_json::{Value, json};
+
+both!(
+    tokens_authenticate_and_stop_at_once,
+    members_manage_only_their_own_keys,
+    admins_manage_users_and_keep_one_admin,
+    the_catalogue_is_read_by_all_and_extended_by_admins,
+    the_audit_log_filters_pages_and_scopes_members,
+    verify_gives_the_edge_decision,
+    operations_answer_without_a_token,
+    the_openapi_document_lists_every_route_served,
+);
+
+async fn tokens_authenticate_and_stop_at_once(app: &TestApp) {
+    app.send("GET", "/v1/keys", None, None)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    let garbage = app
+        .send("GET", "/v1/keys", Some("kgcp_live_nope"), None)
+        .await;
+    assert_eq!(garbage.headers["www-authenticate"], "Bearer");
+    garbage.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    // An API key is not a control-plane token, even a valid one.
+    let (key, _, _) = app
+        .create_key(&app.admin, json!({ "name": "not a token" }))
+        .await;
+    app.send("GET", "/v1/keys", Some(&key), None)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    // A token with one character changed fails its checksum; with a fresh checksum, its digest.
+    let mut tampered = app.admin.token.clone().into_bytes();
+    let at = tampered.len() - 10;
+    tampered[at] = if tampered[at] == b'a' { b'b' } else { b'a' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    app.send("GET", "/v1/keys", Some(&tampered), None)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+
+    let member = app.user("m@example.com", "member").await;
+    app.get("/v1/users/me", &member)
+        .await
+        .expect(StatusCode::OK);
+    let detail = app
+        .get(&format!("/v1/users/{}", member.id), &app.admin)
+        .await
+        .expect(StatusCode::OK);
+    let token_id = detail["tokens"][0]["token_id"].as_str().unwrap().to_owned();
+    assert!(!detail.to_string().contains(&member.token));
+    app.send(
+        "POST",
+        &format!("/v1/users/{}/tokens/{token_id}/revoke", member.id),
+        Some(&app.admin.token),
+        None,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    app.get("/v1/users/me", &member)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.send(
+        "POST",
+        &format!("/v1/users/{}/tokens/{token_id}/revoke", member.id),
+        Some(&app.admin.token),
+        None,
+    )
+    .await
+    .expect_error(StatusCode::NOT_FOUND, "not_found");
+
+    let other = app.user("o@example.com", "key_manager").await;
+    app.get("/v1/keys", &other).await.expect(StatusCode::OK);
+    app.send(
+        "POST",
+        &format!("/v1/users/{}/deactivate", other.id),
+        Some(&app.admin.token),
+        None,
+    )
+    .await
+    .expect(StatusCode::OK);
+    app.get("/v1/keys", &other)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.post(
+        &format!("/v1/users/{}/tokens", other.id),
+        &app.admin,
+        json!({ "name": "again" }),
+    )
+    .await
+    .expect_error(StatusCode::CONFLICT, "user_deactivated");
+}
+
+async fn members_manage_only_their_own_keys(app: &TestApp) {
+    let alice = app.user("alice@example.com", "member").await;
+    let bob = app.user("bob@example.com", "member").await;
+    let manager = app.user("kim@example.com", "key_manager").await;
+
+    let (_, own, record) = app.create_key(&alice, json!({ "name": "alice's" })).await;
+    assert_eq!(record["owner_id"], alice.id.as_str());
+    app.post(
+        "/v1/keys",
+        &alice,
+        json!({ "name": "for bob", "owner_id": bob.id }),
+    )
+    .await
+    .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    let (_, bobs, _) = app
+        .create_key(&manager, json!({ "name": "bob's", "owner_id": bob.id }))
+        .await;
+
+    // Bob's key does not exist as far as Alice can tell.
+    let path = format!("/v1/keys/{bobs}");
+    app.get(&path, &alice)
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+    app.send(
+        "PATCH",
+        &path,
+        Some(&alice.token),
+        Some(json!({ "name": "mine" })),
+    )
+    .await
+    .expect_error(StatusCode::NOT_FOUND, "not_found");
+    for action in ["disable", "enable", "regenerate"] {
+        app.send(
+            "POST",
+            &format!("{path}/{action}"),
+            Some(&alice.token),
+            None,
+        )
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+    }
+    app.post(&format!("{path}/revoke"), &alice, json!({ "reason": "x" }))
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+    app.send("DELETE", &path, Some(&alice.token), None)
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(
+        app.get(&path, &bob).await.expect(StatusCode::OK)["name"],
+        "bob's"
+    );
+
+    let listed = app.get("/v1/keys", &alice).await.expect(StatusCode::OK);
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["key_id"].as_str())
+        .collect();
+    assert_eq!(ids, [own.as_str()]);
+    app.get(&format!("/v1/keys?owner_id={}", bob.id), &alice)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+
+    // Key managers manage anyone's keys; admins too. Members manage their own.
+    app.send(
+        "POST",
+        &format!("/v1/keys/{own}/disable"),
+        Some(&manager.token),
+        None,
+    )
+    .await
+    .expect(StatusCode::OK);
+    app.send(
+        "POST",
+        &format!("/v1/keys/{own}/enable"),
+        Some(&alice.token),
+        None,
+    )
+    .await
+    .expect(StatusCode::OK);
+    let all = app.get("/v1/keys", &manager).await.expect(StatusCode::OK);
+    assert_eq!(all["items"].as_array().unwrap().len(), 2);
+    app.send(
+        "DELETE",
+        &format!("/v1/keys/{own}"),
+        Some(&alice.token),
+        None,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+
+    // Users are the admin's business alone.
+    for user in [&alice, &manager] {
+        app.get("/v1/users", user)
+            .await
+            .expect_error(StatusCode::FORBIDDEN, "forbidden");
+        app.post(
+            "/v1/users",
+            user,
+            json!({ "email": "x@example.com", "role": "admin" }),
+        )
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+        app.post(
+            &format!("/v1/users/{}/tokens", user.id),
+            user,
+            json!({ "name": "more" }),
+        )
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    }
+}
+
+async fn admins_manage_users_and_keep_one_admin(app: &TestApp) {
+    let created = app
+        .post(
+            "/v1/users",
+            &app.admin,
+            json!({ "email": "new@example.com", "role": "member" }),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    assert_eq!(created["role"], "member");
+    assert_eq!(created["active"], true);
+    let id = created["user_id"].as_str().unwrap();
+    app.post(
+        "/v1/users",
+        &app.admin,
+        json!({ "email": "new@example.com", "role": "admin" }),
+    )
+    .await
+    .expect_error(StatusCode::CONFLICT, "user_exists");
+    app.post(
+        "/v1/users",
+        &app.admin,
+        json!({ "email": "not an email", "role": "member" }),
+    )
+    .await
+    .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_email");
+    app.post(
+        "/v1/users",
+        &app.admin,
+        json!({ "email": "a@b.c", "role": "owner" }),
+    )
+    .await
+    .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
+
+    let promoted = app
+        .send(
+            "PATCH",
+            &format!("/v1/users/{id}"),
+            Some(&app.admin.token),
+            Some(json!({ "role": "admin" })),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(promoted["role"], "admin");
+    let listed = app
+        .get("/v1/users", &app.admin)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+
+    // Two admins: one may step down; the last may not.
+    app.send(
+        "PATCH",
+        &format!("/v1/users/{id}"),
+        Some(&app.admin.token),
+        Some(json!({ "role": "member" })),
+    )
+    .await
+    .expect(StatusCode::OK);
+    app.send(
+        "PATCH",
+        &format!("/v1/users/{}", app.admin.id),
+        Some(&app.admin.token),
+        Some(json!({ "role": "member" })),
+    )
+    .await
+    .expect_error(StatusCode::CONFLICT, "last_admin");
+    app.send(
+        "POST",
+        &format!("/v1/users/{}/deactivate", app.admin.id),
+        Some(&app.admin.token),
+        None,
+    )
+    .await
+    .expect_error(StatusCode::CONFLICT, "last_admin");
+    assert_eq!(
+        app.get("/v1/users/me", &app.admin)
+            .await
+            .expect(StatusCode::OK)["role"],
+        "admin"
+    );
+    app.get("/v1/users/usr_nobody", &app.admin)
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+
+    let trail = app
+        .get(&format!("/v1/audit-log?target_id={id}"), &app.admin)
+        .await
+        .expect(StatusCode::OK);
+    let actions: Vec<&str> = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["user.role", "user.role", "user.create"]);
+}
+
+async fn the_catalogue_is_read_by_all_and_extended_by_admins(app: &TestApp) {
+    let member = app.user("reader@example.com", "member").await;
+    app.post(
+        "/v1/permissions",
+        &app.admin,
+        json!({ "name": "license:manage", "description": "Manage licences" }),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    app.post(
+        "/v1/permissions",
+        &app.admin,
+        json!({ "name": "license:manage" }),
+    )
+    .await
+    .expect_error(StatusCode::CONFLICT, "permission_exists");
+    app.post("/v1/permissions", &app.admin, json!({ "name": "license" }))
+        .await
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_permission");
+    app.post(
+        "/v1/permissions",
+        &app.admin,
+        json!({ "name": "license:*" }),
+    )
+    .await
+    .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_permission");
+    app.post(
+        "/v1/permissions",
+        &member,
+        json!({ "name": "license:read" }),
+    )
+    .await
+    .expect_error(StatusCode::FORBIDDEN, "forbidden");
+
+    let put = |name: &str, body: Value| {
+        let path = format!("/v1/permission-sets/{name}");
+        async move {
+            app.send("PUT", &path, Some(&app.admin.token), Some(body))
+                .await
+        }
+    };
+    put(
+        "licensing",
+        json!({ "permissions": ["license:manage"], "description": "all licences" }),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    put("licensing", json!({ "permissions": ["license:*"] }))
+        .await
+        .expect(StatusCode::OK);
+    put("Bad%20Name", json!({ "permissions": [] }))
+        .await
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_name");
+    put("other", json!({ "permissions": ["telemetry:write"] }))
+        .await
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "unknown_permission");
+    app.send(
+        "PUT",
+        "/v1/permission-sets/mine",
+        Some(&member.token),
+        Some(json!({ "permissions": [] })),
+    )
+    .await
+    .expect_error(StatusCode::FORBIDDEN, "forbidden");
+
+    let catalogue = app
+        .get("/v1/permissions", &member)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        catalogue["permissions"],
+        json!([{ "name": "license:manage", "description": "Manage licences" }])
+    );
+    assert_eq!(
+        catalogue["sets"],
+        json!([{ "name": "licensing", "description": "", "permissions": ["license:*"] }])
+    );
+    let (_, _, record) = app
+        .create_key(
+            &member,
+            json!({ "name": "set user", "permission_sets": ["licensing"] }),
+        )
+        .await;
+    assert_eq!(record["grants"], json!(["license:*"]));
+}
+
+async fn the_audit_log_filters_pages_and_scopes_members(app: &TestApp) {
+    let member = app.user("audited@example.com", "member").await;
+    let (key, key_id, _) = app.create_key(&member, json!({ "name": "audited" })).await;
+    app.send(
+        "POST",
+        &format!("/v1/keys/{key_id}/regenerate"),
+        Some(&member.token),
+        None,
+    )
+    .await
+    .expect(StatusCode::OK);
+    app.create_key(&app.admin, json!({ "name": "admin's" }))
+        .await;
+
+    let own = app.get("/v1/audit-log", &member).await;
+    assert!(!own.text.contains(&key));
+    let own = own.expect(StatusCode::OK);
+    let actions: Vec<&str> = own["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        ["key.regenerate", "key.create"],
+        "a member sees their own actions"
+    );
+    assert!(
+        own["items"][0]["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    app.get(&format!("/v1/audit-log?actor_id={}", app.admin.id), &member)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+
+    let creates = app
+        .get("/v1/audit-log?action=key.create", &app.admin)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(creates["items"].as_array().unwrap().len(), 2);
+    let mut seen = BTreeSet::new();
+    let mut path = "/v1/audit-log?limit=2".to_owned();
+    loop {
+        let page = app.get(&path, &app.admin).await.expect(StatusCode::OK);
+        for event in page["items"].as_array().unwrap() {
+            assert!(seen.insert(event["id"].as_i64().unwrap()), "no event twice");
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/audit-log?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let everything = app
+        .get("/v1/audit-log?limit=500", &app.admin)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(seen.len(), everything["items"].as_array().unwrap().len());
+    let later = app
+        .get("/v1/audit-log?since=2030-01-01T00:00:00Z", &app.admin)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(later["items"], json!([]));
+    app.get("/v1/audit-log?since=yesterday", &app.admin)
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_query");
+}
+
+async fn verify_gives_the_edge_decision(app: &TestApp) {
+    app.catalogue(&["customer:read", "customer:write"]).await;
+    let (key, key_id, _) = app
+        .create_key(&app.admin, json!({ "name": "scoped", "permissions": ["customer:read"], "customer_id": "acme", "ip_allowlist": ["10.0.0.0/8"] }))
+        .await;
+    let ok = app.verify(&key, json!({ "permissions": ["customer:read"], "customer_id": "acme", "client_ip": "10.1.2.3" })).await;
+    assert_eq!(ok["valid"], true);
+    assert_eq!(ok["code"], "ok");
+    assert_eq!(ok["key_id"], key_id.as_str());
+    assert_eq!(ok["owner_id"], app.admin.id.as_str());
+    assert_eq!(ok["customer_id"], "acme");
+
+    let cases = [
+        (
+            json!({ "client_ip": "10.0.0.1", "permissions": ["customer:write"] }),
+            "insufficient_permissions",
+        ),
+        (
+            json!({ "client_ip": "10.0.0.1", "customer_id": "globex" }),
+            "customer_mismatch",
+        ),
+        (json!({ "client_ip": "192.0.2.1" }), "ip_not_allowed"),
+        (json!({ "environment": "staging" }), "wrong_environment"),
+    ];
+    for (extra, code) in cases {
+        let denied = app.verify(&key, extra.clone()).await;
+        assert_eq!(denied["valid"], false, "{extra}");
+        assert_eq!(denied["code"], code, "{extra}");
+        assert!(!denied.to_string().contains(&key));
+    }
+    let insufficient = app
+        .verify(
+            &key,
+            json!({ "client_ip": "10.0.0.1", "permissions": ["customer:write"] }),
+        )
+        .await;
+    assert_eq!(insufficient["required_permission"], "customer:write");
+    assert_eq!(
+        app.verify("kg_live_garbage", json!({})).await["code"],
+        "invalid_key"
+    );
+    assert_eq!(app.verify("", json!({})).await["code"], "invalid_key");
+    app.post(
+        "/v1/verify",
+        &app.admin,
+        json!({ "key": key, "scope": "x" }),
+    )
+    .await
+    .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
+    app.send("POST", "/v1/verify", None, Some(json!({ "key": key })))
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+async fn operations_answer_without_a_token(app: &TestApp) {
+    assert_eq!(
+        app.send("GET", "/healthz", None, None)
+            .await
+            .expect(StatusCode::OK)["status"],
+        "ok"
+    );
+    assert_eq!(
+        app.send("GET", "/readyz", None, None)
+            .await
+            .expect(StatusCode::OK)["status"],
+        "ready"
+    );
+    app.create_key(&app.admin, json!({ "name": "counted" }))
+        .await;
+    let (_, revoked, _) = app.create_key(&app.admin, json!({ "name": "gone" })).await;
+    app.post(
+        &format!("/v1/keys/{revoked}/revoke"),
+        &app.admin,
+        json!({ "reason": "test" }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let metrics = app.send("GET", "/metrics", None, None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    for line in [
+        "keygate_keys{status=\"active\"} 1",
+        "keygate_keys{status=\"revoked\"} 1",
+        "keygate_keys{status=\"expired\"} 0",
+        "keygate_outbox_depth 3",
+        "keygate_http_requests_total{method=\"POST\",route=\"/v1/keys\",status=\"201\"} 2",
+        "keygate_http_request_duration_seconds_count{method=\"POST\",route=\"/v1/keys/{key_id}/revoke\"} 1",
+    ] {
+        assert!(
+            metrics.text.lines().any(|l| l == line),
+            "missing {line:?} in\n{}",
+            metrics.text
+        );
+    }
+    app.send("GET", "/v1/nothing", Some(&app.admin.token), None)
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+    app.send("PUT", "/v1/keys", Some(&app.admin.token), None)
+        .await
+        .expect_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}
+
+async fn the_openapi_document_lists_every_route_served(app: &TestApp) {
+    let served = app.send("GET", "/openapi.json", None, None).await;
+    assert_eq!(served.status, StatusCode::OK);
+    let spec = oas3::from_json(&served.text).expect("the document parses as OpenAPI 3");
+    assert!(spec.openapi.starts_with("3."), "{}", spec.openapi);
+    assert_eq!(
+        serde_json::to_value(keygate_control_plane::http::openapi()).unwrap(),
+        served.json
+    );
+
+    let mut operations = BTreeSet::new();
+    for (path, item) in spec.paths.as_ref().expect("paths") {
+        for (method, _) in item.methods() {
+            operations.insert((method.as_str().to_owned(), path.clone()));
+        }
+    }
+    let expected = [
+        ("POST", "/v1/keys"),
+        ("GET", "/v1/keys"),
+        ("GET", "/v1/keys/{key_id}"),
+        ("PATCH", "/v1/keys/{key_id}"),
+        ("DELETE", "/v1/keys/{key_id}"),
+        ("POST", "/v1/keys/{key_id}/disable"),
+        ("POST", "/v1/keys/{key_id}/enable"),
+        ("POST", "/v1/keys/{key_id}/revoke"),
+        ("POST", "/v1/keys/{key_id}/regenerate"),
+        ("POST", "/v1/verify"),
+        ("GET", "/v1/audit-log"),
+        ("GET", "/v1/users"),
+        ("POST", "/v1/users"),
+        ("GET", "/v1/users/me"),
+        ("GET", "/v1/users/{user_id}"),
+        ("PATCH", "/v1/users/{user_id}"),
+        ("POST", "/v1/users/{user_id}/deactivate"),
+        ("POST", "/v1/users/{user_id}/tokens"),
+        ("POST", "/v1/users/{user_id}/tokens/{token_id}/revoke"),
+        ("GET", "/v1/permissions"),
+        ("POST", "/v1/permissions"),
+        ("PUT", "/v1/permission-sets/{name}"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+    ];
+    let expected: BTreeSet<(String, String)> = expected
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(operations, expected);
+
+    // Every documented operation is served: the router answers it with something other than
+    // "no such route" or "wrong method".
+    for (method, path) in &operations {
+        let concrete = path
+            .replace("{key_id}", "AAAAAAAAAAAAAAAAAAAAAA")
+            .replace("{user_id}", "usr_x")
+            .replace("{token_id}", "t")
+            .replace("{name}", "n");
+        let response = app
+            .send(method, &concrete, Some(&app.admin.token), None)
+            .await;
+        assert_ne!(
+            response.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_ne!(
+            response.json["error"]["message"], "no such route",
+            "{method} {path}"
+        );
+    }
+    // And every error response is documented with the error body.
+    let document = &served.json;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorResponse",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+}
