@@ -63,3 +63,34 @@ wrangler() {
   WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false \
     "$(repo_root)/node_modules/.bin/wrangler" "$@"
 }
+
+# The control plane's test suite runs once on SQLite and once on PostgreSQL. The PostgreSQL half
+# creates a database per test on the server at KEYGATE_TEST_POSTGRES_URL (default: this machine's
+# postgres://postgres@127.0.0.1:5432/test). CI must have it; elsewhere an unreachable server means
+# those tests are skipped, and this says so loudly.
+POSTGRES_SKIPPED=""
+ensure_test_postgres() {
+  local url="${KEYGATE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+  local authority="${url#*://}"
+  authority="${authority%%/*}"
+  authority="${authority##*@}"
+  local host="${authority%%:*}" port=5432
+  [[ "$authority" == *:* ]] && port="${authority##*:}"
+  if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+    export KEYGATE_TEST_POSTGRES_URL="$url"
+    say "PostgreSQL for the control-plane tests: $host:$port"
+  elif [[ "${CI:-}" == "true" ]]; then
+    die "PostgreSQL is not reachable at $host:$port (KEYGATE_TEST_POSTGRES_URL); CI runs the control-plane tests on it"
+  else
+    unset KEYGATE_TEST_POSTGRES_URL
+    POSTGRES_SKIPPED="PostgreSQL is not reachable at $host:$port: the control plane's PostgreSQL tests were SKIPPED (set KEYGATE_TEST_POSTGRES_URL=postgres://USER@HOST:PORT/DB to run them)"
+    printf '\n!!! %s\n' "$POSTGRES_SKIPPED" >&2
+  fi
+}
+
+# Repeats the skip warning at the end, where it cannot be missed.
+report_skips() {
+  if [[ -n "$POSTGRES_SKIPPED" ]]; then
+    printf '\n!!! %s\n' "$POSTGRES_SKIPPED" >&2
+  fi
+}

@@ -1,6 +1,7 @@
 //! `keygate serve` and `keygate bootstrap`: open (and migrate) the database, create the first
 //! admin if there is none, and serve until SIGTERM or Ctrl-C, letting requests in flight finish.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,7 +18,8 @@ fn init_logging(format: LogFormat) {
         EnvFilter::try_from_env("KEYGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

@@ -565,11 +565,11 @@ async fn listing_pages_are_stable_and_filters_apply(app: &TestApp) {
             None => break,
         }
     }
-    // Key i was created (i + 2) / 3 seconds after the first.
+    // Key i was created ceil(i / 3) seconds after the first.
     let mut newest_first: Vec<(usize, String)> = made
         .iter()
         .enumerate()
-        .map(|(i, id)| ((i + 2) / 3, id.clone()))
+        .map(|(i, id)| (i.div_ceil(3), id.clone()))
         .collect();
     newest_first.sort_by(|a, b| b.cmp(a));
     let expected: Vec<String> = newest_first.into_iter().map(|(_, id)| id).collect();

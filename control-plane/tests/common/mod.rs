@@ -48,7 +48,7 @@ macro_rules! both {
     )*};
 }
 
-enum Fresh {
+pub(crate) enum Fresh {
     Sqlite(tempfile::TempDir),
     Postgres { admin_url: String, name: String },
 }
@@ -89,7 +89,7 @@ fn postgres_admin_url() -> Option<String> {
 }
 
 /// A database URL of its own for one test.
-async fn fresh_database(backend: Backend) -> Option<(String, Fresh)> {
+pub(crate) async fn fresh_database(backend: Backend) -> Option<(String, Fresh)> {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("a temporary directory");

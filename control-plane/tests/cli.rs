@@ -1,0 +1,286 @@
+//! The real `keygate` binary end to end: `serve` on a free port, the bootstrap token read from its
+//! output, then the CLI against it (create with --output, list, revoke, users, audit), and a
+//! graceful stop on SIGTERM. Neither the key nor a token may show up in the server's log.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Backend, fresh_database};
+use keygate_shared::KeyFormat;
+use serde_json::Value;
+
+const KEYGATE: &str = env!("CARGO_BIN_EXE_keygate");
+
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("an address").port()
+}
+
+fn start(database_url: &str, dir: &Path) -> Server {
+    let port = free_port();
+    let log = dir.join("server.log");
+    let mut child = Command::new(KEYGATE)
+        .arg("serve")
+        .env("DATABASE_URL", database_url)
+        .env("KEYGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("KEYGATE_BOOTSTRAP_EMAIL", "root@example.com")
+        .env("KEYGATE_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("a log file"))
+        .spawn()
+        .expect("keygate serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let token = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.trim()
+                .starts_with("kgcp_live_")
+                .then(|| line.trim().to_owned())
+        })
+        .expect("serve prints the first admin's token");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "keygate serve did not listen within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Server {
+        child,
+        url,
+        token,
+        log,
+    }
+}
+
+fn cli(server: &Server, token: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(KEYGATE);
+    command
+        .args(args)
+        .env("KEYGATE_URL", &server.url)
+        .env_remove("KEYGATE_TOKEN");
+    if let Some(token) = token {
+        command.env("KEYGATE_TOKEN", token);
+    }
+    command.output().expect("the CLI runs")
+}
+
+#[track_caller]
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_str(&ok(output)).expect("--json prints JSON")
+}
+
+async fn drive(backend: Backend) {
+    let Some((database_url, _fresh)) = fresh_database(backend).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let server = start(&database_url, dir.path());
+    let admin = Some(server.token.as_str());
+
+    ok(&cli(
+        &server,
+        admin,
+        &[
+            "permissions",
+            "add",
+            "customer:read",
+            "--description",
+            "Read customers",
+        ],
+    ));
+    let key_file = dir.path().join("ci.apikey");
+    let key_path = key_file.to_str().unwrap();
+    let created = cli(
+        &server,
+        admin,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "ci deploy",
+            "--permission",
+            "customer:read",
+            "--expires-in-days",
+            "30",
+            "--output",
+            key_path,
+        ],
+    );
+    let shown = ok(&created);
+    let key = std::fs::read_to_string(&key_file)
+        .expect("the key file")
+        .trim()
+        .to_owned();
+    let parsed = KeyFormat::new("kg")
+        .unwrap()
+        .parse(&key)
+        .expect("the file holds a keygate key");
+    let key_id = parsed.key_id().to_string();
+    assert!(
+        !shown.contains(&key),
+        "with --output the key is not printed"
+    );
+    assert!(shown.contains(&key_id));
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the key file is readable by its owner only");
+
+    let again = cli(
+        &server,
+        admin,
+        &["keys", "create", "--name", "again", "--output", key_path],
+    );
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "an existing file is not overwritten"
+    );
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), key);
+
+    let table = ok(&cli(&server, admin, &["keys", "list"]));
+    let row = table
+        .lines()
+        .find(|line| line.starts_with(&key_id))
+        .expect("the key is listed");
+    assert!(
+        row.contains("ci deploy") && row.contains("active"),
+        "{table}"
+    );
+    let listed = json(&cli(
+        &server,
+        admin,
+        &["keys", "list", "--json", "--status", "active"],
+    ));
+    assert_eq!(listed["items"][0]["key_id"], key_id.as_str());
+
+    ok(&cli(
+        &server,
+        admin,
+        &["keys", "revoke", &key_id, "--reason", "rotated out"],
+    ));
+    let revoked = json(&cli(&server, admin, &["keys", "show", &key_id, "--json"]));
+    assert_eq!(revoked["status"], "revoked");
+    assert_eq!(revoked["revoked_reason"], "rotated out");
+    let refused = cli(&server, admin, &["keys", "enable", &key_id]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("key_revoked"));
+
+    let user = json(&cli(
+        &server,
+        admin,
+        &[
+            "users",
+            "create",
+            "--email",
+            "dev@example.com",
+            "--role",
+            "member",
+            "--json",
+        ],
+    ));
+    let user_id = user["user_id"].as_str().unwrap();
+    let issued = json(&cli(
+        &server,
+        admin,
+        &["users", "token", user_id, "--name", "laptop", "--json"],
+    ));
+    let member_token = issued["token"].as_str().unwrap().to_owned();
+    let me = json(&cli(&server, Some(&member_token), &["whoami", "--json"]));
+    assert_eq!(me["role"], "member");
+    let forbidden = cli(&server, Some(&member_token), &["users", "list"]);
+    assert_eq!(forbidden.status.code(), Some(1));
+
+    let regenerated = ok(&cli(
+        &server,
+        Some(&member_token),
+        &["keys", "create", "--name", "mine"],
+    ));
+    assert!(regenerated.contains("shown only this once"));
+    let audit = json(&cli(
+        &server,
+        admin,
+        &["audit", "--json", "--action", "key.revoke"],
+    ));
+    assert_eq!(audit["items"][0]["target_id"], key_id.as_str());
+
+    let anonymous = cli(&server, None, &["keys", "list"]);
+    assert_eq!(anonymous.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&anonymous.stderr).contains("KEYGATE_TOKEN"));
+
+    // The database already has its admin: bootstrap refuses and prints no token.
+    let bootstrap = Command::new(KEYGATE)
+        .args(["bootstrap"])
+        .env("DATABASE_URL", &database_url)
+        .output()
+        .unwrap();
+    assert_eq!(bootstrap.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&bootstrap.stdout).contains("kgcp_"));
+
+    // SIGTERM: a graceful stop, exit 0.
+    let mut server = server;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(server.child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = server.child.wait().unwrap();
+    assert!(
+        status.success(),
+        "keygate serve stops cleanly on SIGTERM: {status:?}"
+    );
+
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(
+        log.contains("route=\"/v1/keys\""),
+        "the log has request lines:\n{log}"
+    );
+    for secret in [&key, &server.token, &member_token] {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a secret reached the server's log"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_against_the_real_binary_on_sqlite() {
+    drive(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_against_the_real_binary_on_postgres() {
+    drive(Backend::Postgres).await;
+}
