@@ -280,3 +280,45 @@ impl Conditions {
         query
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two dialects must stay one schema: the same steps, and the same SQL apart from the
+    /// header and the identity columns.
+    #[test]
+    fn both_dialects_have_the_same_migrations() {
+        let steps = |migrator: &Migrator| -> Vec<(i64, String, String)> {
+            migrator
+                .iter()
+                .map(|migration| {
+                    let sql = migration
+                        .sql
+                        .lines()
+                        .filter(|line| !line.starts_with("-- keygate schema"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                        .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "IDENTITY")
+                        .replace("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "IDENTITY");
+                    (migration.version, migration.description.to_string(), sql)
+                })
+                .collect()
+        };
+        let sqlite = steps(&SQLITE_MIGRATIONS);
+        assert!(!sqlite.is_empty());
+        assert_eq!(sqlite, steps(&POSTGRES_MIGRATIONS));
+    }
+
+    #[test]
+    fn only_sqlite_and_postgres_urls_are_accepted() {
+        assert_eq!(Backend::of("sqlite://keygate.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(Backend::of("postgres://u@h/db").ok(), Some(Backend::Postgres));
+        assert_eq!(Backend::of("postgresql://u@h/db").ok(), Some(Backend::Postgres));
+        let refused = Backend::of("mysql://u:secret@h/db").unwrap_err().to_string();
+        assert!(refused.contains("\"mysql\"") && !refused.contains("secret"), "{refused}");
+        assert_eq!(sqlite_url("sqlite://a.db"), "sqlite://a.db?mode=rwc");
+        assert_eq!(sqlite_url("sqlite://a.db?cache=shared"), "sqlite://a.db?cache=shared&mode=rwc");
+        assert_eq!(sqlite_url("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
+    }
+}

@@ -1,0 +1,317 @@
+//! Load benchmark of the real `keygate serve`, on SQLite and PostgreSQL side by side in one run:
+//!
+//! - key creation: throughput and latency percentiles with 32 concurrent clients;
+//! - `GET /v1/keys`: the first page and a page 99,950 keys deep, with 100,000 keys stored;
+//! - `POST /v1/verify` against `GET /healthz` (a trivial route through the same middleware), at
+//!   32 concurrent clients: throughput of each and their ratio.
+//!
+//! Run it with `scripts/bench-control-plane` (it builds the release binary and passes its path).
+//! Usage: bench_api KEYGATE_BINARY [POSTGRES_ADMIN_URL]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use keygate_shared::KeyId;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+const CLIENTS: usize = 32;
+const STORED_KEYS: usize = 100_000;
+const CREATE_SECONDS: u64 = 10;
+const VERIFY_SECONDS: u64 = 8;
+
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(binary: &str, database_url: &str) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = Command::new(binary)
+        .arg("serve")
+        .env("DATABASE_URL", database_url)
+        .env("KEYGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("KEYGATE_LOG", "warn")
+        .env("KEYGATE_DB_MAX_CONNECTIONS", "16")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("keygate serve starts");
+    let token = BufReader::new(child.stdout.take().expect("stdout"))
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.trim().starts_with("kgcp_").then(|| line.trim().to_owned()))
+        .expect("the bootstrap token");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "keygate serve did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        token,
+    }
+}
+
+#[derive(Debug, Default)]
+struct Run {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    failures: usize,
+}
+
+impl Run {
+    fn throughput(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&mut self, p: f64) -> Duration {
+        self.latencies.sort();
+        let index = ((self.latencies.len() as f64 * p).ceil() as usize).saturating_sub(1);
+        self.latencies.get(index).copied().unwrap_or_default()
+    }
+}
+
+/// `CLIENTS` loops sending `request` for `seconds`.
+async fn load<F, Fut>(seconds: u64, request: F) -> Run
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let request = Arc::new(request);
+    let started = Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let request = Arc::clone(&request);
+            tokio::spawn(async move {
+                let mut run = Run::default();
+                while Instant::now() < until {
+                    let sent = Instant::now();
+                    if request().await {
+                        run.latencies.push(sent.elapsed());
+                    } else {
+                        run.failures += 1;
+                    }
+                }
+                run
+            })
+        })
+        .collect();
+    let mut total = Run::default();
+    for task in tasks {
+        let run = task.await.expect("a load task");
+        total.latencies.extend(run.latencies);
+        total.failures += run.failures;
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+/// Copies one real key row `STORED_KEYS` times with new ids and older creation times, in batches.
+async fn seed(database_url: &str, template: &str) -> Duration {
+    let started = Instant::now();
+    let mut connection = sqlx::AnyConnection::connect(database_url).await.expect("connect");
+    let columns = "permissions, permission_sets, grants, customer_id, expires_at, \
+        rate_limit_requests, rate_limit_window_seconds, ip_allowlist, metadata, owner_id, \
+        created_by, revoked_at, revoked_reason, last_used_at, version";
+    let mut rng = rand_core::UnwrapErr(rand_core::OsRng);
+    for batch in 0..STORED_KEYS / 500 {
+        let mut tx = connection.begin().await.expect("begin");
+        let rows: Vec<String> = (0..500)
+            .map(|row| format!("(${}, ${}, ${})", row * 3 + 1, row * 3 + 2, row * 3 + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO api_key (api_key_id, name, created_at, updated_at, description, environment, \
+             status, digest, previous_digest, previous_expires_at, {columns}) \
+             SELECT v.column1, v.column2, v.column3, v.column3, t.description, t.environment, \
+             t.status, t.digest, t.previous_digest, t.previous_expires_at, {columns} \
+             FROM (VALUES {}) AS v CROSS JOIN api_key t WHERE t.api_key_id = ${}",
+            rows.join(", "),
+            500 * 3 + 1
+        );
+        let mut query = sqlx::query(&sql);
+        for row in 0..500 {
+            let index = batch * 500 + row;
+            query = query
+                .bind(KeyId::generate(&mut rng).to_string())
+                .bind(format!("seeded {index}"))
+                .bind(1_700_000_000_i64 - index as i64);
+        }
+        query.bind(template).execute(&mut *tx).await.expect("seed a batch");
+        tx.commit().await.expect("commit");
+    }
+    started.elapsed()
+}
+
+async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, String)> {
+    let server = start(binary, database_url);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()
+        .expect("a client");
+    let auth = format!("Bearer {}", server.token);
+    let permission = client
+        .post(format!("{}/v1/permissions", server.url))
+        .header("authorization", &auth)
+        .json(&json!({ "name": "customer:read" }))
+        .send()
+        .await
+        .expect("catalogue");
+    assert!(permission.status().is_success());
+
+    let create = {
+        let (client, url, auth) = (client.clone(), format!("{}/v1/keys", server.url), auth.clone());
+        move || {
+            let (client, url, auth) = (client.clone(), url.clone(), auth.clone());
+            async move {
+                let body = json!({ "name": "bench", "permissions": ["customer:read"], "expires_in_days": 30 });
+                client
+                    .post(&url)
+                    .header("authorization", &auth)
+                    .json(&body)
+                    .send()
+                    .await
+                    .is_ok_and(|response| response.status().as_u16() == 201)
+            }
+        }
+    };
+    let mut created = load(CREATE_SECONDS, create).await;
+    eprintln!("{name}: created {} keys ({} failed)", created.latencies.len(), created.failures);
+
+    let first: Value = client
+        .get(format!("{}/v1/keys?limit=1", server.url))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let template = first["items"][0]["key_id"].as_str().expect("a key").to_owned();
+    let seeded = seed(database_url, &template).await;
+    eprintln!("{name}: seeded {STORED_KEYS} keys in {seeded:.1?}");
+
+    // A cursor 99,950 keys deep: the listing's own cursor format (created_at:key_id, base64url).
+    let mut connection = sqlx::AnyConnection::connect(database_url).await.expect("connect");
+    let deep: (i64, String) = sqlx::query_as(
+        "SELECT created_at, api_key_id FROM api_key ORDER BY created_at DESC, api_key_id DESC \
+         LIMIT 1 OFFSET 99950",
+    )
+    .fetch_one(&mut connection)
+    .await
+    .expect("a deep row");
+    let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{}", deep.0, deep.1));
+    let page = |path: String| {
+        let (client, auth) = (client.clone(), auth.clone());
+        async move {
+            let mut times = Vec::new();
+            for _ in 0..200 {
+                let sent = Instant::now();
+                let response = client.get(&path).header("authorization", &auth).send().await.expect("page");
+                let body: Value = response.json().await.expect("json");
+                assert_eq!(body["items"].as_array().map(Vec::len), Some(50));
+                times.push(sent.elapsed());
+            }
+            times.sort();
+            times[times.len() / 2]
+        }
+    };
+    let first_page = page(format!("{}/v1/keys?limit=50", server.url)).await;
+    let deep_page = page(format!("{}/v1/keys?limit=50&cursor={cursor}", server.url)).await;
+
+    let key: Value = client
+        .post(format!("{}/v1/keys", server.url))
+        .header("authorization", &auth)
+        .json(&json!({ "name": "verified", "permissions": ["customer:read"] }))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let verify_body = json!({ "key": key["key"], "permissions": ["customer:read"] });
+    let verify = {
+        let (client, url, auth) = (client.clone(), format!("{}/v1/verify", server.url), auth.clone());
+        move || {
+            let (client, url, auth, body) = (client.clone(), url.clone(), auth.clone(), verify_body.clone());
+            async move {
+                match client.post(&url).header("authorization", &auth).json(&body).send().await {
+                    Ok(response) => response.json::<Value>().await.is_ok_and(|v| v["valid"] == true),
+                    Err(_) => false,
+                }
+            }
+        }
+    };
+    let health = {
+        let (client, url) = (client.clone(), format!("{}/healthz", server.url));
+        move || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                match client.get(&url).send().await {
+                    Ok(response) => response.bytes().await.is_ok(),
+                    Err(_) => false,
+                }
+            }
+        }
+    };
+    let mut trivial = load(VERIFY_SECONDS, health).await;
+    let mut verified = load(VERIFY_SECONDS, verify).await;
+    assert_eq!(verified.failures, 0, "every verification succeeds");
+
+    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+    vec![
+        ("key creation, 32 clients".into(), format!("{:.0}/s", created.throughput())),
+        ("  creation p50".into(), ms(created.percentile(0.50))),
+        ("  creation p99".into(), ms(created.percentile(0.99))),
+        (format!("GET /v1/keys first page ({STORED_KEYS} keys), median"), ms(first_page)),
+        ("GET /v1/keys 99,950 deep, median".into(), ms(deep_page)),
+        ("GET /healthz, 32 clients".into(), format!("{:.0}/s (p99 {})", trivial.throughput(), ms(trivial.percentile(0.99)))),
+        ("POST /v1/verify, 32 clients".into(), format!("{:.0}/s (p99 {})", verified.throughput(), ms(verified.percentile(0.99)))),
+        ("verify / healthz throughput".into(), format!("{:.2}", verified.throughput() / trivial.throughput())),
+    ]
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let binary = args.next().expect("usage: bench_api KEYGATE_BINARY [POSTGRES_ADMIN_URL]");
+    let postgres = args.next();
+    sqlx::any::install_default_drivers();
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let mut columns = vec![("sqlite", bench("sqlite", &binary, &sqlite_url).await)];
+
+    if let Some(admin_url) = postgres {
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("PostgreSQL");
+        sqlx::query("DROP DATABASE IF EXISTS keygate_bench WITH (FORCE)").execute(&mut admin).await.expect("drop");
+        sqlx::query("CREATE DATABASE keygate_bench").execute(&mut admin).await.expect("create");
+        let (base, _) = admin_url.rsplit_once('/').expect("URL ends in /DATABASE");
+        let url = format!("{base}/keygate_bench");
+        columns.push(("postgres", bench("postgres", &binary, &url).await));
+        sqlx::query("DROP DATABASE IF EXISTS keygate_bench WITH (FORCE)").execute(&mut admin).await.expect("drop");
+    }
+
+    println!("\n| measure | {} |", columns.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(" | "));
+    println!("|---|{}", "---|".repeat(columns.len()));
+    for row in 0..columns[0].1.len() {
+        let cells: Vec<&str> = columns.iter().map(|(_, rows)| rows[row].1.as_str()).collect();
+        println!("| {} | {} |", columns[0].1[row].0, cells.join(" | "));
+    }
+}
