@@ -54,7 +54,11 @@ fn start(binary: &str, database_url: &str) -> Server {
     let token = BufReader::new(child.stdout.take().expect("stdout"))
         .lines()
         .map_while(Result::ok)
-        .find_map(|line| line.trim().starts_with("kgcp_").then(|| line.trim().to_owned()))
+        .find_map(|line| {
+            line.trim()
+                .starts_with("kgcp_")
+                .then(|| line.trim().to_owned())
+        })
         .expect("the bootstrap token");
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -126,7 +130,9 @@ where
 /// Copies one real key row `STORED_KEYS` times with new ids and older creation times, in batches.
 async fn seed(database_url: &str, template: &str) -> Duration {
     let started = Instant::now();
-    let mut connection = sqlx::AnyConnection::connect(database_url).await.expect("connect");
+    let mut connection = sqlx::AnyConnection::connect(database_url)
+        .await
+        .expect("connect");
     let columns = "permissions, permission_sets, grants, customer_id, expires_at, \
         rate_limit_requests, rate_limit_window_seconds, ip_allowlist, metadata, owner_id, \
         created_by, revoked_at, revoked_reason, last_used_at, version";
@@ -153,7 +159,11 @@ async fn seed(database_url: &str, template: &str) -> Duration {
                 .bind(format!("seeded {index}"))
                 .bind(1_700_000_000_i64 - index as i64);
         }
-        query.bind(template).execute(&mut *tx).await.expect("seed a batch");
+        query
+            .bind(template)
+            .execute(&mut *tx)
+            .await
+            .expect("seed a batch");
         tx.commit().await.expect("commit");
     }
     started.elapsed()
@@ -176,7 +186,11 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
     assert!(permission.status().is_success());
 
     let create = {
-        let (client, url, auth) = (client.clone(), format!("{}/v1/keys", server.url), auth.clone());
+        let (client, url, auth) = (
+            client.clone(),
+            format!("{}/v1/keys", server.url),
+            auth.clone(),
+        );
         move || {
             let (client, url, auth) = (client.clone(), url.clone(), auth.clone());
             async move {
@@ -192,7 +206,11 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
         }
     };
     let mut created = load(CREATE_SECONDS, create).await;
-    eprintln!("{name}: created {} keys ({} failed)", created.latencies.len(), created.failures);
+    eprintln!(
+        "{name}: created {} keys ({} failed)",
+        created.latencies.len(),
+        created.failures
+    );
 
     let first: Value = client
         .get(format!("{}/v1/keys?limit=1", server.url))
@@ -203,12 +221,17 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
         .json()
         .await
         .expect("json");
-    let template = first["items"][0]["key_id"].as_str().expect("a key").to_owned();
+    let template = first["items"][0]["key_id"]
+        .as_str()
+        .expect("a key")
+        .to_owned();
     let seeded = seed(database_url, &template).await;
     eprintln!("{name}: seeded {STORED_KEYS} keys in {seeded:.1?}");
 
     // A cursor 99,950 keys deep: the listing's own cursor format (created_at:key_id, base64url).
-    let mut connection = sqlx::AnyConnection::connect(database_url).await.expect("connect");
+    let mut connection = sqlx::AnyConnection::connect(database_url)
+        .await
+        .expect("connect");
     let deep: (i64, String) = sqlx::query_as(
         "SELECT created_at, api_key_id FROM api_key ORDER BY created_at DESC, api_key_id DESC \
          LIMIT 1 OFFSET 99950",
@@ -216,14 +239,20 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
     .fetch_one(&mut connection)
     .await
     .expect("a deep row");
-    let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{}", deep.0, deep.1));
+    let cursor =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{}", deep.0, deep.1));
     let page = |path: String| {
         let (client, auth) = (client.clone(), auth.clone());
         async move {
             let mut times = Vec::new();
             for _ in 0..200 {
                 let sent = Instant::now();
-                let response = client.get(&path).header("authorization", &auth).send().await.expect("page");
+                let response = client
+                    .get(&path)
+                    .header("authorization", &auth)
+                    .send()
+                    .await
+                    .expect("page");
                 let body: Value = response.json().await.expect("json");
                 assert_eq!(body["items"].as_array().map(Vec::len), Some(50));
                 times.push(sent.elapsed());
@@ -247,12 +276,30 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
         .expect("json");
     let verify_body = json!({ "key": key["key"], "permissions": ["customer:read"] });
     let verify = {
-        let (client, url, auth) = (client.clone(), format!("{}/v1/verify", server.url), auth.clone());
+        let (client, url, auth) = (
+            client.clone(),
+            format!("{}/v1/verify", server.url),
+            auth.clone(),
+        );
         move || {
-            let (client, url, auth, body) = (client.clone(), url.clone(), auth.clone(), verify_body.clone());
+            let (client, url, auth, body) = (
+                client.clone(),
+                url.clone(),
+                auth.clone(),
+                verify_body.clone(),
+            );
             async move {
-                match client.post(&url).header("authorization", &auth).json(&body).send().await {
-                    Ok(response) => response.json::<Value>().await.is_ok_and(|v| v["valid"] == true),
+                match client
+                    .post(&url)
+                    .header("authorization", &auth)
+                    .json(&body)
+                    .send()
+                    .await
+                {
+                    Ok(response) => response
+                        .json::<Value>()
+                        .await
+                        .is_ok_and(|v| v["valid"] == true),
                     Err(_) => false,
                 }
             }
@@ -276,21 +323,46 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
 
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
     vec![
-        ("key creation, 32 clients".into(), format!("{:.0}/s", created.throughput())),
+        (
+            "key creation, 32 clients".into(),
+            format!("{:.0}/s", created.throughput()),
+        ),
         ("  creation p50".into(), ms(created.percentile(0.50))),
         ("  creation p99".into(), ms(created.percentile(0.99))),
-        (format!("GET /v1/keys first page ({STORED_KEYS} keys), median"), ms(first_page)),
+        (
+            format!("GET /v1/keys first page ({STORED_KEYS} keys), median"),
+            ms(first_page),
+        ),
         ("GET /v1/keys 99,950 deep, median".into(), ms(deep_page)),
-        ("GET /healthz, 32 clients".into(), format!("{:.0}/s (p99 {})", trivial.throughput(), ms(trivial.percentile(0.99)))),
-        ("POST /v1/verify, 32 clients".into(), format!("{:.0}/s (p99 {})", verified.throughput(), ms(verified.percentile(0.99)))),
-        ("verify / healthz throughput".into(), format!("{:.2}", verified.throughput() / trivial.throughput())),
+        (
+            "GET /healthz, 32 clients".into(),
+            format!(
+                "{:.0}/s (p99 {})",
+                trivial.throughput(),
+                ms(trivial.percentile(0.99))
+            ),
+        ),
+        (
+            "POST /v1/verify, 32 clients".into(),
+            format!(
+                "{:.0}/s (p99 {})",
+                verified.throughput(),
+                ms(verified.percentile(0.99))
+            ),
+        ),
+        (
+            "verify / healthz throughput".into(),
+            format!("{:.2}", verified.throughput() / trivial.throughput()),
+        ),
     ]
 }
 
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let binary = args.next().expect("usage: bench_api KEYGATE_BINARY [POSTGRES_ADMIN_URL]");
+    let binary = args
+        .next()
+        .expect("usage: bench_api KEYGATE_BINARY [POSTGRES_ADMIN_URL]");
     let postgres = args.next();
     sqlx::any::install_default_drivers();
 
@@ -299,19 +371,40 @@ async fn main() {
     let mut columns = vec![("sqlite", bench("sqlite", &binary, &sqlite_url).await)];
 
     if let Some(admin_url) = postgres {
-        let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("PostgreSQL");
-        sqlx::query("DROP DATABASE IF EXISTS keygate_bench WITH (FORCE)").execute(&mut admin).await.expect("drop");
-        sqlx::query("CREATE DATABASE keygate_bench").execute(&mut admin).await.expect("create");
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("PostgreSQL");
+        sqlx::query("DROP DATABASE IF EXISTS keygate_bench WITH (FORCE)")
+            .execute(&mut admin)
+            .await
+            .expect("drop");
+        sqlx::query("CREATE DATABASE keygate_bench")
+            .execute(&mut admin)
+            .await
+            .expect("create");
         let (base, _) = admin_url.rsplit_once('/').expect("URL ends in /DATABASE");
         let url = format!("{base}/keygate_bench");
         columns.push(("postgres", bench("postgres", &binary, &url).await));
-        sqlx::query("DROP DATABASE IF EXISTS keygate_bench WITH (FORCE)").execute(&mut admin).await.expect("drop");
+        sqlx::query("DROP DATABASE IF EXISTS keygate_bench WITH (FORCE)")
+            .execute(&mut admin)
+            .await
+            .expect("drop");
     }
 
-    println!("\n| measure | {} |", columns.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(" | "));
+    println!(
+        "\n| measure | {} |",
+        columns
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
     println!("|---|{}", "---|".repeat(columns.len()));
     for row in 0..columns[0].1.len() {
-        let cells: Vec<&str> = columns.iter().map(|(_, rows)| rows[row].1.as_str()).collect();
+        let cells: Vec<&str> = columns
+            .iter()
+            .map(|(_, rows)| rows[row].1.as_str())
+            .collect();
         println!("| {} | {} |", columns[0].1[row].0, cells.join(" | "));
     }
 }

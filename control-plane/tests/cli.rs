@@ -189,6 +189,85 @@ async fn drive(backend: Backend) {
     ok(&cli(
         &server,
         admin,
+        &["permissions", "add", "customer:write"],
+    ));
+    ok(&cli(
+        &server,
+        admin,
+        &[
+            "permissions",
+            "set",
+            "support",
+            "--permission",
+            "customer:*",
+            "--description",
+            "Support desk",
+        ],
+    ));
+    let catalogue = ok(&cli(&server, admin, &["permissions", "list"]));
+    assert!(
+        catalogue.contains("support") && catalogue.contains("customer:write"),
+        "{catalogue}"
+    );
+
+    let updated = json(&cli(
+        &server,
+        admin,
+        &[
+            "keys",
+            "update",
+            &key_id,
+            "--name",
+            "ci deploy v2",
+            "--set",
+            "support",
+            "--rate-limit",
+            "10/1",
+            "--never-expires",
+            "--json",
+        ],
+    ));
+    assert_eq!(updated["name"], "ci deploy v2");
+    assert_eq!(
+        updated["grants"],
+        serde_json::json!(["customer:*", "customer:read"])
+    );
+    assert_eq!(updated["expires_at"], Value::Null);
+    assert_eq!(updated["rate_limit"]["requests"], 10);
+    let disabled = json(&cli(
+        &server,
+        admin,
+        &["keys", "disable", &key_id, "--json"],
+    ));
+    assert_eq!(disabled["status"], "disabled");
+    let enabled = json(&cli(&server, admin, &["keys", "enable", &key_id, "--json"]));
+    assert_eq!(enabled["status"], "active");
+
+    let rotated_file = dir.path().join("rotated.apikey");
+    let rotated = ok(&cli(
+        &server,
+        admin,
+        &[
+            "keys",
+            "regenerate",
+            &key_id,
+            "--grace-period-seconds",
+            "600",
+            "--output",
+            rotated_file.to_str().unwrap(),
+        ],
+    ));
+    let rotated_key = std::fs::read_to_string(&rotated_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(rotated_key.contains(&key_id) && rotated_key != key);
+    assert!(!rotated.contains(&rotated_key));
+    assert!(rotated.contains("previous_secret_expires_at"));
+
+    ok(&cli(
+        &server,
+        admin,
         &["keys", "revoke", &key_id, "--reason", "rotated out"],
     ));
     let revoked = json(&cli(&server, admin, &["keys", "show", &key_id, "--json"]));
@@ -223,12 +302,56 @@ async fn drive(backend: Backend) {
     let forbidden = cli(&server, Some(&member_token), &["users", "list"]);
     assert_eq!(forbidden.status.code(), Some(1));
 
-    let regenerated = ok(&cli(
+    let own = json(&cli(
         &server,
         Some(&member_token),
-        &["keys", "create", "--name", "mine"],
+        &["keys", "create", "--name", "mine", "--json"],
     ));
-    assert!(regenerated.contains("shown only this once"));
+    let own_id = own["key_id"].as_str().unwrap();
+    let refused_delete = cli(&server, Some(&member_token), &["keys", "delete", own_id]);
+    assert_eq!(refused_delete.status.code(), Some(2), "delete wants --yes");
+    ok(&cli(
+        &server,
+        Some(&member_token),
+        &["keys", "delete", own_id, "--yes"],
+    ));
+    let gone = cli(&server, Some(&member_token), &["keys", "show", own_id]);
+    assert_eq!(gone.status.code(), Some(1));
+    let plain = ok(&cli(
+        &server,
+        Some(&member_token),
+        &["keys", "create", "--name", "printed"],
+    ));
+    assert!(plain.contains("shown only this once"));
+
+    let promoted = json(&cli(
+        &server,
+        admin,
+        &["users", "set-role", user_id, "key_manager", "--json"],
+    ));
+    assert_eq!(promoted["role"], "key_manager");
+    let shown_user = json(&cli(&server, admin, &["users", "show", user_id, "--json"]));
+    let token_id = shown_user["tokens"][0]["token_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&cli(
+        &server,
+        admin,
+        &["users", "revoke-token", user_id, &token_id],
+    ));
+    assert_eq!(
+        cli(&server, Some(&member_token), &["whoami"]).status.code(),
+        Some(1)
+    );
+    let users_table = ok(&cli(&server, admin, &["users", "list"]));
+    assert!(users_table.contains("dev@example.com") && users_table.contains("root@example.com"));
+    let deactivated = json(&cli(
+        &server,
+        admin,
+        &["users", "deactivate", user_id, "--json"],
+    ));
+    assert_eq!(deactivated["active"], false);
     let audit = json(&cli(
         &server,
         admin,

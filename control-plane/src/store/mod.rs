@@ -300,7 +300,10 @@ mod tests {
                         .collect::<Vec<_>>()
                         .join("\n")
                         .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "IDENTITY")
-                        .replace("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "IDENTITY");
+                        .replace(
+                            "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+                            "IDENTITY",
+                        );
                     (migration.version, migration.description.to_string(), sql)
                 })
                 .collect()
@@ -312,13 +315,30 @@ mod tests {
 
     #[test]
     fn only_sqlite_and_postgres_urls_are_accepted() {
-        assert_eq!(Backend::of("sqlite://keygate.db").ok(), Some(Backend::Sqlite));
-        assert_eq!(Backend::of("postgres://u@h/db").ok(), Some(Backend::Postgres));
-        assert_eq!(Backend::of("postgresql://u@h/db").ok(), Some(Backend::Postgres));
-        let refused = Backend::of("mysql://u:secret@h/db").unwrap_err().to_string();
-        assert!(refused.contains("\"mysql\"") && !refused.contains("secret"), "{refused}");
+        assert_eq!(
+            Backend::of("sqlite://keygate.db").ok(),
+            Some(Backend::Sqlite)
+        );
+        assert_eq!(
+            Backend::of("postgres://u@h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            Backend::of("postgresql://u@h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        let refused = Backend::of("mysql://u:secret@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("\"mysql\"") && !refused.contains("secret"),
+            "{refused}"
+        );
         assert_eq!(sqlite_url("sqlite://a.db"), "sqlite://a.db?mode=rwc");
-        assert_eq!(sqlite_url("sqlite://a.db?cache=shared"), "sqlite://a.db?cache=shared&mode=rwc");
+        assert_eq!(
+            sqlite_url("sqlite://a.db?cache=shared"),
+            "sqlite://a.db?cache=shared&mode=rwc"
+        );
         assert_eq!(sqlite_url("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
     }
 }
