@@ -24,7 +24,7 @@ pub enum Command {
     /// Serve the control-plane API (creates and migrates the database on first start).
     Serve(ServeConfig),
     /// Create the first admin and print its token once (what `serve` does on an empty database).
-    Bootstrap(BootstrapArgs),
+    Bootstrap(SetupArgs),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -58,16 +58,7 @@ pub struct ServeConfig {
     #[arg(long, env = "KEYGATE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     #[command(flatten)]
-    pub database: DatabaseArgs,
-    #[command(flatten)]
-    pub issuer: IssuerArgs,
-    /// The email of the admin created on first start.
-    #[arg(
-        long,
-        env = "KEYGATE_BOOTSTRAP_EMAIL",
-        default_value = "admin@localhost"
-    )]
-    pub bootstrap_email: String,
+    pub setup: SetupArgs,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "KEYGATE_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -79,19 +70,20 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
 }
 
+/// What `serve` and `bootstrap` share: the database, the key formats, the first admin.
 #[derive(Debug, Args)]
-pub struct BootstrapArgs {
+pub struct SetupArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub issuer: IssuerArgs,
-    /// The first admin's email.
+    /// The email of the first admin, created on an empty database.
     #[arg(
         long,
         env = "KEYGATE_BOOTSTRAP_EMAIL",
         default_value = "admin@localhost"
     )]
-    pub email: String,
+    pub bootstrap_email: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 use crate::Clock;
-use crate::config::{BootstrapArgs, IssuerArgs, LogFormat, ServeConfig};
+use crate::config::{IssuerArgs, LogFormat, ServeConfig, SetupArgs};
 use crate::http::{AppState, Settings, app};
 use crate::store::{Db, users};
 
@@ -54,14 +54,14 @@ async fn bootstrap_admin(db: &Db, settings: &Settings, email: &str) -> Result<bo
     Ok(true)
 }
 
-pub(crate) async fn bootstrap(args: BootstrapArgs) -> ExitCode {
+pub(crate) async fn bootstrap(args: SetupArgs) -> ExitCode {
     init_logging(LogFormat::Text);
     let outcome = async {
         let settings = settings(&args.issuer, 0)?;
         let db = Db::connect(&args.database.database_url, 1)
             .await
             .map_err(|error| error.to_string())?;
-        let created = bootstrap_admin(&db, &settings, &args.email).await;
+        let created = bootstrap_admin(&db, &settings, &args.bootstrap_email).await;
         db.close().await;
         created
     }
@@ -91,15 +91,13 @@ pub(crate) async fn serve(config: ServeConfig) -> ExitCode {
 }
 
 async fn run(config: ServeConfig) -> Result<(), String> {
-    let settings = settings(&config.issuer, config.max_body_bytes)?;
-    let db = Db::connect(
-        &config.database.database_url,
-        config.database.max_connections,
-    )
-    .await
-    .map_err(|error| error.to_string())?;
+    let setup = &config.setup;
+    let settings = settings(&setup.issuer, config.max_body_bytes)?;
+    let db = Db::connect(&setup.database.database_url, setup.database.max_connections)
+        .await
+        .map_err(|error| error.to_string())?;
     tracing::info!(backend = db.backend().name(), "database ready");
-    bootstrap_admin(&db, &settings, &config.bootstrap_email).await?;
+    bootstrap_admin(&db, &settings, &setup.bootstrap_email).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;

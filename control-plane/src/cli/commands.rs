@@ -311,6 +311,18 @@ impl KeySettings {
     }
 }
 
+/// Checked before asking for a new secret, so a refused --output file costs no key. (The file
+/// is created with `create_new` as well, so a race still cannot overwrite one.)
+fn refuse_existing(output: Option<&Path>) -> Result<(), CliError> {
+    match output {
+        Some(path) if path.exists() => Err(CliError::Usage(format!(
+            "{} already exists; refusing to overwrite it",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Writes a new secret to a file only its owner can read, refusing to replace an existing file.
 fn save_secret(path: &Path, secret: &str) -> Result<(), CliError> {
     let mut options = std::fs::OpenOptions::new();
@@ -459,16 +471,7 @@ async fn keys(connection: &Connection, action: KeysAction) -> Result<(), CliErro
                 body.insert("owner_id".into(), Value::String(owner));
             }
             settings.into_body(&mut body);
-            if output.as_deref().is_some_and(Path::exists) {
-                return Err(CliError::Usage(format!(
-                    "{} already exists; refusing to overwrite it",
-                    output
-                        .as_deref()
-                        .map(Path::display)
-                        .map(|d| d.to_string())
-                        .unwrap_or_default()
-                )));
-            }
+            refuse_existing(output.as_deref())?;
             let answer = client
                 .send(Method::POST, "/v1/keys", &[], Some(&Value::Object(body)))
                 .await?
@@ -480,11 +483,7 @@ async fn keys(connection: &Connection, action: KeysAction) -> Result<(), CliErro
             grace_period_seconds,
             output,
         } => {
-            if output.as_deref().is_some_and(Path::exists) {
-                return Err(CliError::Usage(
-                    "the --output file already exists; refusing to overwrite it".into(),
-                ));
-            }
+            refuse_existing(output.as_deref())?;
             let body = json!({ "grace_period_seconds": grace_period_seconds });
             let answer = client
                 .send(
@@ -602,11 +601,7 @@ async fn users(connection: &Connection, action: UsersAction) -> Result<(), CliEr
             name,
             output,
         } => {
-            if output.as_deref().is_some_and(Path::exists) {
-                return Err(CliError::Usage(
-                    "the --output file already exists; refusing to overwrite it".into(),
-                ));
-            }
+            refuse_existing(output.as_deref())?;
             let answer = client
                 .send(
                     Method::POST,

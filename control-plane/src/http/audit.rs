@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiQuery, ErrorResponse};
-use super::views::{Page, decode_cursor, encode_cursor, page_size, parse_rfc3339, rfc3339};
+use super::views::{Page, decode_cursor, page_size, parse_rfc3339, rfc3339};
 use super::{AppState, Caller};
 use crate::store::audit::{self, AuditFilter};
 
@@ -103,39 +103,24 @@ async fn list_audit_events(
             .map_err(bad_query)?,
         before: query
             .cursor
-            .map(|cursor| {
-                decode_cursor(&cursor)?.parse().map_err(|_| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_cursor",
-                        "cursor is not one this server issued",
-                    )
-                })
-            })
+            .map(|cursor| decode_cursor(&cursor, |position| position.parse().ok()))
             .transpose()?,
     };
-    let mut events = audit::list(state.db(), &filter, limit + 1).await?;
-    let more = events.len() > limit as usize;
-    events.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| events.last())
-        .flatten()
-        .map(|last| encode_cursor(&last.audit_event_id.to_string()));
-    Ok(Json(Page {
-        items: events
-            .into_iter()
-            .map(|event| AuditEventView {
-                id: event.audit_event_id,
-                occurred_at: rfc3339(event.occurred_at),
-                actor_id: event.actor_id,
-                action: event.action,
-                target_type: event.target_type,
-                target_id: event.target_id,
-                summary: event.summary,
-                request_id: event.request_id,
-                client_ip: event.client_ip,
-            })
-            .collect(),
-        next_cursor,
-    }))
+    let events = audit::list(state.db(), &filter, limit + 1).await?;
+    Ok(Json(Page::of(
+        events,
+        limit,
+        |event| event.audit_event_id.to_string(),
+        |event| AuditEventView {
+            id: event.audit_event_id,
+            occurred_at: rfc3339(event.occurred_at),
+            actor_id: event.actor_id,
+            action: event.action,
+            target_type: event.target_type,
+            target_id: event.target_id,
+            summary: event.summary,
+            request_id: event.request_id,
+            client_ip: event.client_ip,
+        },
+    )))
 }

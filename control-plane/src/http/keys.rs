@@ -23,8 +23,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorResponse, OptionalJson};
 use super::views::{
-    EnvironmentName, KeyView, Page, RateLimitBody, decode_cursor, encode_cursor, page_size,
-    parse_rfc3339,
+    EnvironmentName, KeyView, Page, RateLimitBody, decode_cursor, page_size, parse_rfc3339,
 };
 use super::{AppState, Caller, actor};
 use crate::store::catalog::{self, Catalogue};
@@ -432,17 +431,10 @@ async fn list_keys(
     let after = query
         .cursor
         .map(|cursor| {
-            let position = decode_cursor(&cursor)?;
-            position
-                .split_once(':')
-                .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_cursor",
-                        "cursor is not one this server issued",
-                    )
-                })
+            decode_cursor(&cursor, |position| {
+                let (at, id) = position.split_once(':')?;
+                Some((at.parse().ok()?, id.to_owned()))
+            })
         })
         .transpose()?;
     let filter = KeyFilter {
@@ -454,17 +446,13 @@ async fn list_keys(
         after,
     };
     let now = state.now();
-    let mut found = keys::list(state.db(), &filter, now, limit + 1).await?;
-    let more = found.len() > limit as usize;
-    found.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| found.last())
-        .flatten()
-        .map(|last| encode_cursor(&format!("{}:{}", last.created_at, last.key_id)));
-    Ok(Json(Page {
-        items: found.iter().map(|key| KeyView::new(key, now)).collect(),
-        next_cursor,
-    }))
+    let found = keys::list(state.db(), &filter, now, limit + 1).await?;
+    Ok(Json(Page::of(
+        found,
+        limit,
+        |key| format!("{}:{}", key.created_at, key.key_id),
+        |key| KeyView::new(&key, now),
+    )))
 }
 
 fn key_id(text: &str) -> Result<KeyId, ApiError> {

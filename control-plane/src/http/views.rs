@@ -193,16 +193,40 @@ pub(crate) fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
-/// Cursors are opaque to clients: base64url of the position they continue from.
-pub(crate) fn encode_cursor(position: &str) -> String {
-    URL_SAFE_NO_PAD.encode(position)
+impl<T> Page<T> {
+    /// A page from `found`, fetched with a limit of `limit + 1`: the extra row only says that
+    /// there is more, and the cursor continues from the last row shown.
+    pub(crate) fn of<R>(
+        mut found: Vec<R>,
+        limit: u32,
+        position: impl Fn(&R) -> String,
+        view: impl FnMut(R) -> T,
+    ) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next_cursor = more
+            .then(|| found.last())
+            .flatten()
+            .map(|last| URL_SAFE_NO_PAD.encode(position(last)));
+        Self {
+            items: found.into_iter().map(view).collect(),
+            next_cursor,
+        }
+    }
 }
 
-pub(crate) fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+/// Cursors are opaque to clients: base64url of the position they continue from, read back with
+/// `parse`.
+pub(crate) fn decode_cursor<P>(
+    cursor: &str,
+    parse: impl FnOnce(&str) -> Option<P>,
+) -> Result<P, ApiError> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|position| parse(&position))
         .ok_or_else(|| {
             ApiError::new(
                 axum::http::StatusCode::BAD_REQUEST,

@@ -278,6 +278,17 @@ async fn fetch<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
     .transpose()
 }
 
+/// The user, who must exist and be active.
+async fn active_user(connection: &mut AnyConnection, user_id: &str) -> Result<User, StoreError> {
+    let user = fetch(connection, user_id)
+        .await?
+        .ok_or(Refusal::NotFound("user"))?;
+    if user.deactivated_at.is_some() {
+        return Err(Refusal::conflict("user_deactivated", "the user is deactivated").into());
+    }
+    Ok(user)
+}
+
 /// Sets a user's role, or deactivates them (`role: None`); refuses to leave no active admin.
 pub async fn change(
     db: &Db,
@@ -286,12 +297,7 @@ pub async fn change(
     actor: &Actor,
 ) -> Result<User, StoreError> {
     let mut tx = db.begin().await?;
-    let user = fetch(&mut *tx, user_id)
-        .await?
-        .ok_or(Refusal::NotFound("user"))?;
-    if user.deactivated_at.is_some() {
-        return Err(Refusal::conflict("user_deactivated", "the user is deactivated").into());
-    }
+    let user = active_user(&mut tx, user_id).await?;
     let (action, summary) = match change {
         UserChange::Role(role) => {
             sqlx::query("UPDATE app_user SET role = $2, updated_at = $3 WHERE app_user_id = $1")
@@ -348,12 +354,7 @@ pub async fn issue_token(
     actor: &Actor,
 ) -> Result<IssuedToken, StoreError> {
     let mut tx = db.begin().await?;
-    let user = fetch(&mut *tx, user_id)
-        .await?
-        .ok_or(Refusal::NotFound("user"))?;
-    if user.deactivated_at.is_some() {
-        return Err(Refusal::conflict("user_deactivated", "the user is deactivated").into());
-    }
+    active_user(&mut tx, user_id).await?;
     let token = insert_token(&mut tx, user_id, name, format, environment, actor).await?;
     tx.commit().await?;
     Ok(token)
