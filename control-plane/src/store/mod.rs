@@ -107,8 +107,7 @@ impl Backend {
 }
 
 /// A pool for reads and one for transactions. On PostgreSQL they are the same pool; SQLite allows
-/// one writer at a time, so its transactions queue on a single connection instead of failing with
-/// `SQLITE_BUSY` when two of them try to upgrade to a write lock.
+/// one writer at a time, so within a process its transactions queue on a single connection.
 #[derive(Clone, Debug)]
 pub struct Db {
     read: AnyPool,
@@ -161,8 +160,15 @@ impl Db {
         &self.read
     }
 
+    /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`): a
+    /// deferred transaction that reads and then writes fails at once with "database is locked"
+    /// when another process (a second replica, `keygate bootstrap`) wrote in between, whereas
+    /// an immediate one waits its turn for up to the busy timeout.
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        Ok(self.write.begin().await?)
+        Ok(match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.write.begin().await?,
+        })
     }
 
     /// For `/readyz`: the database answers.

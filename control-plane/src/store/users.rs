@@ -192,7 +192,12 @@ pub async fn bootstrap(
     if done > 0 {
         return Ok(None);
     }
-    let user = insert_user(&mut tx, email, Role::Admin, now).await?;
+    // Two replicas starting together both see no admin; the loser fails on the email's (or
+    // below, the bootstrap row's) uniqueness, and finds the winner's admin.
+    let user = match insert_user(&mut tx, email, Role::Admin, now).await {
+        Err(StoreError::Refused(Refusal::Conflict { .. })) => return Ok(None),
+        other => other?,
+    };
     let claimed = sqlx::query(
         "INSERT INTO bootstrap (bootstrap_id, app_user_id, created_at) VALUES (1, $1, $2)",
     )

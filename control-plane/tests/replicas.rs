@@ -1,0 +1,131 @@
+//! Several replicas on one database: the first admin is created exactly once, and concurrent
+//! changes to one key from two replicas never lose an update nor reuse a version.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{Backend, TestApp, fresh_database, settings};
+use keygate_control_plane::store::{Db, users};
+use keygate_control_plane::{AppState, Clock, app};
+use serde_json::json;
+
+async fn bootstrap_happens_once(backend: Backend) {
+    let Some((url, _fresh)) = fresh_database(backend).await else {
+        return;
+    };
+    let settings = settings();
+    let mut replicas = Vec::new();
+    for _ in 0..4 {
+        replicas.push(Db::connect(&url, 4).await.expect("connect"));
+    }
+    let attempts = replicas.iter().flat_map(|db| {
+        let settings = &settings;
+        (0..2).map(move |_| {
+            users::bootstrap(
+                db,
+                "first@example.com",
+                &settings.token_format,
+                settings.environment,
+                0,
+            )
+        })
+    });
+    let outcomes = futures::future::join_all(attempts).await;
+    let created = outcomes
+        .into_iter()
+        .map(|outcome| outcome.expect("bootstrap never fails, it finds the admin made"))
+        .filter(Option::is_some)
+        .count();
+    assert_eq!(created, 1, "exactly one first admin");
+    assert_eq!(users::list(&replicas[0]).await.unwrap().len(), 1);
+}
+
+async fn concurrent_changes_keep_every_version(backend: Backend) {
+    let Some(first) = TestApp::start(backend).await else {
+        return;
+    };
+    let (_, key_id, _) = first
+        .create_key(&first.admin, json!({ "name": "contended" }))
+        .await;
+    let second_db = Db::connect(&first.db_url, 4)
+        .await
+        .expect("a second replica");
+    let second = app(AppState::new(
+        second_db,
+        settings(),
+        Clock::manual(common::START),
+    ));
+
+    let mut tasks = Vec::new();
+    for index in 0..24 {
+        let router = if index % 2 == 0 {
+            first.router.clone()
+        } else {
+            second.clone()
+        };
+        let token = first.admin.token.clone();
+        let path = format!("/v1/keys/{key_id}");
+        tasks.push(tokio::spawn(async move {
+            use tower::ServiceExt;
+            let request = axum::http::Request::patch(path)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(
+                    json!({ "name": format!("name {index}") }).to_string(),
+                ))
+                .unwrap();
+            router.oneshot(request).await.unwrap().status()
+        }));
+    }
+    let mut applied = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            StatusCode::OK => applied += 1,
+            StatusCode::CONFLICT => {}
+            other => panic!("a concurrent update answered {other}"),
+        }
+    }
+    assert!(applied >= 1);
+    let key = first
+        .get(&format!("/v1/keys/{key_id}"), &first.admin)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        key["version"],
+        1 + applied,
+        "each applied change is one version"
+    );
+    assert_eq!(
+        first.count("outbox").await,
+        1 + applied,
+        "and one outbox record"
+    );
+    let trail = first
+        .get(
+            &format!("/v1/audit-log?action=key.update&target_id={key_id}&limit=100"),
+            &first.admin,
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(trail["items"].as_array().unwrap().len() as i64, applied);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bootstrap_happens_once_on_sqlite() {
+    bootstrap_happens_once(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bootstrap_happens_once_on_postgres() {
+    bootstrap_happens_once(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_changes_keep_every_version_on_sqlite() {
+    concurrent_changes_keep_every_version(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_changes_keep_every_version_on_postgres() {
+    concurrent_changes_keep_every_version(Backend::Postgres).await;
+}
