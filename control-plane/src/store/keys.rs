@@ -434,9 +434,9 @@ pub async fn list(
     if let Some((created_at, key_id)) = &filter.after {
         let at = conditions.param(Param::Int(*created_at));
         let id = conditions.param(Param::Text(key_id.clone()));
-        conditions.clause(format!(
-            "(created_at < {at} OR (created_at = {at} AND api_key_id < {id}))"
-        ));
+        // A row-value comparison, which both engines answer from the (created_at, api_key_id)
+        // index; the equivalent OR form makes PostgreSQL scan every newer row.
+        conditions.clause(format!("(created_at, api_key_id) < ({at}, {id})"));
     }
     let sql = format!(
         "SELECT {KEY_COLUMNS} FROM api_key{} ORDER BY created_at DESC, api_key_id DESC LIMIT {limit}",
