@@ -187,6 +187,91 @@ impl Drop for WranglerDev {
     }
 }
 
+/// The built Worker under standalone workerd (`node_modules/.bin/workerd`), with its `KEYS` KV
+/// binding served by `kv_js`, a JavaScript module of our own: for what `wrangler dev` cannot
+/// stage, such as a KV that fails. The lookup limiter is miniflare's, as under `wrangler dev`.
+#[derive(Debug)]
+pub struct StandaloneWorkerd {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl StandaloneWorkerd {
+    pub fn start(kv_js: &str) -> Self {
+        let root = repo_root();
+        let dir = tempfile::tempdir().expect("temp dir");
+        for file in ["index.js", "index_bg.wasm"] {
+            std::fs::copy(root.join("edge/build").join(file), dir.path().join(file))
+                .expect("the Worker is built (scripts/build-edge)");
+        }
+        std::fs::copy(
+            root.join("node_modules/miniflare/dist/src/workers/ratelimit/ratelimit.worker.js"),
+            dir.path().join("ratelimit.js"),
+        )
+        .expect("miniflare's rate limiter (npm ci)");
+        std::fs::write(dir.path().join("kv.js"), kv_js).expect("kv.js");
+        let port = free_port();
+        let config = format!(
+            r#"using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [(name = "keygate", worker = .keygate), (name = "kv", worker = .kv)],
+  sockets = [(name = "http", address = "127.0.0.1:{port}", http = (), service = "keygate")],
+  extensions = [(modules = [(name = "cloudflare-internal:ratelimit:module", esModule = embed "ratelimit.js", internal = true)])],
+);
+const keygate :Workerd.Worker = (
+  modules = [(name = "index.js", esModule = embed "index.js"), (name = "index_bg.wasm", wasm = embed "index_bg.wasm")],
+  compatibilityDate = "2026-04-01",
+  bindings = [
+    (name = "KEYGATE_ENVIRONMENT", text = "production"),
+    (name = "KEYGATE_ISSUER_PREFIX", text = "kg"),
+    (name = "KEYGATE_ORIGIN", text = "http://origin.invalid"),
+    (name = "KEYGATE_ROUTES", text = "[{{\"method\": \"*\", \"path\": \"/*\"}}]"),
+    (name = "KEYS", kvNamespace = (name = "kv")),
+    (name = "LOOKUP_LIMITER", wrapped = (moduleName = "cloudflare-internal:ratelimit:module",
+      innerBindings = [(name = "namespaceId", json = "\"1\""), (name = "limit", json = "1000"), (name = "period", json = "60")])),
+  ],
+);
+const kv :Workerd.Worker = (
+  modules = [(name = "kv.js", esModule = embed "kv.js")],
+  compatibilityDate = "2026-04-01",
+);
+"#
+        );
+        std::fs::write(dir.path().join("config.capnp"), config).expect("config.capnp");
+        let log = std::fs::File::create(dir.path().join("workerd.log")).expect("log file");
+        let child = Command::new(root.join("node_modules/.bin/workerd"))
+            .arg("serve")
+            .arg(dir.path().join("config.capnp"))
+            .arg("config")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("workerd starts");
+        let workerd = Self { child, port, dir };
+        poll(Duration::from_secs(60), "workerd listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        workerd
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("workerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for StandaloneWorkerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// An origin on a free port that answers every request with a JSON echo of it.
 #[derive(Debug)]
 pub struct EchoOrigin {

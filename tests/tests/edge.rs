@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use keygate_e2e::{EchoOrigin, WranglerDev, now_seconds, poll};
+use keygate_e2e::{EchoOrigin, StandaloneWorkerd, WranglerDev, now_seconds, poll};
 use keygate_shared::{
     ApiKey, CustomerId, Environment, Grants, IpAllowlist, KeyFormat, KeyRecord, OwnerId,
     PreviousDigest, RecordState, SnapshotRecord, Status,
@@ -729,22 +729,77 @@ fn misconfiguration_is_a_500_naming_the_setting(
     }
 }
 
+type SoloScenario = fn(&tokio::runtime::Runtime) -> Result<(), String>;
+
+/// KV failing, with an error or with a value that is not a snapshot record, is a 503: never a 401
+/// (the key may well be valid) nor a pass. Asked twice, so a failure is not remembered as "no
+/// such key" either. Standalone workerd, because `wrangler dev`'s local KV does not fail.
+fn kv_failures_fail_closed_with_503(runtime: &tokio::runtime::Runtime) -> Result<(), String> {
+    let format = KeyFormat::new("kg").expect("prefix");
+    let mut rng = ChaCha20Rng::seed_from_u64(now_seconds() as u64);
+    let down = format.generate(Environment::Production, &mut rng);
+    let garbled = format.generate(Environment::Production, &mut rng);
+    let kv = format!(
+        r#"export default {{
+  async fetch(request) {{
+    const name = decodeURIComponent(new URL(request.url).pathname.split("/").pop());
+    if (name === "{}") return new Response("not a snapshot record");
+    return new Response("KV is down", {{ status: 500 }});
+  }},
+}};
+"#,
+        garbled.key_id()
+    );
+    let edge = StandaloneWorkerd::start(&kv);
+    let client = reqwest::Client::new();
+    for (key, what) in [(&down, "KV error"), (&garbled, "unreadable record")] {
+        for attempt in 1..=2 {
+            let (status, body) = runtime.block_on(async {
+                let response = client
+                    .get(edge.url("/v1/customers"))
+                    .bearer_auth(key.expose_secret())
+                    .send()
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.map_err(|error| error.to_string())?;
+                Ok::<_, String>((status, body))
+            })?;
+            if status != 503 || body["error"]["code"] != "unavailable" {
+                return Err(format!(
+                    "{what}, attempt {attempt}: {status} {body}\n--- workerd log ---\n{}",
+                    edge.log()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let misconfiguration = if args.list
-        || args
-            .filter
-            .as_deref()
-            .is_some_and(|f| !"misconfiguration_is_a_500_naming_the_setting".contains(f))
-    {
-        Ok(())
-    } else {
-        misconfiguration_is_a_500_naming_the_setting(&runtime)
-    };
+    // Scenarios that need a Worker of their own run first, before the shared one starts.
+    let solo: Vec<(&str, SoloScenario)> = vec![
+        (
+            "misconfiguration_is_a_500_naming_the_setting",
+            misconfiguration_is_a_500_naming_the_setting,
+        ),
+        (
+            "kv_failures_fail_closed_with_503",
+            kv_failures_fail_closed_with_503,
+        ),
+    ];
+    let solo_outcomes: Vec<(&str, Result<(), String>)> = solo
+        .into_iter()
+        .map(|(name, scenario)| {
+            let selected = !args.list && args.filter.as_deref().is_none_or(|f| name.contains(f));
+            (name, if selected { scenario(&runtime) } else { Ok(()) })
+        })
+        .collect();
     let origin = EchoOrigin::start(&runtime);
     let edge = WranglerDev::start(&[
         ("KEYGATE_ORIGIN", &origin.url()),
@@ -820,10 +875,11 @@ fn main() {
             Trial::test(name, move || scenario(&world))
         })
         .collect();
-    trials.push(Trial::test(
-        "misconfiguration_is_a_500_naming_the_setting",
-        move || misconfiguration.map_err(Failed::from),
-    ));
+    trials.extend(
+        solo_outcomes
+            .into_iter()
+            .map(|(name, outcome)| Trial::test(name, move || outcome.map_err(Failed::from))),
+    );
     let conclusion = libtest_mimic::run(&args, trials);
     if conclusion.has_failed() {
         eprintln!("--- wrangler dev log ---\n{}", world.edge.log());
