@@ -69,6 +69,11 @@ pub fn run(command: &mut Command) -> String {
     let output = command
         .output()
         .unwrap_or_else(|error| panic!("{command:?}: {error}"));
+    run_checked(command, &output)
+}
+
+#[track_caller]
+fn run_checked(command: &Command, output: &std::process::Output) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -87,6 +92,9 @@ pub struct WranglerDev {
     pub port: u16,
     state: tempfile::TempDir,
     log: PathBuf,
+    /// One `wrangler kv` writer at a time: the local store is one SQLite file, and concurrent
+    /// writers from parallel scenarios fail with SQLITE_BUSY instead of waiting.
+    kv_writer: std::sync::Mutex<()>,
 }
 
 impl WranglerDev {
@@ -118,6 +126,7 @@ impl WranglerDev {
             port,
             state,
             log,
+            kv_writer: std::sync::Mutex::new(()),
         };
         dev.wait_ready(Duration::from_secs(300));
         dev
@@ -164,15 +173,29 @@ impl WranglerDev {
         self.kv(&["key", "put", key, value].map(std::ffi::OsStr::new));
     }
 
-    /// `wrangler kv <args> --binding KEYS --local`, on the store this `wrangler dev` reads.
+    /// `wrangler kv <args> --binding KEYS --local`, on the store this `wrangler dev` reads. The
+    /// running workerd may still hold that file's lock for a moment, which wrangler reports as
+    /// SQLITE_BUSY rather than waiting: such a write is tried again, a few times at most.
     fn kv(&self, args: &[&std::ffi::OsStr]) {
-        let mut command = wrangler();
-        command
-            .arg("kv")
-            .args(args)
-            .args(["--binding", "KEYS", "--local", "--persist-to"]);
-        command.arg(self.state.path().join("kv"));
-        run(&mut command);
+        let _one_writer = self
+            .kv_writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for attempt in 1.. {
+            let mut command = wrangler();
+            command
+                .arg("kv")
+                .args(args)
+                .args(["--binding", "KEYS", "--local", "--persist-to"]);
+            command.arg(self.state.path().join("kv"));
+            let output = command.output().expect("wrangler runs");
+            let busy = String::from_utf8_lossy(&output.stdout).contains("SQLITE_BUSY")
+                || String::from_utf8_lossy(&output.stderr).contains("SQLITE_BUSY");
+            if output.status.success() || !busy || attempt == 5 {
+                run_checked(&command, &output);
+                return;
+            }
+        }
     }
 }
 
