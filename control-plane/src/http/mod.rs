@@ -77,6 +77,8 @@ struct Inner {
     db: Db,
     settings: Settings,
     tokens: Verifier,
+    /// One verifier of API keys per environment, for `POST /v1/verify`.
+    keys: [Verifier; 3],
     clock: Clock,
     metrics: Metrics,
 }
@@ -84,10 +86,13 @@ struct Inner {
 impl AppState {
     pub fn new(db: Db, settings: Settings, clock: Clock) -> Self {
         let tokens = Verifier::new(settings.token_format.clone(), settings.environment);
+        let keys = Environment::ALL
+            .map(|environment| Verifier::new(settings.key_format.clone(), environment));
         Self(Arc::new(Inner {
             db,
             settings,
             tokens,
+            keys,
             clock,
             metrics: Metrics::default(),
         }))
@@ -107,6 +112,14 @@ impl AppState {
 
     fn token_verifier(&self) -> &Verifier {
         &self.0.tokens
+    }
+
+    fn key_verifier(&self, environment: Environment) -> &Verifier {
+        &self.0.keys[match environment {
+            Environment::Production => 0,
+            Environment::Staging => 1,
+            Environment::Development => 2,
+        }]
     }
 
     fn metrics(&self) -> &Metrics {

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use axum::Json;
 use axum::extract::State;
-use keygate_shared::{Decision, Environment, Request, Verifier, VerifyRequest, decide};
+use keygate_shared::{Decision, Environment, Request, VerifyRequest, decide};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -82,7 +82,7 @@ async fn verify_key(
     ApiJson(request): ApiJson<VerifyRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let environment = request.environment.unwrap_or(Environment::Production);
-    let verifier = Verifier::new(state.settings().key_format.clone(), environment);
+    let verifier = state.key_verifier(environment);
     let decide_request = Request {
         now: state.now(),
         client_ip: request.client_ip,
