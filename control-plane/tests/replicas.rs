@@ -108,6 +108,40 @@ async fn concurrent_changes_keep_every_version(backend: Backend) {
         .await
         .expect(StatusCode::OK);
     assert_eq!(trail["items"].as_array().unwrap().len() as i64, applied);
+
+    // Deleting from both replicas at once: one deletion, one tombstone.
+    let mut deletes = Vec::new();
+    for index in 0..8 {
+        let router = if index % 2 == 0 {
+            first.router.clone()
+        } else {
+            second.clone()
+        };
+        let token = first.admin.token.clone();
+        let path = format!("/v1/keys/{key_id}");
+        deletes.push(tokio::spawn(async move {
+            use tower::ServiceExt;
+            let request = axum::http::Request::delete(path)
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            router.oneshot(request).await.unwrap().status()
+        }));
+    }
+    let mut deleted = 0;
+    for task in deletes {
+        match task.await.unwrap() {
+            StatusCode::NO_CONTENT => deleted += 1,
+            StatusCode::NOT_FOUND | StatusCode::CONFLICT => {}
+            other => panic!("a concurrent delete answered {other}"),
+        }
+    }
+    assert_eq!(deleted, 1);
+    assert_eq!(
+        first.count("outbox").await,
+        2 + applied,
+        "exactly one tombstone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

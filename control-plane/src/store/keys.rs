@@ -324,16 +324,21 @@ pub async fn modify(
     key.version = expected + 1;
     key.updated_at = actor.now;
     if !write(&mut tx, &key, Some(expected)).await? {
-        return Err(Refusal::conflict(
-            "concurrent_update",
-            "the key changed while this request ran; read it again and retry",
-        )
-        .into());
+        return Err(concurrent_update());
     }
     outbox::enqueue(&mut tx, &key.snapshot(), actor.now).await?;
     audit::record(&mut tx, actor, action, "key", key_id.as_str(), &summary).await?;
     tx.commit().await?;
     Ok(key)
+}
+
+/// Another request changed the key between this one's read and its write.
+fn concurrent_update() -> StoreError {
+    Refusal::conflict(
+        "concurrent_update",
+        "the key changed while this request ran; read it again and retry",
+    )
+    .into()
 }
 
 /// Deletes the key for good once `allowed` accepts it. The edge gets a tombstone one version
@@ -349,11 +354,14 @@ pub async fn delete(
         .await?
         .ok_or(Refusal::NotFound("key"))?;
     allowed(&key)?;
-    sqlx::query("DELETE FROM api_key WHERE api_key_id = $1 AND version = $2")
+    let deleted = sqlx::query("DELETE FROM api_key WHERE api_key_id = $1 AND version = $2")
         .bind(key_id.as_str())
         .bind(i64::try_from(key.version).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
+    if deleted.rows_affected() != 1 {
+        return Err(concurrent_update());
+    }
     let tombstone = SnapshotRecord {
         key_id: *key_id,
         version: key.version + 1,
