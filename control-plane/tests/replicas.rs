@@ -56,30 +56,20 @@ async fn concurrent_changes_keep_every_version(backend: Backend) {
         Clock::manual(common::START),
     ));
 
-    let mut tasks = Vec::new();
-    for index in 0..24 {
-        let router = if index % 2 == 0 {
-            first.router.clone()
-        } else {
-            second.clone()
-        };
-        let token = first.admin.token.clone();
-        let path = format!("/v1/keys/{key_id}");
-        tasks.push(tokio::spawn(async move {
-            use tower::ServiceExt;
-            let request = axum::http::Request::patch(path)
-                .header("authorization", format!("Bearer {token}"))
-                .header("content-type", "application/json")
-                .body(axum::body::Body::from(
-                    json!({ "name": format!("name {index}") }).to_string(),
-                ))
-                .unwrap();
-            router.oneshot(request).await.unwrap().status()
-        }));
-    }
+    let routers = [first.router.clone(), second];
+    let renames = concurrently(&routers, 24, |index| {
+        axum::http::Request::patch(format!("/v1/keys/{key_id}"))
+            .header("authorization", format!("Bearer {}", first.admin.token))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(
+                json!({ "name": format!("name {index}") }).to_string(),
+            ))
+            .unwrap()
+    })
+    .await;
     let mut applied = 0;
-    for task in tasks {
-        match task.await.unwrap() {
+    for status in renames {
+        match status {
             StatusCode::OK => applied += 1,
             StatusCode::CONFLICT => {}
             other => panic!("a concurrent update answered {other}"),
@@ -110,27 +100,16 @@ async fn concurrent_changes_keep_every_version(backend: Backend) {
     assert_eq!(trail["items"].as_array().unwrap().len() as i64, applied);
 
     // Deleting from both replicas at once: one deletion, one tombstone.
-    let mut deletes = Vec::new();
-    for index in 0..8 {
-        let router = if index % 2 == 0 {
-            first.router.clone()
-        } else {
-            second.clone()
-        };
-        let token = first.admin.token.clone();
-        let path = format!("/v1/keys/{key_id}");
-        deletes.push(tokio::spawn(async move {
-            use tower::ServiceExt;
-            let request = axum::http::Request::delete(path)
-                .header("authorization", format!("Bearer {token}"))
-                .body(axum::body::Body::empty())
-                .unwrap();
-            router.oneshot(request).await.unwrap().status()
-        }));
-    }
+    let deletes = concurrently(&routers, 8, |_| {
+        axum::http::Request::delete(format!("/v1/keys/{key_id}"))
+            .header("authorization", format!("Bearer {}", first.admin.token))
+            .body(axum::body::Body::empty())
+            .unwrap()
+    })
+    .await;
     let mut deleted = 0;
-    for task in deletes {
-        match task.await.unwrap() {
+    for status in deletes {
+        match status {
             StatusCode::NO_CONTENT => deleted += 1,
             StatusCode::NOT_FOUND | StatusCode::CONFLICT => {}
             other => panic!("a concurrent delete answered {other}"),
@@ -142,6 +121,27 @@ async fn concurrent_changes_keep_every_version(backend: Backend) {
         2 + applied,
         "exactly one tombstone"
     );
+}
+
+/// Sends `count` requests at once, alternating between the replicas' routers.
+async fn concurrently(
+    routers: &[axum::Router],
+    count: usize,
+    request: impl Fn(usize) -> axum::http::Request<axum::body::Body>,
+) -> Vec<StatusCode> {
+    use tower::ServiceExt;
+    let tasks: Vec<_> = (0..count)
+        .map(|index| {
+            let router = routers[index % routers.len()].clone();
+            let request = request(index);
+            tokio::spawn(async move { router.oneshot(request).await.unwrap().status() })
+        })
+        .collect();
+    let mut statuses = Vec::with_capacity(count);
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    statuses
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
