@@ -23,7 +23,8 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorResponse, OptionalJson};
 use super::views::{
-    EnvironmentName, KeyView, Page, RateLimitBody, decode_cursor, page_size, parse_rfc3339,
+    EnvironmentName, KeyView, Page, RateLimitBody, check_name, decode_cursor, page_size,
+    parse_rfc3339,
 };
 use super::{AppState, Caller, actor};
 use crate::store::catalog::{self, Catalogue};
@@ -157,20 +158,6 @@ struct Config {
     permissions: Vec<String>,
     permission_sets: Vec<String>,
     grants: Grants,
-}
-
-fn check_name(name: &str) -> Result<String, Refusal> {
-    let name = name.trim();
-    if name.is_empty()
-        || name.chars().count() > MAX_NAME_CHARS
-        || name.chars().any(char::is_control)
-    {
-        return Err(Refusal::invalid(
-            "invalid_name",
-            format!("name must be 1 to {MAX_NAME_CHARS} printable characters"),
-        ));
-    }
-    Ok(name.to_owned())
 }
 
 fn check_description(description: Option<String>) -> Result<Option<String>, Refusal> {
@@ -372,7 +359,7 @@ async fn create_key(
         .generate(environment, &mut UnwrapErr(OsRng));
     let key = Key {
         key_id: api_key.key_id(),
-        name: check_name(&request.name)?,
+        name: check_name(&request.name, MAX_NAME_CHARS)?,
         description: check_description(request.description)?,
         environment,
         status: Status::Active,
@@ -557,7 +544,7 @@ fn apply_patch(
         }
     };
     if let Some(name) = patch.name {
-        let name = check_name(&name)?;
+        let name = check_name(&name, MAX_NAME_CHARS)?;
         note("name", name != key.name);
         key.name = name;
     }

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ErrorResponse};
-use super::views::{Page, UserView, rfc3339};
+use super::views::{Page, UserView, check_name, rfc3339};
 use super::{AppState, Caller, actor};
 use crate::store::users::{self, Role, UserChange};
 
@@ -258,21 +258,12 @@ async fn issue_token(
     ApiJson(request): ApiJson<IssueTokenRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require_admin()?;
-    let name = request.name.trim();
-    if name.is_empty()
-        || name.chars().count() > MAX_TOKEN_NAME_CHARS
-        || name.chars().any(char::is_control)
-    {
-        return Err(ApiError::invalid(
-            "invalid_name",
-            format!("name must be 1 to {MAX_TOKEN_NAME_CHARS} printable characters"),
-        ));
-    }
+    let name = check_name(&request.name, MAX_TOKEN_NAME_CHARS)?;
     let settings = state.settings();
     let issued = users::issue_token(
         state.db(),
         &user_id,
-        name,
+        &name,
         &settings.token_format,
         settings.environment,
         &actor(&state, &caller),

@@ -33,6 +33,19 @@ pub(crate) fn parse_rfc3339(field: &str, text: &str) -> Result<i64, Refusal> {
         })
 }
 
+/// A name people give a key or token: trimmed, 1 to `max_chars` characters, none of them control
+/// characters.
+pub(crate) fn check_name(name: &str, max_chars: usize) -> Result<String, Refusal> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > max_chars || name.chars().any(char::is_control) {
+        return Err(Refusal::invalid(
+            "invalid_name",
+            format!("name must be 1 to {max_chars} printable characters"),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum EnvironmentName {
