@@ -2,11 +2,13 @@
 //! commented `.env.example` at the repository root lists them.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use keygate_shared::Environment;
 
 use crate::cli::ClientCommand;
+use crate::sync::{ApiToken, DEFAULT_BASE_URL};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,6 +27,8 @@ pub enum Command {
     Serve(ServeConfig),
     /// Create the first admin and print its token once (what `serve` does on an empty database).
     Bootstrap(SetupArgs),
+    /// Push the pending snapshot records to KV and exit; `--full` rebuilds the whole snapshot.
+    Sync(SyncCommand),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -68,6 +72,92 @@ pub struct ServeConfig {
     /// `text` for people, `json` for log pipelines.
     #[arg(long, env = "KEYGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub sync: SyncArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncCommand {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub sync: SyncArgs,
+    /// Queue every key's current record again, push them all, and delete KV entries that no key
+    /// explains: a rebuild of the whole snapshot.
+    #[arg(long)]
+    pub full: bool,
+    /// Fail if the outbox is not empty after this long.
+    #[arg(long, env = "KEYGATE_SYNC_TIMEOUT_SECONDS", default_value_t = 600)]
+    pub timeout_seconds: u64,
+}
+
+/// Where snapshot records go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SinkKind {
+    /// Nowhere: changes wait in the outbox (and `GET /v1/sync/status` says so).
+    None,
+    /// The Cloudflare REST API (production).
+    Cloudflare,
+    /// The local store `wrangler dev` reads, through `wrangler kv --local` (development).
+    Wrangler,
+}
+
+/// The snapshot pusher: its KV sink and how it retries and reconciles.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Where the pusher writes snapshot records.
+    #[arg(long, env = "KEYGATE_KV_SINK", value_enum, default_value_t = SinkKind::None)]
+    pub kv_sink: SinkKind,
+    /// Cloudflare account id (`--kv-sink cloudflare`).
+    #[arg(long, env = "CLOUDFLARE_ACCOUNT_ID")]
+    pub cloudflare_account_id: Option<String>,
+    /// Id of the Workers KV namespace the edge's `KEYS` binding reads (`--kv-sink cloudflare`).
+    #[arg(long, env = "KEYGATE_KV_NAMESPACE_ID")]
+    pub kv_namespace_id: Option<String>,
+    /// API token with "Workers KV Storage: Edit" on that account, and nothing more.
+    #[arg(long, env = "CLOUDFLARE_API_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    pub cloudflare_api_token: Option<ApiToken>,
+    /// The Cloudflare API's base URL (wrangler reads the same variable).
+    #[arg(long, env = "CLOUDFLARE_API_BASE_URL", default_value = DEFAULT_BASE_URL)]
+    pub cloudflare_api_base_url: String,
+    /// The wrangler executable (`--kv-sink wrangler`).
+    #[arg(long, env = "KEYGATE_WRANGLER", default_value = "wrangler")]
+    pub wrangler: PathBuf,
+    /// The Worker's wrangler.toml (`--kv-sink wrangler`).
+    #[arg(long, env = "KEYGATE_WRANGLER_CONFIG", default_value = "wrangler.toml")]
+    pub wrangler_config: PathBuf,
+    /// The KV binding in that file (`--kv-sink wrangler`).
+    #[arg(long, env = "KEYGATE_KV_BINDING", default_value = "KEYS")]
+    pub kv_binding: String,
+    /// The `--persist-to` directory of the `wrangler dev` to feed; unset: wrangler's default.
+    #[arg(long, env = "KEYGATE_WRANGLER_PERSIST_TO")]
+    pub wrangler_persist_to: Option<PathBuf>,
+    /// Keys per push round, 1 to 10000 (KV's bulk limit).
+    #[arg(long, env = "KEYGATE_SYNC_BATCH_SIZE", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub sync_batch_size: u16,
+    /// How often an idle pusher checks the outbox for other replicas' changes (milliseconds).
+    #[arg(long, env = "KEYGATE_SYNC_POLL_MS", default_value_t = 1000)]
+    pub sync_poll_ms: u64,
+    /// How long a pusher's claim on a key lasts; keys held by a pusher that died wait this long.
+    #[arg(long, env = "KEYGATE_SYNC_LEASE_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub sync_lease_seconds: u64,
+    /// The longest wait between two attempts at a failing push.
+    #[arg(long, env = "KEYGATE_SYNC_MAX_BACKOFF_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub sync_max_backoff_seconds: u64,
+    /// Seconds between reconciliation passes (list KV, repair drift); 0 turns them off.
+    #[arg(
+        long,
+        env = "KEYGATE_RECONCILE_INTERVAL_SECONDS",
+        default_value_t = 600
+    )]
+    pub reconcile_interval_seconds: u64,
+}
+
+fn parse_token(text: &str) -> Result<ApiToken, String> {
+    Ok(ApiToken::new(text.to_owned()))
 }
 
 /// What `serve` and `bootstrap` share: the database, the key formats, the first admin.

@@ -4,6 +4,7 @@
 //! - [`store`]: SQLite or PostgreSQL through one set of queries; every mutation is one transaction
 //!   that also writes its audit row and, for keys, the outbox row the pusher sends to KV.
 //! - [`http`]: the `/v1` API, its OpenAPI document, health and metrics; [`app`] builds the router.
+//! - [`sync`]: the pusher that drains the outbox to Workers KV, and reconciliation.
 //! - [`cli`]: `keygate keys|users|permissions|audit ...`, a client of that API.
 //!
 //! It does not verify edge traffic (the Worker does, from KV) and it never stores a key or token:
@@ -15,6 +16,7 @@ pub mod config;
 pub mod http;
 mod serve;
 pub mod store;
+pub mod sync;
 
 pub use clock::Clock;
 pub use config::Cli;
@@ -27,6 +29,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         config::Command::Serve(config) => serve::serve(config).await,
         config::Command::Bootstrap(args) => serve::bootstrap(args).await,
+        config::Command::Sync(command) => serve::sync_once(command).await,
         config::Command::Client(command) => cli::run(command).await,
     }
 }

@@ -9,9 +9,10 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 use crate::Clock;
-use crate::config::{IssuerArgs, LogFormat, ServeConfig, SetupArgs};
+use crate::config::{IssuerArgs, LogFormat, ServeConfig, SetupArgs, SyncCommand};
 use crate::http::{AppState, Settings, app};
 use crate::store::{Db, users};
+use crate::sync::{KvSink, PushSettings, Pusher, SyncHandle, sink_from};
 
 fn init_logging(format: LogFormat) {
     let filter =
@@ -103,7 +104,29 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
     let address = listener.local_addr().map_err(|error| error.to_string())?;
     tracing::info!(%address, "keygate control plane listening");
-    let state = AppState::new(db.clone(), settings, Clock::system());
+    let sink = sink_from(&config.sync)?;
+    let handle = SyncHandle::new(sink.as_ref().map(KvSink::describe));
+    let (stop_pusher, stopped) = tokio::sync::watch::channel(false);
+    let pusher = match sink {
+        Some(sink) => {
+            let pusher = Pusher::new(
+                db.clone(),
+                sink,
+                PushSettings::from_args(&config.sync),
+                handle.clone(),
+                Clock::system(),
+            );
+            Some(tokio::spawn(pusher.run(stopped)))
+        }
+        None => {
+            tracing::warn!(
+                "no KV sink configured (--kv-sink): key changes wait in the outbox and do not \
+                 reach the edge"
+            );
+            None
+        }
+    };
+    let state = AppState::with_sync(db.clone(), settings, Clock::system(), handle);
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let server = axum::serve(
         listener,
@@ -117,9 +140,66 @@ async fn run(config: ServeConfig) -> Result<(), String> {
             Err(format!("requests still running {}s after the shutdown signal", grace.as_secs()))
         }
     };
+    // The pusher finishes the round it is in (its requests time out within half a lease).
+    let _ = stop_pusher.send(true);
+    if let Some(pusher) = pusher {
+        let _ = pusher.await;
+    }
     db.close().await;
     tracing::info!("keygate control plane stopped");
     outcome
+}
+
+/// `keygate sync [--full]`: drains the outbox (after queuing everything again, with `--full`)
+/// and prints what it did.
+pub(crate) async fn sync_once(command: SyncCommand) -> ExitCode {
+    init_logging(LogFormat::Text);
+    let outcome = async {
+        let sink = sink_from(&command.sync)?
+            .ok_or("keygate sync needs a sink: --kv-sink cloudflare or --kv-sink wrangler")?;
+        let db = Db::connect(&command.database.database_url, 2)
+            .await
+            .map_err(|error| error.to_string())?;
+        let describe = sink.describe();
+        let pusher = Pusher::new(
+            db.clone(),
+            sink,
+            PushSettings::from_args(&command.sync),
+            SyncHandle::new(Some(describe.clone())),
+            Clock::system(),
+        );
+        let give_up = Duration::from_secs(command.timeout_seconds);
+        let report = if command.full {
+            pusher.rebuild(give_up, 8).await
+        } else {
+            pusher.drain(give_up, 8).await
+        };
+        db.close().await;
+        let report = report.map_err(|error| error.to_string())?;
+        println!(
+            "keygate sync: {} records written to {describe} in {} bulk requests, {:.1}s{}",
+            report.records_pushed,
+            report.put_requests,
+            report.elapsed.as_secs_f64(),
+            if command.full {
+                format!(
+                    " ({} queued for the rebuild, {} repairs)",
+                    report.queued_again, report.repairs
+                )
+            } else {
+                String::new()
+            }
+        );
+        Ok::<_, String>(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("keygate sync: {message}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -593,6 +593,7 @@ async fn the_openapi_document_lists_every_route_served(app: &TestApp) {
         ("POST", "/v1/keys/{key_id}/regenerate"),
         ("POST", "/v1/verify"),
         ("GET", "/v1/audit-log"),
+        ("GET", "/v1/sync/status"),
         ("GET", "/v1/users"),
         ("POST", "/v1/users"),
         ("GET", "/v1/users/me"),

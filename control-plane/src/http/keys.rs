@@ -383,6 +383,7 @@ async fn create_key(
         version: 1,
     };
     keys::create(state.db(), &key, &actor(&state, &caller), &summary_of(&key)).await?;
+    state.sync().changed();
     Ok(created(
         &api_key,
         KeyView::new(&key, now),
@@ -514,18 +515,12 @@ async fn update_key(
     let id = key_id(&id)?;
     let now = state.now();
     let catalogue = catalog::load(state.db()).await?;
-    let key = keys::modify(
-        state.db(),
-        &id,
-        &actor(&state, &caller),
-        "key.update",
-        |key| {
-            managed(&caller, key)?;
-            not_revoked(key, "updated")?;
-            let changed = apply_patch(key, patch, &catalogue, now)?;
-            Ok((!changed.is_empty()).then(|| json!({ "changed": changed })))
-        },
-    )
+    let key = modify(&state, &id, &actor(&state, &caller), "key.update", |key| {
+        managed(&caller, key)?;
+        not_revoked(key, "updated")?;
+        let changed = apply_patch(key, patch, &catalogue, now)?;
+        Ok((!changed.is_empty()).then(|| json!({ "changed": changed })))
+    })
     .await?;
     Ok(Json(KeyView::new(&key, now)))
 }
@@ -651,8 +646,8 @@ async fn set_status(
         Status::Disabled => ("key.disable", "disabled"),
         _ => ("key.enable", "enabled"),
     };
-    let key = keys::modify(
-        state.db(),
+    let key = modify(
+        &state,
         &key_id(&id)?,
         &actor(&state, &caller),
         action,
@@ -699,7 +694,7 @@ async fn revoke_key(
     }
     let actor = actor(&state, &caller);
     let now = actor.now;
-    let key = keys::modify(state.db(), &key_id(&id)?, &actor, "key.revoke", |key| {
+    let key = modify(&state, &key_id(&id)?, &actor, "key.revoke", |key| {
         managed(&caller, key)?;
         not_revoked(key, "revoked again")?;
         key.status = Status::Revoked;
@@ -744,7 +739,7 @@ async fn regenerate_key(
     let actor = actor(&state, &caller);
     let now = actor.now;
     let mut issued = None;
-    let key = keys::modify(state.db(), &id, &actor, "key.regenerate", |key| {
+    let key = modify(&state, &id, &actor, "key.regenerate", |key| {
         managed(&caller, key)?;
         not_revoked(key, "regenerated")?;
         let api_key =
@@ -786,5 +781,19 @@ async fn delete_key(
         managed(&caller, key)
     })
     .await?;
+    state.sync().changed();
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// [`keys::modify`], then a wake-up for this process's pusher.
+async fn modify(
+    state: &AppState,
+    key_id: &KeyId,
+    actor: &crate::store::Actor,
+    action: &str,
+    change: impl FnOnce(&mut Key) -> Result<Option<Value>, StoreError>,
+) -> Result<Key, StoreError> {
+    let key = keys::modify(state.db(), key_id, actor, action, change).await?;
+    state.sync().changed();
+    Ok(key)
 }

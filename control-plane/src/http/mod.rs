@@ -9,6 +9,7 @@ mod keys;
 mod metrics;
 mod ops;
 mod permissions;
+mod sync;
 mod users;
 mod verify;
 mod views;
@@ -34,6 +35,7 @@ pub use metrics::Metrics;
 
 use crate::Clock;
 use crate::store::{Actor, Db};
+use crate::sync::SyncHandle;
 
 /// How this deployment issues keys and tokens.
 #[derive(Clone, Debug)]
@@ -81,10 +83,16 @@ struct Inner {
     keys: [Verifier; 3],
     clock: Clock,
     metrics: Metrics,
+    sync: SyncHandle,
 }
 
 impl AppState {
+    /// A state with no pusher in this process (tests; `serve --kv-sink none`).
     pub fn new(db: Db, settings: Settings, clock: Clock) -> Self {
+        Self::with_sync(db, settings, clock, SyncHandle::default())
+    }
+
+    pub fn with_sync(db: Db, settings: Settings, clock: Clock, sync: SyncHandle) -> Self {
         let tokens = Verifier::new(settings.token_format.clone(), settings.environment);
         let keys = Environment::ALL
             .map(|environment| Verifier::new(settings.key_format.clone(), environment));
@@ -95,7 +103,12 @@ impl AppState {
             keys,
             clock,
             metrics: Metrics::default(),
+            sync,
         }))
+    }
+
+    pub fn sync(&self) -> &SyncHandle {
+        &self.0.sync
     }
 
     pub fn db(&self) -> &Db {
@@ -165,6 +178,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(permissions::router())
         .merge(audit::router())
+        .merge(sync::router())
         .merge(verify::router())
         .merge(ops::router())
 }

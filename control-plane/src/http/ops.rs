@@ -53,7 +53,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
     Ok(Json(Health { status: "ready" }))
 }
 
-/// Prometheus text: requests and latency by route, keys by status, outbox depth.
+/// Prometheus text: requests and latency by route, keys by status, the outbox and the pusher.
 #[utoipa::path(
     get, path = "/metrics", tag = "operations",
     responses(
@@ -69,12 +69,29 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
         let status = status.as_str();
         let _ = writeln!(out, "keygate_keys{{status=\"{status}\"}} {count}");
     }
-    let depth = outbox::depth(state.db()).await?;
+    let backlog = outbox::backlog(state.db()).await?;
+    let last = outbox::sync_state(state.db()).await?;
+    let age = backlog
+        .oldest_enqueued_at
+        .map_or(0, |at| (state.now() - at).max(0));
     let _ = writeln!(
         out,
         "# HELP keygate_outbox_depth Snapshot records waiting to be pushed to KV.\n\
-         # TYPE keygate_outbox_depth gauge\nkeygate_outbox_depth {depth}"
+         # TYPE keygate_outbox_depth gauge\nkeygate_outbox_depth {}\n\
+         # HELP keygate_outbox_oldest_pending_seconds Age of the oldest record waiting (0: none).\n\
+         # TYPE keygate_outbox_oldest_pending_seconds gauge\n\
+         keygate_outbox_oldest_pending_seconds {age}\n\
+         # HELP keygate_sync_last_success_timestamp_seconds When a pusher last wrote to KV (0: never).\n\
+         # TYPE keygate_sync_last_success_timestamp_seconds gauge\n\
+         keygate_sync_last_success_timestamp_seconds {}\n\
+         # HELP keygate_sync_last_error_timestamp_seconds When a push last failed (0: never).\n\
+         # TYPE keygate_sync_last_error_timestamp_seconds gauge\n\
+         keygate_sync_last_error_timestamp_seconds {}",
+        backlog.depth,
+        last.last_success_at.unwrap_or_default(),
+        last.last_error_at.unwrap_or_default(),
     );
+    state.sync().render_metrics(&mut out);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }
 

@@ -280,6 +280,45 @@ async fn fetch(connection: &mut AnyConnection, key_id: &KeyId) -> Result<Option<
     .transpose()
 }
 
+/// The current records of up to `limit` keys whose ids follow `after`, in id order.
+pub(crate) async fn snapshots_after(
+    connection: &mut AnyConnection,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<SnapshotRecord>, StoreError> {
+    sqlx::query_as::<_, KeyRow>(&format!(
+        "SELECT {KEY_COLUMNS} FROM api_key WHERE api_key_id > $1 ORDER BY api_key_id LIMIT $2"
+    ))
+    .bind(after)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(connection)
+    .await?
+    .into_iter()
+    .map(|row| Ok(Key::try_from(row)?.snapshot()))
+    .collect()
+}
+
+/// The current records of those of `key_ids` that exist.
+pub(crate) async fn snapshots_of(
+    connection: &mut AnyConnection,
+    key_ids: &[String],
+) -> Result<Vec<SnapshotRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {KEY_COLUMNS} FROM api_key WHERE api_key_id IN ({})",
+        outbox::placeholders(1, key_ids.len())
+    );
+    let mut query = sqlx::query_as::<_, KeyRow>(&sql);
+    for key_id in key_ids {
+        query = query.bind(key_id.as_str());
+    }
+    query
+        .fetch_all(connection)
+        .await?
+        .into_iter()
+        .map(|row| Ok(Key::try_from(row)?.snapshot()))
+        .collect()
+}
+
 /// Stores a new key (version 1), its outbox record and its audit row.
 pub async fn create(db: &Db, key: &Key, actor: &Actor, summary: &Value) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
@@ -368,6 +407,7 @@ pub async fn delete(
         state: RecordState::Deleted,
     };
     outbox::enqueue(&mut tx, &tombstone, actor.now).await?;
+    outbox::bury(&mut tx, &tombstone, actor.now).await?;
     let summary = serde_json::json!({ "name": key.name, "owner_id": key.owner_id.as_str() });
     audit::record(
         &mut tx,

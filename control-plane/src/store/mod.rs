@@ -160,6 +160,11 @@ impl Db {
         &self.read
     }
 
+    /// For single statements that write outside a transaction.
+    pub(crate) fn writer(&self) -> &AnyPool {
+        &self.write
+    }
+
     /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`): a
     /// deferred transaction that reads and then writes fails at once with "database is locked"
     /// when another process (a second replica, `keygate bootstrap`) wrote in between, whereas

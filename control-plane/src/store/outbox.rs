@@ -1,35 +1,420 @@
 //! The outbox: each key change leaves the snapshot record the edge must see, in the change's own
-//! transaction. The pusher drains it to Workers KV in `(api_key_id, version)` order.
+//! transaction. The pusher ([`crate::sync`]) drains it to Workers KV.
+//!
+//! Pushers claim keys, not rows: a claim (`sync_claim`) covers every pending and future record of
+//! a key until it is released, so two pushers never send two versions of one key at once, even
+//! when a change is written while a push is in flight. A claim is a lease with an expiry, taken
+//! by an upsert that only succeeds on a free or expired claim: the database's own row locking
+//! decides races between replicas (the equivalent of `FOR UPDATE SKIP LOCKED` for a lock that
+//! must outlive the transaction that takes it: no transaction stays open across an HTTP call).
+//! A pusher sends only the newest pending record of each key it holds and then deletes the rows
+//! it read; rows written meanwhile stay for the next round.
 
-use keygate_shared::SnapshotRecord;
+use std::collections::HashMap;
+
+use keygate_shared::{RecordState, SnapshotRecord, Status};
 use sqlx::{AnyConnection, Row};
 
-use super::{Db, StoreError};
+use super::{Db, StoreError, keys};
 
+/// Statement parameters per chunk: well under SQLite's and PostgreSQL's limits.
+const CHUNK: usize = 500;
+
+/// The order in which pending keys are pushed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// The key must stop working: revoked, disabled or deleted. Ahead of everything else.
+    Stop = 0,
+    /// Any other change.
+    Change = 1,
+    /// A rebuild or repair of a key that is not being stopped.
+    Rebuild = 2,
+}
+
+impl Priority {
+    fn of(record: &SnapshotRecord, otherwise: Self) -> Self {
+        match &record.state {
+            RecordState::Deleted => Self::Stop,
+            RecordState::Present(body) if body.status != Status::Active => Self::Stop,
+            RecordState::Present(_) => otherwise,
+        }
+    }
+}
+
+fn sql_version(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
+}
+
+/// Queues a change's record. A second record with the same version for the same key is an error:
+/// it means two transactions wrote one version.
 pub(crate) async fn enqueue(
     connection: &mut AnyConnection,
     record: &SnapshotRecord,
     now: i64,
 ) -> Result<(), StoreError> {
-    let version = i64::try_from(record.version).unwrap_or(i64::MAX);
     sqlx::query(
-        "INSERT INTO outbox (api_key_id, version, record, enqueued_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO outbox (api_key_id, version, record, enqueued_at, priority) \
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(record.key_id.as_str())
-    .bind(version)
+    .bind(sql_version(record.version))
     .bind(record.encode())
     .bind(now)
+    .bind(Priority::of(record, Priority::Change) as i64)
     .execute(connection)
     .await?;
     Ok(())
 }
 
+/// Queues records to send again (rebuild, repair); a record already pending stays as it is.
+async fn enqueue_again(
+    connection: &mut AnyConnection,
+    records: &[SnapshotRecord],
+    now: i64,
+) -> Result<u64, StoreError> {
+    let mut queued = 0;
+    for chunk in records.chunks(CHUNK / 5) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|row| {
+                let n = row * 5;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${})",
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4,
+                    n + 5
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO outbox (api_key_id, version, record, enqueued_at, priority) VALUES {} \
+             ON CONFLICT (api_key_id, version) DO NOTHING",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for record in chunk {
+            query = query
+                .bind(record.key_id.as_str())
+                .bind(sql_version(record.version))
+                .bind(record.encode())
+                .bind(now)
+                .bind(Priority::of(record, Priority::Rebuild) as i64);
+        }
+        queued += query.execute(&mut *connection).await?.rows_affected();
+    }
+    Ok(queued)
+}
+
+/// Remembers a deleted key's tombstone version, in the transaction that deletes it.
+pub(crate) async fn bury(
+    connection: &mut AnyConnection,
+    tombstone: &SnapshotRecord,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO key_tombstone (api_key_id, version, deleted_at) VALUES ($1, $2, $3)")
+        .bind(tombstone.key_id.as_str())
+        .bind(sql_version(tombstone.version))
+        .bind(now)
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+fn tombstone(key_id: &str, version: i64) -> Result<SnapshotRecord, StoreError> {
+    Ok(SnapshotRecord {
+        key_id: keygate_shared::KeyId::parse(key_id)
+            .map_err(|error| super::corrupt("tombstone", key_id, error))?,
+        version: u64::try_from(version).unwrap_or_default(),
+        state: RecordState::Deleted,
+    })
+}
+
+/// Queues the current record of every key and tombstone, for a full rebuild of the snapshot.
+/// Returns how many records were queued.
+pub async fn enqueue_everything(db: &Db, now: i64) -> Result<u64, StoreError> {
+    let mut queued = 0;
+    let mut after = String::new();
+    loop {
+        let mut tx = db.begin().await?;
+        let records = keys::snapshots_after(&mut tx, &after, CHUNK).await?;
+        let Some(last) = records.last() else { break };
+        after = last.key_id.as_str().to_owned();
+        queued += enqueue_again(&mut tx, &records, now).await?;
+        tx.commit().await?;
+    }
+    after.clear();
+    loop {
+        let mut tx = db.begin().await?;
+        let rows = sqlx::query(
+            "SELECT api_key_id, version FROM key_tombstone WHERE api_key_id > $1 \
+             ORDER BY api_key_id LIMIT $2",
+        )
+        .bind(&after)
+        .bind(CHUNK as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let records = rows
+            .iter()
+            .map(|row| tombstone(row.try_get("api_key_id")?, row.try_get("version")?))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(last) = records.last() else { break };
+        after = last.key_id.as_str().to_owned();
+        queued += enqueue_again(&mut tx, &records, now).await?;
+        tx.commit().await?;
+    }
+    Ok(queued)
+}
+
+/// Queues the current record (or tombstone) of each of `key_ids` that the database knows.
+/// Returns how many were queued.
+pub async fn enqueue_current(db: &Db, key_ids: &[String], now: i64) -> Result<u64, StoreError> {
+    let mut queued = 0;
+    for chunk in key_ids.chunks(CHUNK) {
+        let mut tx = db.begin().await?;
+        let mut records = keys::snapshots_of(&mut tx, chunk).await?;
+        let sql = format!(
+            "SELECT api_key_id, version FROM key_tombstone WHERE api_key_id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for key_id in chunk {
+            query = query.bind(key_id.as_str());
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            records.push(tombstone(
+                row.try_get("api_key_id")?,
+                row.try_get("version")?,
+            )?);
+        }
+        queued += enqueue_again(&mut tx, &records, now).await?;
+        tx.commit().await?;
+    }
+    Ok(queued)
+}
+
+/// The version the edge should hold for every key the database knows, tombstones included.
+pub async fn expected_versions(db: &Db) -> Result<HashMap<String, u64>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT api_key_id, version FROM api_key \
+         UNION ALL SELECT api_key_id, version FROM key_tombstone",
+    )
+    .fetch_all(db.reader())
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let version: i64 = row.try_get("version")?;
+            Ok((
+                row.try_get("api_key_id")?,
+                u64::try_from(version).unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+/// `$start, $start+1, ...`: `count` placeholders.
+pub(crate) fn placeholders(start: usize, count: usize) -> String {
+    (start..start + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A key a pusher holds: the newest record pending for it and the outbox rows that record covers.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub key_id: String,
+    pub version: u64,
+    pub record: String,
+    pub priority: Priority,
+    /// Failed pushes of this key so far, for its backoff.
+    pub attempts: u32,
+    outbox_ids: Vec<i64>,
+}
+
+/// Claims up to `limit` keys with pending records, those that must stop working first, then in
+/// the order they were queued. Keys another pusher holds, or that wait out a backoff, are skipped.
+pub async fn claim(
+    db: &Db,
+    holder: &str,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: usize,
+) -> Result<Vec<Claimed>, StoreError> {
+    let mut tx = db.begin().await?;
+    let candidates: Vec<String> = sqlx::query(
+        "SELECT o.api_key_id, MIN(o.priority) AS priority, MIN(o.outbox_id) AS first \
+         FROM outbox o LEFT JOIN sync_claim c ON c.api_key_id = o.api_key_id \
+         WHERE c.api_key_id IS NULL OR c.until_ms <= $1 \
+         GROUP BY o.api_key_id ORDER BY priority, first LIMIT $2",
+    )
+    .bind(now_ms)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|row| row.try_get("api_key_id"))
+    .collect::<Result<_, _>>()?;
+    let mut attempts = HashMap::new();
+    for chunk in candidates.chunks(CHUNK) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|n| format!("(${}, $1, $2, 0)", n + 4))
+            .collect();
+        // A live claim is left alone: the WHERE fails and the row is not returned.
+        let sql = format!(
+            "INSERT INTO sync_claim (api_key_id, holder, until_ms, attempts) VALUES {} \
+             ON CONFLICT (api_key_id) DO UPDATE SET holder = excluded.holder, \
+             until_ms = excluded.until_ms WHERE sync_claim.until_ms <= $3 \
+             RETURNING api_key_id, attempts",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(holder)
+            .bind(now_ms + lease_ms)
+            .bind(now_ms);
+        for key_id in chunk {
+            query = query.bind(key_id.as_str());
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            let tries: i64 = row.try_get("attempts")?;
+            attempts.insert(
+                row.try_get::<String, _>("api_key_id")?,
+                u32::try_from(tries).unwrap_or_default(),
+            );
+        }
+    }
+    let held: Vec<&String> = candidates
+        .iter()
+        .filter(|id| attempts.contains_key(*id))
+        .collect();
+    let mut claimed: HashMap<String, Claimed> = HashMap::new();
+    for chunk in held.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT outbox_id, api_key_id, version, record, priority FROM outbox \
+             WHERE api_key_id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for key_id in chunk {
+            query = query.bind(key_id.as_str());
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            let key_id: String = row.try_get("api_key_id")?;
+            let version = u64::try_from(row.try_get::<i64, _>("version")?).unwrap_or_default();
+            let priority = match row.try_get::<i64, _>("priority")? {
+                0 => Priority::Stop,
+                1 => Priority::Change,
+                _ => Priority::Rebuild,
+            };
+            let outbox_id: i64 = row.try_get("outbox_id")?;
+            let record: String = row.try_get("record")?;
+            let entry = claimed.entry(key_id.clone()).or_insert_with(|| Claimed {
+                attempts: attempts.get(&key_id).copied().unwrap_or_default(),
+                key_id,
+                version,
+                record: record.clone(),
+                priority,
+                outbox_ids: Vec::new(),
+            });
+            entry.outbox_ids.push(outbox_id);
+            entry.priority = entry.priority.min(priority);
+            if version > entry.version {
+                entry.version = version;
+                entry.record = record;
+            }
+        }
+    }
+    tx.commit().await?;
+    // In claim order: keys that must stop working first.
+    Ok(held
+        .into_iter()
+        .filter_map(|key_id| claimed.remove(key_id))
+        .collect())
+}
+
+/// The pushed keys' rows are done: deletes them (not rows written since) and frees the keys.
+pub async fn pushed(db: &Db, holder: &str, done: &[&Claimed]) -> Result<(), StoreError> {
+    for chunk in done.chunks(CHUNK) {
+        let mut tx = db.begin().await?;
+        let ids: Vec<i64> = chunk
+            .iter()
+            .flat_map(|claimed| claimed.outbox_ids.iter().copied())
+            .collect();
+        for ids in ids.chunks(CHUNK) {
+            let sql = format!(
+                "DELETE FROM outbox WHERE outbox_id IN ({})",
+                placeholders(1, ids.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in ids {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let sql = format!(
+            "DELETE FROM sync_claim WHERE holder = $1 AND api_key_id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(holder);
+        for claimed in chunk {
+            query = query.bind(claimed.key_id.as_str());
+        }
+        query.execute(&mut *tx).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// The keys were not pushed: frees them for another attempt no earlier than `retry_at_ms`.
+pub async fn retry_later(
+    db: &Db,
+    holder: &str,
+    failed: &[&Claimed],
+    retry_at_ms: i64,
+) -> Result<(), StoreError> {
+    for chunk in failed.chunks(CHUNK) {
+        let sql = format!(
+            "UPDATE sync_claim SET holder = '', until_ms = $2, attempts = attempts + 1 \
+             WHERE holder = $1 AND api_key_id IN ({})",
+            placeholders(3, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(holder).bind(retry_at_ms);
+        for claimed in chunk {
+            query = query.bind(claimed.key_id.as_str());
+        }
+        query.execute(db.writer()).await?;
+    }
+    Ok(())
+}
+
+/// What is waiting to be pushed.
+#[derive(Clone, Debug, Default)]
+pub struct Backlog {
+    /// Outbox rows.
+    pub depth: i64,
+    /// Distinct keys among them.
+    pub keys: i64,
+    /// When the oldest of them was written (Unix seconds).
+    pub oldest_enqueued_at: Option<i64>,
+}
+
+pub async fn backlog(db: &Db) -> Result<Backlog, StoreError> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS depth, COUNT(DISTINCT api_key_id) AS pending_keys, \
+         MIN(enqueued_at) AS oldest FROM outbox",
+    )
+    .fetch_one(db.reader())
+    .await?;
+    Ok(Backlog {
+        depth: row.try_get("depth")?,
+        keys: row.try_get("pending_keys")?,
+        oldest_enqueued_at: row.try_get("oldest")?,
+    })
+}
+
 /// Records written but not yet pushed.
 pub async fn depth(db: &Db) -> Result<i64, StoreError> {
-    let row = sqlx::query("SELECT COUNT(*) AS depth FROM outbox")
-        .fetch_one(db.reader())
-        .await?;
-    Ok(row.try_get("depth")?)
+    Ok(backlog(db).await?.depth)
 }
 
 /// The newest record queued for a key, if any.
@@ -46,4 +431,61 @@ pub async fn latest(db: &Db, key_id: &str) -> Result<Option<SnapshotRecord>, Sto
             .map_err(|error| super::corrupt("outbox record", key_id, error))
     })
     .transpose()
+}
+
+/// The last outcomes of the pushers, shared by every replica.
+#[derive(Clone, Debug, Default)]
+pub struct SyncState {
+    pub last_success_at: Option<i64>,
+    pub last_error_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_reconcile_at: Option<i64>,
+    pub last_reconcile_repairs: Option<i64>,
+}
+
+pub async fn sync_state(db: &Db) -> Result<SyncState, StoreError> {
+    let row = sqlx::query(
+        "SELECT last_success_at, last_error_at, last_error, last_reconcile_at, \
+         last_reconcile_repairs FROM sync_state WHERE sync_state_id = 1",
+    )
+    .fetch_one(db.reader())
+    .await?;
+    Ok(SyncState {
+        last_success_at: row.try_get("last_success_at")?,
+        last_error_at: row.try_get("last_error_at")?,
+        last_error: row.try_get("last_error")?,
+        last_reconcile_at: row.try_get("last_reconcile_at")?,
+        last_reconcile_repairs: row.try_get("last_reconcile_repairs")?,
+    })
+}
+
+/// A push or reconciliation step succeeded (`Ok`) or failed with this message (`Err`).
+pub async fn record_outcome(
+    db: &Db,
+    outcome: Result<(), &str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let query = match outcome {
+        Ok(()) => sqlx::query("UPDATE sync_state SET last_success_at = $1 WHERE sync_state_id = 1")
+            .bind(now),
+        Err(message) => sqlx::query(
+            "UPDATE sync_state SET last_error_at = $1, last_error = $2 WHERE sync_state_id = 1",
+        )
+        .bind(now)
+        .bind(message.to_owned()),
+    };
+    query.execute(db.writer()).await?;
+    Ok(())
+}
+
+pub async fn record_reconcile(db: &Db, repairs: u64, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE sync_state SET last_reconcile_at = $1, last_reconcile_repairs = $2 \
+         WHERE sync_state_id = 1",
+    )
+    .bind(now)
+    .bind(i64::try_from(repairs).unwrap_or(i64::MAX))
+    .execute(db.writer())
+    .await?;
+    Ok(())
 }

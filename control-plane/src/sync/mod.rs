@@ -1,0 +1,562 @@
+//! Snapshot sync: the pusher that drains the outbox to Workers KV, and reconciliation.
+//!
+//! - Each round claims up to a batch of keys with pending records (see [`outbox`] for the claim
+//!   rules), keys that must stop working first, and writes the newest record of each in bulk
+//!   requests within KV's limits. A key's entry always carries its record's version, in the value
+//!   and in the KV metadata; tombstones stay, so a replayed older write is recognisable and no
+//!   revoked key comes back.
+//! - A request that fails is tried again after an exponential backoff with jitter, or after the
+//!   `Retry-After` KV asked for, whichever is longer; keys the bulk response lists as unsuccessful
+//!   wait out their own backoff. Nothing is dropped: records leave the outbox only once written.
+//! - Reconciliation lists KV (versions from the metadata, no values read), compares with the
+//!   database, queues the current record of every missing or stale key and deletes entries that
+//!   no key or tombstone explains. It runs periodically in `keygate serve` and at the end of
+//!   `keygate sync --full`, which first queues every record again.
+
+mod cloudflare;
+mod sink;
+mod wrangler;
+
+pub use cloudflare::{ApiToken, CloudflareKv, DEFAULT_BASE_URL};
+pub use sink::{
+    KvEntry, KvPage, KvSink, Listed, MAX_BULK_BYTES, MAX_BULK_PAIRS, SinkError, Written, batches,
+};
+pub use wrangler::WranglerKv;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand_core::{OsRng, RngCore, UnwrapErr};
+use tokio::sync::{Notify, watch};
+
+use crate::Clock;
+use crate::config::{SinkKind, SyncArgs};
+use crate::store::outbox::{self, Claimed};
+use crate::store::{Db, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("gave up: {0}")]
+    GaveUp(String),
+}
+
+/// What the HTTP layer and the pusher of one process share: the wake-up call after a key change,
+/// which sink this process pushes to, and counters for `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct SyncHandle(Arc<HandleInner>);
+
+#[derive(Debug, Default)]
+struct HandleInner {
+    wake: Notify,
+    sink: Option<String>,
+    records_pushed: AtomicU64,
+    put_requests: AtomicU64,
+    delete_requests: AtomicU64,
+    list_requests: AtomicU64,
+    failed_requests: AtomicU64,
+    keys_not_written: AtomicU64,
+}
+
+impl SyncHandle {
+    /// A process whose pusher writes to `sink` (its [`KvSink::describe`]); `None`: no pusher.
+    pub fn new(sink: Option<String>) -> Self {
+        Self(Arc::new(HandleInner {
+            sink,
+            ..HandleInner::default()
+        }))
+    }
+
+    /// A key changed: the pusher should look at the outbox now rather than at its next poll.
+    pub fn changed(&self) {
+        self.0.wake.notify_one();
+    }
+
+    pub fn sink(&self) -> Option<&str> {
+        self.0.sink.as_deref()
+    }
+
+    /// Requests sent to KV by this process so far: (put, delete, list).
+    pub fn requests(&self) -> (u64, u64, u64) {
+        (
+            self.0.put_requests.load(Ordering::Relaxed),
+            self.0.delete_requests.load(Ordering::Relaxed),
+            self.0.list_requests.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn records_pushed(&self) -> u64 {
+        self.0.records_pushed.load(Ordering::Relaxed)
+    }
+
+    pub fn render_metrics(&self, out: &mut String) {
+        let (put, delete, list) = self.requests();
+        let _ = writeln!(
+            out,
+            "# HELP keygate_sync_requests_total Requests this process sent to KV.\n\
+             # TYPE keygate_sync_requests_total counter\n\
+             keygate_sync_requests_total{{operation=\"put\"}} {put}\n\
+             keygate_sync_requests_total{{operation=\"delete\"}} {delete}\n\
+             keygate_sync_requests_total{{operation=\"list\"}} {list}\n\
+             # HELP keygate_sync_failed_requests_total KV requests that failed and will be retried.\n\
+             # TYPE keygate_sync_failed_requests_total counter\n\
+             keygate_sync_failed_requests_total {}\n\
+             # HELP keygate_sync_keys_not_written_total Keys a bulk write reported unsuccessful.\n\
+             # TYPE keygate_sync_keys_not_written_total counter\n\
+             keygate_sync_keys_not_written_total {}\n\
+             # HELP keygate_sync_records_pushed_total Snapshot records this process wrote to KV.\n\
+             # TYPE keygate_sync_records_pushed_total counter\n\
+             keygate_sync_records_pushed_total {}",
+            self.0.failed_requests.load(Ordering::Relaxed),
+            self.0.keys_not_written.load(Ordering::Relaxed),
+            self.records_pushed(),
+        );
+    }
+
+    fn count(&self, counter: &AtomicU64, by: u64) {
+        counter.fetch_add(by, Ordering::Relaxed);
+    }
+}
+
+/// How the pusher works; `keygate serve --help` documents each as a flag.
+#[derive(Clone, Debug)]
+pub struct PushSettings {
+    /// Keys per round (and at most [`MAX_BULK_PAIRS`] per request).
+    pub batch_size: usize,
+    /// How often an idle pusher looks at the outbox for changes made by other replicas.
+    pub poll_interval: Duration,
+    /// How long a claim on a key lasts; a pusher that died holding one delays those keys by this.
+    pub lease: Duration,
+    /// The longest wait between two attempts.
+    pub max_backoff: Duration,
+    /// Time between reconciliation passes; `None`: never.
+    pub reconcile_interval: Option<Duration>,
+}
+
+/// What a one-shot run did.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub records_pushed: u64,
+    pub put_requests: u64,
+    pub queued_again: u64,
+    pub repairs: u64,
+    pub elapsed: Duration,
+}
+
+/// What one reconciliation pass found and did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Repairs {
+    pub listed: u64,
+    /// Keys KV lacks or holds at another version than the database: their records were queued.
+    pub queued: u64,
+    /// Entries no key or tombstone explains: deleted.
+    pub deleted: u64,
+}
+
+enum Round {
+    Idle,
+    Pushed(u64),
+    Failed(Duration),
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            elapsed.as_millis().try_into().unwrap_or(i64::MAX)
+        })
+}
+
+fn millis(duration: Duration) -> i64 {
+    duration.as_millis().try_into().unwrap_or(i64::MAX)
+}
+
+/// The wait before attempt `failures + 1`: 0.5 s doubling up to `cap`, drawn uniformly from its
+/// upper half so that pushers which failed together do not retry together.
+pub fn backoff(failures: u32, cap: Duration) -> Duration {
+    let ceiling = Duration::from_millis(500)
+        .saturating_mul(1 << failures.min(16))
+        .min(cap);
+    let half = ceiling / 2;
+    let jitter = UnwrapErr(OsRng).next_u64() % (millis(half).max(1) as u64);
+    half + Duration::from_millis(jitter)
+}
+
+/// The pusher: one per process that has a sink.
+#[derive(Debug)]
+pub struct Pusher<S> {
+    db: Db,
+    sink: S,
+    settings: PushSettings,
+    handle: SyncHandle,
+    clock: Clock,
+    /// Who holds a claim: unique per pusher, so a restarted process never mistakes old claims
+    /// for its own.
+    holder: String,
+}
+
+impl<S: KvSink> Pusher<S> {
+    pub fn new(db: Db, sink: S, settings: PushSettings, handle: SyncHandle, clock: Clock) -> Self {
+        let holder = format!(
+            "{}-{:016x}",
+            std::process::id(),
+            UnwrapErr(OsRng).next_u64()
+        );
+        Self {
+            db,
+            sink,
+            settings,
+            handle,
+            clock,
+            holder,
+        }
+    }
+
+    /// Claims a batch of keys and writes their newest records.
+    async fn round(&self, failures: u32) -> Result<Round, StoreError> {
+        let claimed_at = Instant::now();
+        let claimed = outbox::claim(
+            &self.db,
+            &self.holder,
+            now_ms(),
+            millis(self.settings.lease),
+            self.settings.batch_size.clamp(1, MAX_BULK_PAIRS),
+        )
+        .await?;
+        if claimed.is_empty() {
+            return Ok(Round::Idle);
+        }
+        let entries: Vec<KvEntry> = claimed
+            .iter()
+            .map(|key| KvEntry {
+                name: key.key_id.clone(),
+                value: key.record.clone(),
+                version: key.version,
+            })
+            .collect();
+        let mut pushed = 0;
+        let mut start = 0;
+        for batch in batches(&entries, MAX_BULK_PAIRS, MAX_BULK_BYTES) {
+            let keys = &claimed[start..start + batch.len()];
+            start += batch.len();
+            // Past half the lease, another pusher may soon take these keys: hand them back
+            // rather than race it.
+            if claimed_at.elapsed() > self.settings.lease / 2 {
+                self.retry_at(&claimed[start - batch.len()..], now_ms())
+                    .await?;
+                break;
+            }
+            self.handle.count(&self.handle.0.put_requests, 1);
+            match self.sink.put(batch).await {
+                Ok(written) => pushed += self.written(keys, &written).await?,
+                Err(error) => {
+                    self.handle.count(&self.handle.0.failed_requests, 1);
+                    let delay = error
+                        .retry_after()
+                        .unwrap_or_default()
+                        .max(backoff(failures, self.settings.max_backoff));
+                    let rest = &claimed[start - batch.len()..];
+                    self.retry_at(rest, now_ms() + millis(delay)).await?;
+                    tracing::warn!(
+                        keys = rest.len(),
+                        retry_in_ms = millis(delay),
+                        "snapshot push failed: {error}"
+                    );
+                    self.outcome(Err(error.to_string())).await?;
+                    return Ok(Round::Failed(delay));
+                }
+            }
+        }
+        self.outcome(Ok(())).await?;
+        Ok(Round::Pushed(pushed))
+    }
+
+    /// Settles a bulk write: written keys leave the outbox, the others wait their own backoff.
+    async fn written(&self, keys: &[Claimed], written: &Written) -> Result<u64, StoreError> {
+        let failed: HashSet<&str> = written.unsuccessful.iter().map(String::as_str).collect();
+        let (bad, good): (Vec<&Claimed>, Vec<&Claimed>) = keys
+            .iter()
+            .partition(|key| failed.contains(key.key_id.as_str()));
+        outbox::pushed(&self.db, &self.holder, &good).await?;
+        let count = good.len() as u64;
+        self.handle.count(&self.handle.0.records_pushed, count);
+        if !bad.is_empty() {
+            self.handle
+                .count(&self.handle.0.keys_not_written, bad.len() as u64);
+            let mut by_attempts: BTreeMap<u32, Vec<&Claimed>> = BTreeMap::new();
+            for key in bad {
+                by_attempts.entry(key.attempts).or_default().push(key);
+            }
+            for (attempts, keys) in &by_attempts {
+                let delay = backoff(*attempts, self.settings.max_backoff);
+                outbox::retry_later(&self.db, &self.holder, keys, now_ms() + millis(delay)).await?;
+            }
+            let message = format!(
+                "KV did not write {} of {} keys; they will be retried",
+                by_attempts.values().map(Vec::len).sum::<usize>(),
+                keys.len()
+            );
+            tracing::warn!("{message}");
+            self.outcome(Err(message)).await?;
+        }
+        Ok(count)
+    }
+
+    async fn retry_at(&self, keys: &[Claimed], at_ms: i64) -> Result<(), StoreError> {
+        let keys: Vec<&Claimed> = keys.iter().collect();
+        outbox::retry_later(&self.db, &self.holder, &keys, at_ms).await
+    }
+
+    async fn outcome(&self, outcome: Result<(), String>) -> Result<(), StoreError> {
+        outbox::record_outcome(
+            &self.db,
+            outcome.as_ref().map(|_| ()).map_err(String::as_str),
+            self.clock.now(),
+        )
+        .await
+    }
+
+    /// Pushes until `shutdown` turns true: at once after each change this process makes, every
+    /// poll interval for other replicas' changes, and reconciling every reconcile interval.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(sink = %self.sink.describe(), "snapshot pusher started");
+        let mut failures = 0u32;
+        let mut next_reconcile = Instant::now();
+        while !*shutdown.borrow() {
+            let wait = match self.round(failures).await {
+                Ok(Round::Pushed(count)) => {
+                    failures = 0;
+                    tracing::debug!(count, "snapshot records pushed");
+                    continue;
+                }
+                Ok(Round::Idle) => {
+                    failures = 0;
+                    if let Some(interval) = self.settings.reconcile_interval
+                        && Instant::now() >= next_reconcile
+                    {
+                        next_reconcile = Instant::now() + interval;
+                        match self.reconcile().await {
+                            Ok(repairs) if repairs.queued + repairs.deleted > 0 => {
+                                tracing::warn!(?repairs, "reconciliation repaired drift in KV");
+                                continue;
+                            }
+                            Ok(repairs) => tracing::debug!(?repairs, "KV matches the database"),
+                            Err(error) => tracing::warn!("reconciliation failed: {error}"),
+                        }
+                    }
+                    None
+                }
+                Ok(Round::Failed(delay)) => {
+                    failures = failures.saturating_add(1);
+                    Some(delay)
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    tracing::error!("snapshot pusher: {error}");
+                    Some(backoff(failures, self.settings.max_backoff))
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                () = tokio::time::sleep(wait.unwrap_or(self.settings.poll_interval)) => {}
+                () = self.handle.0.wake.notified(), if wait.is_none() => {}
+            }
+        }
+        tracing::info!("snapshot pusher stopped");
+    }
+
+    /// Pushes until the outbox is empty (`keygate sync`); fails after `give_up` or once the
+    /// same failure has been retried `max_failures` times.
+    pub async fn drain(&self, give_up: Duration, max_failures: u32) -> Result<Report, SyncError> {
+        let started = Instant::now();
+        let (puts_before, _, _) = self.handle.requests();
+        let mut report = Report::default();
+        let mut failures = 0;
+        loop {
+            match self.round(failures).await? {
+                Round::Pushed(count) => {
+                    report.records_pushed += count;
+                    failures = 0;
+                    continue;
+                }
+                Round::Idle if outbox::depth(&self.db).await? == 0 => break,
+                // Held by another pusher or waiting out a backoff.
+                Round::Idle => tokio::time::sleep(self.settings.poll_interval).await,
+                Round::Failed(delay) => {
+                    failures += 1;
+                    if failures >= max_failures {
+                        let state = outbox::sync_state(&self.db).await?;
+                        return Err(SyncError::GaveUp(state.last_error.unwrap_or_default()));
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+            if started.elapsed() > give_up {
+                return Err(SyncError::GaveUp(format!(
+                    "the outbox is not empty after {give_up:?}"
+                )));
+            }
+        }
+        report.put_requests = self.handle.requests().0 - puts_before;
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// `keygate sync --full`: queues every key's current record, pushes them all, then
+    /// reconciles (which also deletes entries nothing explains).
+    pub async fn rebuild(&self, give_up: Duration, max_failures: u32) -> Result<Report, SyncError> {
+        let started = Instant::now();
+        let queued = outbox::enqueue_everything(&self.db, self.clock.now()).await?;
+        let mut report = self.drain(give_up, max_failures).await?;
+        let repairs = self.reconcile().await?;
+        if repairs.queued > 0 {
+            let more = self.drain(give_up, max_failures).await?;
+            report.records_pushed += more.records_pushed;
+            report.put_requests += more.put_requests;
+        }
+        report.queued_again = queued;
+        report.repairs = repairs.queued + repairs.deleted;
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// One anti-entropy pass. KV is listed before the database is read: every entry in KV was
+    /// committed before it was pushed, so the later read knows it, and a key created in between
+    /// is never mistaken for an unknown entry.
+    pub async fn reconcile(&self) -> Result<Repairs, SyncError> {
+        let mut listed: HashMap<String, Option<u64>> = HashMap::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            self.handle.count(&self.handle.0.list_requests, 1);
+            let page = self.sink.list(cursor.as_deref()).await.inspect_err(|_| {
+                self.handle.count(&self.handle.0.failed_requests, 1);
+            })?;
+            listed.extend(
+                page.entries
+                    .into_iter()
+                    .map(|entry| (entry.name, entry.version)),
+            );
+            match page.cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let expected = outbox::expected_versions(&self.db).await?;
+        let drifted: Vec<String> = expected
+            .iter()
+            .filter(|(key_id, version)| listed.get(*key_id).copied().flatten() != Some(**version))
+            .map(|(key_id, _)| key_id.clone())
+            .collect();
+        let unknown: Vec<String> = listed
+            .keys()
+            .filter(|name| !expected.contains_key(*name))
+            .cloned()
+            .collect();
+        let queued = outbox::enqueue_current(&self.db, &drifted, self.clock.now()).await?;
+        let mut deleted = 0;
+        for names in unknown.chunks(MAX_BULK_PAIRS) {
+            self.handle.count(&self.handle.0.delete_requests, 1);
+            let written = self.sink.delete(names).await.inspect_err(|_| {
+                self.handle.count(&self.handle.0.failed_requests, 1);
+            })?;
+            deleted += (names.len() - written.unsuccessful.len()) as u64;
+        }
+        outbox::record_reconcile(&self.db, queued + deleted, self.clock.now()).await?;
+        if queued > 0 {
+            self.handle.changed();
+        }
+        Ok(Repairs {
+            listed: listed.len() as u64,
+            queued,
+            deleted,
+        })
+    }
+}
+
+/// The sink a process was configured with.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    Cloudflare(CloudflareKv),
+    Wrangler(WranglerKv),
+}
+
+impl KvSink for Sink {
+    fn describe(&self) -> String {
+        match self {
+            Self::Cloudflare(sink) => sink.describe(),
+            Self::Wrangler(sink) => sink.describe(),
+        }
+    }
+
+    async fn put(&self, entries: &[KvEntry]) -> Result<Written, SinkError> {
+        match self {
+            Self::Cloudflare(sink) => sink.put(entries).await,
+            Self::Wrangler(sink) => sink.put(entries).await,
+        }
+    }
+
+    async fn delete(&self, names: &[String]) -> Result<Written, SinkError> {
+        match self {
+            Self::Cloudflare(sink) => sink.delete(names).await,
+            Self::Wrangler(sink) => sink.delete(names).await,
+        }
+    }
+
+    async fn list(&self, cursor: Option<&str>) -> Result<KvPage, SinkError> {
+        match self {
+            Self::Cloudflare(sink) => sink.list(cursor).await,
+            Self::Wrangler(sink) => sink.list(cursor).await,
+        }
+    }
+}
+
+impl PushSettings {
+    pub fn from_args(args: &SyncArgs) -> Self {
+        Self {
+            batch_size: usize::from(args.sync_batch_size),
+            poll_interval: Duration::from_millis(args.sync_poll_ms.max(10)),
+            lease: Duration::from_secs(args.sync_lease_seconds),
+            max_backoff: Duration::from_secs(args.sync_max_backoff_seconds),
+            reconcile_interval: (args.reconcile_interval_seconds > 0)
+                .then(|| Duration::from_secs(args.reconcile_interval_seconds)),
+        }
+    }
+}
+
+/// The configured sink, `None` for `--kv-sink none`, or what is missing or wrong.
+pub fn sink_from(args: &SyncArgs) -> Result<Option<Sink>, String> {
+    // A request may take at most half a lease: the pusher hands back keys it holds past that.
+    let timeout = Duration::from_secs(args.sync_lease_seconds) / 2;
+    Ok(match args.kv_sink {
+        SinkKind::None => None,
+        SinkKind::Cloudflare => {
+            let missing = |flag: &str| format!("--kv-sink cloudflare needs {flag}");
+            Some(Sink::Cloudflare(CloudflareKv::new(
+                &args.cloudflare_api_base_url,
+                args.cloudflare_account_id
+                    .as_deref()
+                    .ok_or_else(|| missing("--cloudflare-account-id (CLOUDFLARE_ACCOUNT_ID)"))?,
+                args.kv_namespace_id
+                    .as_deref()
+                    .ok_or_else(|| missing("--kv-namespace-id (KEYGATE_KV_NAMESPACE_ID)"))?,
+                args.cloudflare_api_token
+                    .clone()
+                    .ok_or_else(|| missing("--cloudflare-api-token (CLOUDFLARE_API_TOKEN)"))?,
+                timeout,
+            )?))
+        }
+        SinkKind::Wrangler => Some(Sink::Wrangler(WranglerKv {
+            program: args.wrangler.clone(),
+            config: args.wrangler_config.clone(),
+            binding: args.kv_binding.clone(),
+            persist_to: args.wrangler_persist_to.clone(),
+            timeout,
+        })),
+    })
+}
