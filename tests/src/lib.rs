@@ -3,6 +3,9 @@
 //!
 //! Nothing here sleeps in place of synchronisation: readiness and propagation are polled.
 
+pub mod fake_kv;
+pub mod keygate;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -134,6 +137,11 @@ impl WranglerDev {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Its `--persist-to` directory: where its local KV store lives.
+    pub fn persist_dir(&self) -> PathBuf {
+        self.state.path().join("kv")
     }
 
     fn wait_ready(&self, limit: Duration) {

@@ -1,0 +1,359 @@
+//! A stand-in for Cloudflare's Workers KV REST API (bulk write, bulk delete, key listing), for what
+//! cannot run here: it keeps the namespace in memory, records every request, and fails on demand.
+//! Its wire format is checked against wrangler itself (`tests/sync.rs`, the contract test).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde_json::{Value, json};
+
+pub const TOKEN: &str = "test-token-for-the-fake-kv";
+pub const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
+pub const NAMESPACE: &str = "fedcba9876543210fedcba9876543210";
+
+/// One request as it arrived.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    pub authorization: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+/// An answer to give instead of doing the work.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub body: Value,
+}
+
+impl Failure {
+    pub fn server_error() -> Self {
+        Self {
+            status: 500,
+            retry_after: None,
+            body: envelope_error(10001, "internal error"),
+        }
+    }
+
+    pub fn throttled(retry_after: u64) -> Self {
+        Self {
+            status: 429,
+            retry_after: Some(retry_after),
+            body: envelope_error(10429, "too many requests"),
+        }
+    }
+}
+
+pub fn envelope_error(code: i64, message: &str) -> Value {
+    json!({"success": false, "errors": [{"code": code, "message": message}], "messages": [], "result": null})
+}
+
+#[derive(Debug, Default)]
+pub struct Namespace {
+    /// name -> (value, metadata)
+    pub entries: BTreeMap<String, (String, Option<Value>)>,
+    pub requests: Vec<Recorded>,
+    /// Every successful single-entry write, in the order applied: (name, version in metadata).
+    pub writes: Vec<(String, Option<u64>)>,
+    /// Answers for the next requests, one each.
+    pub fail_next: VecDeque<Failure>,
+    /// While set, every request gets this answer.
+    pub down: Option<Failure>,
+    /// Names a bulk write reports as unsuccessful (and does not write), this many times each.
+    pub refuse_keys: BTreeMap<String, u32>,
+    /// Added to every request before it is answered.
+    pub delay: Duration,
+}
+
+/// The fake API, served on a free port for as long as the runtime runs.
+#[derive(Clone, Debug)]
+pub struct FakeKv {
+    pub port: u16,
+    state: Arc<Mutex<Namespace>>,
+}
+
+impl FakeKv {
+    pub fn start(runtime: &tokio::runtime::Runtime) -> Self {
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let state = Arc::new(Mutex::new(Namespace::default()));
+        let namespace = "/client/v4/accounts/{account}/storage/kv/namespaces/{namespace}";
+        let app = axum::Router::new()
+            .route(
+                &format!("{namespace}/bulk"),
+                put(bulk_put).delete(bulk_delete),
+            )
+            .route(&format!("{namespace}/keys"), get(list))
+            .fallback(unknown)
+            .with_state(state.clone());
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        Self { port, state }
+    }
+
+    /// The base URL to give wrangler (`CLOUDFLARE_API_BASE_URL`) or keygate.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/client/v4", self.port)
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, Namespace> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The version KV holds for `name`, from its metadata.
+    pub fn version(&self, name: &str) -> Option<u64> {
+        self.state()
+            .entries
+            .get(name)
+            .and_then(|(_, metadata)| metadata.as_ref()?.get("version")?.as_u64())
+    }
+
+    pub fn value(&self, name: &str) -> Option<String> {
+        self.state()
+            .entries
+            .get(name)
+            .map(|(value, _)| value.clone())
+    }
+
+    /// Requests of `method` so far.
+    pub fn count(&self, method: &str) -> usize {
+        self.state()
+            .requests
+            .iter()
+            .filter(|request| request.method == method)
+            .count()
+    }
+}
+
+type Shared = State<Arc<Mutex<Namespace>>>;
+
+/// Records the request, waits the delay, and returns the failure to answer with, if any.
+async fn arrive(
+    state: &Arc<Mutex<Namespace>>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(), Response> {
+    let delay = {
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        state.requests.push(Recorded {
+            method: method.to_string(),
+            uri: uri.to_string(),
+            authorization: header("authorization"),
+            content_type: header("content-type"),
+            body: body.clone(),
+        });
+        state.delay
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+    let failure = state.down.clone().or_else(|| state.fail_next.pop_front());
+    if let Some(failure) = failure {
+        let mut response = (status(failure.status), axum::Json(failure.body)).into_response();
+        if let Some(after) = failure.retry_after {
+            response
+                .headers_mut()
+                .insert("retry-after", after.to_string().parse().expect("header"));
+        }
+        return Err(response);
+    }
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {TOKEN}"))
+    {
+        return Err((
+            StatusCode::FORBIDDEN,
+            axum::Json(envelope_error(10000, "Authentication error")),
+        )
+            .into_response());
+    }
+    Ok(())
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+fn ok(result: Value) -> Response {
+    axum::Json(json!({"success": true, "errors": [], "messages": [], "result": result}))
+        .into_response()
+}
+
+fn bad_request(message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(envelope_error(10002, message)),
+    )
+        .into_response()
+}
+
+fn right_namespace(account: &str, namespace: &str) -> Result<(), Response> {
+    if account == ACCOUNT && namespace == NAMESPACE {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::NOT_FOUND,
+            axum::Json(envelope_error(10013, "namespace not found")),
+        )
+            .into_response())
+    }
+}
+
+async fn bulk_put(
+    State(state): Shared,
+    Path((account, namespace)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(answer) = arrive(&state, &method, &uri, &headers, &body).await {
+        return answer;
+    }
+    if let Err(answer) = right_namespace(&account, &namespace) {
+        return answer;
+    }
+    let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("the body must be a JSON array");
+    };
+    if items.len() > 10_000 || body.len() > 100_000_000 {
+        return bad_request("too many pairs or too large a body");
+    }
+    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+    let mut unsuccessful = Vec::new();
+    let mut written = 0;
+    for item in items {
+        let (Some(name), Some(value)) = (item["key"].as_str(), item["value"].as_str()) else {
+            return bad_request("each pair needs a string key and value");
+        };
+        if let Some(left) = state.refuse_keys.get_mut(name)
+            && *left > 0
+        {
+            *left -= 1;
+            unsuccessful.push(name.to_owned());
+            continue;
+        }
+        let metadata = item.get("metadata").cloned();
+        let version = metadata.as_ref().and_then(|m| m.get("version")?.as_u64());
+        written += 1;
+        state.writes.push((name.to_owned(), version));
+        state
+            .entries
+            .insert(name.to_owned(), (value.to_owned(), metadata));
+    }
+    ok(json!({"successful_key_count": written, "unsuccessful_keys": unsuccessful}))
+}
+
+async fn bulk_delete(
+    State(state): Shared,
+    Path((account, namespace)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(answer) = arrive(&state, &method, &uri, &headers, &body).await {
+        return answer;
+    }
+    if let Err(answer) = right_namespace(&account, &namespace) {
+        return answer;
+    }
+    let Ok(names) = serde_json::from_slice::<Vec<String>>(&body) else {
+        return bad_request("the body must be a JSON array of key names");
+    };
+    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+    for name in &names {
+        state.entries.remove(name);
+    }
+    ok(json!({"successful_key_count": names.len(), "unsuccessful_keys": []}))
+}
+
+async fn list(
+    State(state): Shared,
+    Path((account, namespace)): Path<(String, String)>,
+    Query(query): Query<BTreeMap<String, String>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(answer) = arrive(&state, &method, &uri, &headers, &Bytes::new()).await {
+        return answer;
+    }
+    if let Err(answer) = right_namespace(&account, &namespace) {
+        return answer;
+    }
+    let limit: usize = query
+        .get("limit")
+        .and_then(|limit| limit.parse().ok())
+        .unwrap_or(1000)
+        .clamp(10, 1000);
+    let start: usize = query
+        .get("cursor")
+        .filter(|cursor| !cursor.is_empty())
+        .and_then(|cursor| cursor.strip_prefix('c')?.parse().ok())
+        .unwrap_or(0);
+    let prefix = query.get("prefix").cloned().unwrap_or_default();
+    let state = state.lock().unwrap_or_else(|p| p.into_inner());
+    let matching: Vec<(&String, &Option<Value>)> = state
+        .entries
+        .iter()
+        .filter(|(name, _)| name.starts_with(&prefix))
+        .map(|(name, (_, metadata))| (name, metadata))
+        .collect();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|(name, metadata)| match metadata {
+            Some(metadata) => json!({"name": name, "metadata": metadata}),
+            None => json!({"name": name}),
+        })
+        .collect();
+    let next = start + page.len();
+    let cursor = if next < matching.len() {
+        format!("c{next}")
+    } else {
+        String::new()
+    };
+    axum::Json(json!({
+        "success": true, "errors": [], "messages": [], "result": page,
+        "result_info": {"count": page.len(), "cursor": cursor},
+    }))
+    .into_response()
+}
+
+async fn unknown(
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    State(state): Shared,
+    body: Bytes,
+) -> Response {
+    let _ = arrive(&state, &method, &uri, &headers, &body).await;
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(envelope_error(7003, "Could not route to this path")),
+    )
+        .into_response()
+}

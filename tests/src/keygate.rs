@@ -1,0 +1,145 @@
+//! The real `keygate` binary, as an operator runs it: `bootstrap` once, then `serve` with the
+//! settings a test gives, on a free port. Killed with SIGKILL when dropped (or on demand, to test
+//! crash recovery).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::{free_port, poll};
+
+/// `target/<profile>/keygate`, next to this test's own `deps/` directory (`cargo test
+/// --workspace` builds it for the control plane's tests).
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let binary = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/<test>")
+        .join("keygate");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build -p keygate-control-plane` (or `cargo test --workspace`)",
+        binary.display()
+    );
+    binary
+}
+
+/// Creates the first admin of `database_url` and returns its token.
+pub fn bootstrap(database_url: &str) -> String {
+    let output = Command::new(binary())
+        .arg("bootstrap")
+        .env("DATABASE_URL", database_url)
+        .env("KEYGATE_LOG", "warn")
+        .output()
+        .expect("keygate bootstrap runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "bootstrap failed: {stdout}");
+    stdout
+        .split_whitespace()
+        .find(|word| word.starts_with("kgcp_"))
+        .expect("the token is printed")
+        .to_owned()
+}
+
+#[derive(Debug)]
+pub struct Keygate {
+    child: Child,
+    pub port: u16,
+    pub token: String,
+    log: PathBuf,
+    http: reqwest::blocking::Client,
+}
+
+impl Keygate {
+    /// `keygate serve` on `database_url` with `env` (KEYGATE_*, DATABASE_URL, ...), logging into
+    /// `log_dir`; returns once `/healthz` answers.
+    pub fn serve(
+        database_url: &str,
+        token: &str,
+        env: &[(&str, String)],
+        log_dir: &std::path::Path,
+    ) -> Self {
+        let port = free_port();
+        let log = log_dir.join(format!("keygate-{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut command = Command::new(binary());
+        command
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("KEYGATE_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "KEYGATE_LOG",
+                "info,keygate_control_plane::sync=debug,sqlx=warn",
+            )
+            .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        let child = command.spawn().expect("keygate serve starts");
+        let keygate = Self {
+            child,
+            port,
+            token: token.to_owned(),
+            log,
+            http: reqwest::blocking::Client::new(),
+        };
+        poll(
+            Duration::from_secs(60),
+            "keygate serve answers /healthz",
+            || {
+                keygate
+                    .http
+                    .get(keygate.url("/healthz"))
+                    .send()
+                    .ok()
+                    .filter(|response| response.status().is_success())
+            },
+        );
+        keygate
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// One API call with the admin token: the status and the JSON body (null if none).
+    pub fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().expect("the control plane answers");
+        let status = response.status().as_u16();
+        let text = response.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// `GET /v1/sync/status`.
+    pub fn sync_status(&self) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, "/v1/sync/status", None);
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// SIGKILL: no shutdown, no cleanup, as a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Keygate {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

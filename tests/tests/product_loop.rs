@@ -1,0 +1,230 @@
+//! The product loop on real components: the `keygate` binary (SQLite) pushing to the local KV store
+//! of a running `wrangler dev` (`--kv-sink wrangler`), the edge Worker in workerd, and an echo
+//! origin. Every change made through the control-plane API must show at the edge within
+//! [`LOCAL_BOUND`], polled; each step prints how long it took.
+
+use std::time::{Duration, Instant};
+
+use keygate_e2e::keygate::{Keygate, bootstrap};
+use keygate_e2e::{EchoOrigin, WranglerDev, now_seconds, poll, repo_root};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// The local loop's documented bound (README, "Revocation delay"): a push is one `wrangler kv
+/// bulk put` (about 1.5 s to start wrangler) plus the edge's 1 s isolate cache, with room for a
+/// 2-core CI machine that also runs the build.
+const LOCAL_BOUND: Duration = Duration::from_secs(15);
+
+const ROUTES: &str = r#"[
+  {"method": "GET", "path": "/v1/customers/{customer}/*", "permissions": ["customer:read"], "customer": "customer"},
+  {"method": "*", "path": "/*"}
+]"#;
+
+struct Loop {
+    keygate: Keygate,
+    edge: WranglerDev,
+    http: reqwest::blocking::Client,
+}
+
+impl Loop {
+    /// The edge's status and error code for `key` on the customer route.
+    fn edge(&self, key: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(self.edge.url("/v1/customers/cus_1/profile"))
+            .bearer_auth(key)
+            .send()
+            .expect("the edge answers");
+        let status = response.status().as_u16();
+        let body: Value = response.json().unwrap_or(Value::Null);
+        (
+            status,
+            body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    }
+
+    /// Polls the edge until `key` gets `status` (and `code`, for errors); returns how long it took.
+    #[track_caller]
+    fn expect(&self, step: &str, key: &str, status: u16, code: &str) -> Duration {
+        let (_, took) = poll(LOCAL_BOUND, step, || {
+            let (got, got_code) = self.edge(key);
+            (got == status && got_code == code).then_some(())
+        });
+        eprintln!("{step}: {} ms", took.as_millis());
+        took
+    }
+
+    #[track_caller]
+    fn api(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (status, reply) = self.keygate.call(method, path, body);
+        assert!((200..300).contains(&status), "{path}: {status} {reply}");
+        reply
+    }
+}
+
+#[test]
+fn changes_made_in_the_control_plane_reach_the_edge() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let origin = EchoOrigin::start(&runtime);
+    let edge = WranglerDev::start(&[
+        ("KEYGATE_ORIGIN", &origin.url()),
+        ("KEYGATE_ROUTES", ROUTES),
+        ("KEYGATE_CACHE_TTL_MS", "1000"),
+    ]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("keygate.db").display());
+    let token = bootstrap(&url);
+    let root = repo_root();
+    let keygate = Keygate::serve(
+        &url,
+        &token,
+        &[
+            ("KEYGATE_KV_SINK", "wrangler".to_owned()),
+            (
+                "KEYGATE_WRANGLER",
+                root.join("node_modules/.bin/wrangler")
+                    .display()
+                    .to_string(),
+            ),
+            (
+                "KEYGATE_WRANGLER_CONFIG",
+                root.join("wrangler.toml").display().to_string(),
+            ),
+            (
+                "KEYGATE_WRANGLER_PERSIST_TO",
+                edge.persist_dir().display().to_string(),
+            ),
+            ("KEYGATE_SYNC_POLL_MS", "200".to_owned()),
+        ],
+        dir.path(),
+    );
+    let world = Loop {
+        keygate,
+        edge,
+        http: reqwest::blocking::Client::new(),
+    };
+    for permission in ["customer:read", "telemetry:write"] {
+        world.api(
+            Method::POST,
+            "/v1/permissions",
+            Some(json!({ "name": permission })),
+        );
+    }
+    let create = |name: &str, extra: Value| {
+        let mut body =
+            json!({"name": name, "environment": "development", "permissions": ["customer:read"]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let created = world.api(Method::POST, "/v1/keys", Some(body));
+        (
+            created["key"].as_str().unwrap().to_owned(),
+            created["key_id"].as_str().unwrap().to_owned(),
+        )
+    };
+
+    // Create -> 200.
+    let (key, key_id) = create("loop", json!({}));
+    world.expect("create", &key, 200, "");
+
+    // A permission change -> 403, and back -> 200.
+    let path = format!("/v1/keys/{key_id}");
+    world.api(
+        Method::PATCH,
+        &path,
+        Some(json!({"permissions": ["telemetry:write"]})),
+    );
+    world.expect("permission removed", &key, 403, "insufficient_permissions");
+    world.api(
+        Method::PATCH,
+        &path,
+        Some(json!({"permissions": ["customer:read"]})),
+    );
+    world.expect("permission restored", &key, 200, "");
+
+    // Disable -> 401 disabled; enable -> 200.
+    world.api(Method::POST, &format!("{path}/disable"), None);
+    world.expect("disable", &key, 401, "disabled");
+    world.api(Method::POST, &format!("{path}/enable"), None);
+    world.expect("enable", &key, 200, "");
+
+    // Regenerate without grace: the new secret works, the old one stops.
+    let fresh = world.api(Method::POST, &format!("{path}/regenerate"), Some(json!({})));
+    let second = fresh["key"].as_str().unwrap().to_owned();
+    world.expect("regenerate: new secret", &second, 200, "");
+    world.expect("regenerate: old secret", &key, 401, "invalid_key");
+
+    // With grace: both work until the grace period ends, then only the new one.
+    let grace = 6;
+    let started = Instant::now();
+    let fresh = world.api(
+        Method::POST,
+        &format!("{path}/regenerate"),
+        Some(json!({ "grace_period_seconds": grace })),
+    );
+    let third = fresh["key"].as_str().unwrap().to_owned();
+    world.expect("regenerate with grace: new secret", &third, 200, "");
+    let (status, _) = world.edge(&second);
+    assert!(
+        status == 200 || started.elapsed() >= Duration::from_secs(grace),
+        "the old secret stopped inside its grace period"
+    );
+    let (_, took) = poll(
+        LOCAL_BOUND + Duration::from_secs(grace),
+        "the old secret stops when the grace ends",
+        || (world.edge(&second).0 == 401).then_some(()),
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(grace - 1),
+        "the old secret stopped after {took:?}, before its grace period ended"
+    );
+    world.expect("regenerate with grace: new secret still", &third, 200, "");
+
+    // Revoke -> 401 revoked.
+    world.api(
+        Method::POST,
+        &format!("{path}/revoke"),
+        Some(json!({"reason": "the loop test"})),
+    );
+    world.expect("revoke", &third, 401, "revoked");
+
+    // Delete -> 401 invalid_key (a tombstone reads as no key).
+    let (doomed, doomed_id) = create("doomed", json!({}));
+    world.expect("create before delete", &doomed, 200, "");
+    let (status, _) = world
+        .keygate
+        .call(Method::DELETE, &format!("/v1/keys/{doomed_id}"), None);
+    assert_eq!(status, 204);
+    world.expect("delete", &doomed, 401, "invalid_key");
+
+    // Expiry: the edge decides it by its own clock, from the pushed record.
+    let expires_at = now_seconds() + 8;
+    let at = time_rfc3339(expires_at);
+    let (mortal, _) = create("mortal", json!({ "expires_at": at }));
+    world.expect("create expiring", &mortal, 200, "");
+    let (_, took) = poll(LOCAL_BOUND, "expiry", || {
+        let (status, code) = world.edge(&mortal);
+        (status == 401 && code == "expired").then_some(())
+    });
+    assert!(now_seconds() >= expires_at, "expired early ({took:?})");
+
+    let status = world.keygate.sync_status();
+    assert_eq!(status["outbox_depth"], 0, "{status}");
+    assert!(
+        status["sink"]
+            .as_str()
+            .unwrap()
+            .starts_with("wrangler-local:KEYS:"),
+        "{status}"
+    );
+}
+
+fn time_rfc3339(seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .expect("a valid time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats")
+}
