@@ -17,8 +17,49 @@ both!(
     the_audit_log_filters_pages_and_scopes_members,
     verify_gives_the_edge_decision,
     operations_answer_without_a_token,
+    sync_status_reports_the_backlog_to_key_managers,
     the_openapi_document_lists_every_route_served,
 );
+
+/// Without a pusher in this process, the status shows every change waiting, its age, and no sink.
+async fn sync_status_reports_the_backlog_to_key_managers(app: &TestApp) {
+    let member = app.user("synced@example.com", "member").await;
+    let manager = app.user("manager@example.com", "key_manager").await;
+    app.get("/v1/sync/status", &member)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    app.send("GET", "/v1/sync/status", None, None)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    let (_, key_id, _) = app.create_key(&member, json!({ "name": "pending" })).await;
+    app.send(
+        "POST",
+        &format!("/v1/keys/{key_id}/disable"),
+        Some(&member.token),
+        None,
+    )
+    .await
+    .expect(StatusCode::OK);
+    app.clock.advance(42);
+    let status = app
+        .get("/v1/sync/status", &manager)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(status["sink"], Value::Null, "{status}");
+    assert_eq!(status["outbox_depth"], 2, "{status}");
+    assert_eq!(status["pending_keys"], 1, "{status}");
+    assert_eq!(status["oldest_pending_age_seconds"], 42, "{status}");
+    assert_eq!(status["last_success_at"], Value::Null, "{status}");
+    let metrics = app.send("GET", "/metrics", None, None).await;
+    assert!(
+        metrics
+            .text
+            .lines()
+            .any(|l| l == "keygate_outbox_oldest_pending_seconds 42"),
+        "{}",
+        metrics.text
+    );
+}
 
 async fn tokens_authenticate_and_stop_at_once(app: &TestApp) {
     app.send("GET", "/v1/keys", None, None)

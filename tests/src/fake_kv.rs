@@ -97,6 +97,8 @@ impl FakeKv {
             )
             .route(&format!("{namespace}/keys"), get(list))
             .fallback(unknown)
+            // KV takes bulk bodies of up to 100 MB; the check is the handler's, with KV's answer.
+            .layer(axum::extract::DefaultBodyLimit::max(128 << 20))
             .with_state(state.clone());
         runtime.spawn(async move { axum::serve(listener, app).await });
         Self { port, state }
@@ -105,6 +107,21 @@ impl FakeKv {
     /// The base URL to give wrangler (`CLOUDFLARE_API_BASE_URL`) or keygate.
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}/client/v4", self.port)
+    }
+
+    /// The settings of a `keygate serve|sync` that pushes here, retrying within a second and
+    /// reconciling never.
+    pub fn sink_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("KEYGATE_KV_SINK", "cloudflare".to_owned()),
+            ("CLOUDFLARE_API_BASE_URL", self.base_url()),
+            ("CLOUDFLARE_ACCOUNT_ID", ACCOUNT.to_owned()),
+            ("KEYGATE_KV_NAMESPACE_ID", NAMESPACE.to_owned()),
+            ("CLOUDFLARE_API_TOKEN", TOKEN.to_owned()),
+            ("KEYGATE_SYNC_MAX_BACKOFF_SECONDS", "1".to_owned()),
+            ("KEYGATE_SYNC_POLL_MS", "100".to_owned()),
+            ("KEYGATE_RECONCILE_INTERVAL_SECONDS", "0".to_owned()),
+        ]
     }
 
     pub fn state(&self) -> MutexGuard<'_, Namespace> {
@@ -220,18 +237,32 @@ fn right_namespace(account: &str, namespace: &str) -> Result<(), Response> {
     }
 }
 
+/// What every namespace route does first: record, delay, fail on demand, check the token and
+/// the account and namespace ids.
+struct Admitted;
+
+impl Admitted {
+    async fn check(
+        state: &Arc<Mutex<Namespace>>,
+        (account, namespace): &(String, String),
+        (method, uri, headers): (&Method, &Uri, &HeaderMap),
+        body: &Bytes,
+    ) -> Result<Self, Response> {
+        arrive(state, method, uri, headers, body).await?;
+        right_namespace(account, namespace)?;
+        Ok(Self)
+    }
+}
+
 async fn bulk_put(
     State(state): Shared,
-    Path((account, namespace)): Path<(String, String)>,
+    Path(ids): Path<(String, String)>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(answer) = arrive(&state, &method, &uri, &headers, &body).await {
-        return answer;
-    }
-    if let Err(answer) = right_namespace(&account, &namespace) {
+    if let Err(answer) = Admitted::check(&state, &ids, (&method, &uri, &headers), &body).await {
         return answer;
     }
     let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(&body) else {
@@ -267,16 +298,13 @@ async fn bulk_put(
 
 async fn bulk_delete(
     State(state): Shared,
-    Path((account, namespace)): Path<(String, String)>,
+    Path(ids): Path<(String, String)>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(answer) = arrive(&state, &method, &uri, &headers, &body).await {
-        return answer;
-    }
-    if let Err(answer) = right_namespace(&account, &namespace) {
+    if let Err(answer) = Admitted::check(&state, &ids, (&method, &uri, &headers), &body).await {
         return answer;
     }
     let Ok(names) = serde_json::from_slice::<Vec<String>>(&body) else {
@@ -291,16 +319,14 @@ async fn bulk_delete(
 
 async fn list(
     State(state): Shared,
-    Path((account, namespace)): Path<(String, String)>,
+    Path(ids): Path<(String, String)>,
     Query(query): Query<BTreeMap<String, String>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(answer) = arrive(&state, &method, &uri, &headers, &Bytes::new()).await {
-        return answer;
-    }
-    if let Err(answer) = right_namespace(&account, &namespace) {
+    let request = (&method, &uri, &headers);
+    if let Err(answer) = Admitted::check(&state, &ids, request, &Bytes::new()).await {
         return answer;
     }
     let limit: usize = query

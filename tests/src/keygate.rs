@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{free_port, poll};
+use crate::{WranglerDev, free_port, poll, repo_root};
 
 /// `target/<profile>/keygate`, next to this test's own `deps/` directory (`cargo test
 /// --workspace` builds it for the control plane's tests).
@@ -25,6 +25,21 @@ pub fn binary() -> PathBuf {
         binary.display()
     );
     binary
+}
+
+/// The settings of a `keygate serve` that pushes into the local KV store `edge` reads.
+pub fn pushing_to_wrangler(edge: &WranglerDev) -> Vec<(&'static str, String)> {
+    let root = repo_root();
+    let path = |path: PathBuf| path.display().to_string();
+    vec![
+        ("KEYGATE_KV_SINK", "wrangler".to_owned()),
+        (
+            "KEYGATE_WRANGLER",
+            path(root.join("node_modules/.bin/wrangler")),
+        ),
+        ("KEYGATE_WRANGLER_CONFIG", path(root.join("wrangler.toml"))),
+        ("KEYGATE_WRANGLER_PERSIST_TO", path(edge.persist_dir())),
+    ]
 }
 
 /// Creates the first admin of `database_url` and returns its token.

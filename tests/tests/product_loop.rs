@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use keygate_e2e::keygate::{Keygate, bootstrap};
-use keygate_e2e::{EchoOrigin, WranglerDev, now_seconds, poll, repo_root};
+use keygate_e2e::keygate::{Keygate, bootstrap, pushing_to_wrangler};
+use keygate_e2e::{EchoOrigin, WranglerDev, now_seconds, poll};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -77,30 +77,9 @@ fn changes_made_in_the_control_plane_reach_the_edge() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("keygate.db").display());
     let token = bootstrap(&url);
-    let root = repo_root();
-    let keygate = Keygate::serve(
-        &url,
-        &token,
-        &[
-            ("KEYGATE_KV_SINK", "wrangler".to_owned()),
-            (
-                "KEYGATE_WRANGLER",
-                root.join("node_modules/.bin/wrangler")
-                    .display()
-                    .to_string(),
-            ),
-            (
-                "KEYGATE_WRANGLER_CONFIG",
-                root.join("wrangler.toml").display().to_string(),
-            ),
-            (
-                "KEYGATE_WRANGLER_PERSIST_TO",
-                edge.persist_dir().display().to_string(),
-            ),
-            ("KEYGATE_SYNC_POLL_MS", "200".to_owned()),
-        ],
-        dir.path(),
-    );
+    let mut env = pushing_to_wrangler(&edge);
+    env.push(("KEYGATE_SYNC_POLL_MS", "200".to_owned()));
+    let keygate = Keygate::serve(&url, &token, &env, dir.path());
     let world = Loop {
         keygate,
         edge,

@@ -269,16 +269,7 @@ fn the_cloudflare_client_reads_errors_throttling_and_partial_writes() {
 
 /// The pusher settings the fault tests run with: Cloudflare at the fake, quick retries.
 fn pushing_to(fake: &FakeKv, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
-    let mut env = vec![
-        ("KEYGATE_KV_SINK", "cloudflare".to_owned()),
-        ("CLOUDFLARE_API_BASE_URL", fake.base_url()),
-        ("CLOUDFLARE_ACCOUNT_ID", fake_kv::ACCOUNT.to_owned()),
-        ("KEYGATE_KV_NAMESPACE_ID", fake_kv::NAMESPACE.to_owned()),
-        ("CLOUDFLARE_API_TOKEN", fake_kv::TOKEN.to_owned()),
-        ("KEYGATE_SYNC_MAX_BACKOFF_SECONDS", "1".to_owned()),
-        ("KEYGATE_SYNC_POLL_MS", "100".to_owned()),
-        ("KEYGATE_RECONCILE_INTERVAL_SECONDS", "0".to_owned()),
-    ];
+    let mut env = fake.sink_env();
     for (name, value) in extra {
         env.retain(|(existing, _)| existing != name);
         env.push((name, (*value).to_owned()));

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::sink::{EntryMetadata, KvEntry, KvPage, KvSink, Listed, SinkError, Written, version_in};
+use super::sink::{KvEntry, KvPage, KvSink, Listed, SinkError, Written, bulk_body, version_in};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
 /// Keys per listing page: the API's maximum.
@@ -202,18 +202,8 @@ impl KvSink for CloudflareKv {
     }
 
     async fn put(&self, entries: &[KvEntry]) -> Result<Written, SinkError> {
-        let body: Vec<Value> = entries
-            .iter()
-            .map(|entry| {
-                json!({
-                    "key": entry.name,
-                    "value": entry.value,
-                    "metadata": EntryMetadata { version: entry.version },
-                })
-            })
-            .collect();
         Ok(self
-            .call(Method::PUT, "/bulk", Some(Value::Array(body)))
+            .call(Method::PUT, "/bulk", Some(bulk_body(entries)))
             .await?
             .written())
     }

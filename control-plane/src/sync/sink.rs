@@ -97,22 +97,23 @@ pub trait KvSink: Send + Sync + 'static {
     fn list(&self, cursor: Option<&str>) -> impl Future<Output = Result<KvPage, SinkError>> + Send;
 }
 
-/// The bulk-body size of one entry: its JSON object with the metadata, and a separating comma.
-pub(super) fn encoded_len(entry: &KvEntry) -> usize {
-    #[derive(Serialize)]
-    struct Sized<'a> {
-        key: &'a str,
-        value: &'a str,
-        metadata: EntryMetadata,
-    }
-    serde_json::to_vec(&Sized {
-        key: &entry.name,
-        value: &entry.value,
-        metadata: EntryMetadata {
-            version: entry.version,
-        },
+/// One entry of a bulk write's body, as the REST API and `wrangler kv bulk put` take it.
+fn bulk_entry(entry: &KvEntry) -> serde_json::Value {
+    serde_json::json!({
+        "key": entry.name,
+        "value": entry.value,
+        "metadata": EntryMetadata { version: entry.version },
     })
-    .map_or(usize::MAX, |json| json.len() + 1)
+}
+
+/// A bulk write's body: `[{"key", "value", "metadata": {"version"}}, ...]`.
+pub(super) fn bulk_body(entries: &[KvEntry]) -> serde_json::Value {
+    serde_json::Value::Array(entries.iter().map(bulk_entry).collect())
+}
+
+/// The bulk-body size of one entry, with a separating comma.
+pub(super) fn encoded_len(entry: &KvEntry) -> usize {
+    serde_json::to_vec(&bulk_entry(entry)).map_or(usize::MAX, |json| json.len() + 1)
 }
 
 /// Splits `entries` into consecutive bulk requests of at most `max_pairs` entries and

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-use super::sink::{EntryMetadata, KvEntry, KvPage, KvSink, Listed, SinkError, Written, version_in};
+use super::sink::{KvEntry, KvPage, KvSink, Listed, SinkError, Written, bulk_body, version_in};
 
 #[derive(Debug, Clone)]
 pub struct WranglerKv {
@@ -113,17 +113,7 @@ impl KvSink for WranglerKv {
     }
 
     async fn put(&self, entries: &[KvEntry]) -> Result<Written, SinkError> {
-        let body: Vec<Value> = entries
-            .iter()
-            .map(|entry| {
-                json!({
-                    "key": entry.name,
-                    "value": entry.value,
-                    "metadata": EntryMetadata { version: entry.version },
-                })
-            })
-            .collect();
-        self.run(&["bulk", "put"], Some(&Value::Array(body)))
+        self.run(&["bulk", "put"], Some(&bulk_body(entries)))
             .await?;
         Ok(Written::default())
     }
