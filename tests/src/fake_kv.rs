@@ -26,6 +26,9 @@ pub struct Recorded {
     pub authorization: Option<String>,
     pub content_type: Option<String>,
     pub body: Bytes,
+    pub at: std::time::Instant,
+    /// The status it was answered with.
+    pub status: u16,
 }
 
 /// An answer to give instead of doing the work.
@@ -164,7 +167,7 @@ async fn arrive(
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<(), Response> {
+) -> Result<(), Box<Response>> {
     let delay = {
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
         let header = |name: &str| {
@@ -179,6 +182,8 @@ async fn arrive(
             authorization: header("authorization"),
             content_type: header("content-type"),
             body: body.clone(),
+            at: std::time::Instant::now(),
+            status: 200,
         });
         state.delay
     };
@@ -188,22 +193,27 @@ async fn arrive(
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
     let failure = state.down.clone().or_else(|| state.fail_next.pop_front());
     if let Some(failure) = failure {
+        if let Some(last) = state.requests.last_mut() {
+            last.status = failure.status;
+        }
         let mut response = (status(failure.status), axum::Json(failure.body)).into_response();
         if let Some(after) = failure.retry_after {
             response
                 .headers_mut()
                 .insert("retry-after", after.to_string().parse().expect("header"));
         }
-        return Err(response);
+        return Err(Box::new(response));
     }
     if headers.get("authorization").and_then(|v| v.to_str().ok())
         != Some(&format!("Bearer {TOKEN}"))
     {
-        return Err((
-            StatusCode::FORBIDDEN,
-            axum::Json(envelope_error(10000, "Authentication error")),
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::FORBIDDEN,
+                axum::Json(envelope_error(10000, "Authentication error")),
+            )
+                .into_response(),
+        ));
     }
     Ok(())
 }
@@ -225,33 +235,30 @@ fn bad_request(message: &str) -> Response {
         .into_response()
 }
 
-fn right_namespace(account: &str, namespace: &str) -> Result<(), Response> {
+fn right_namespace(account: &str, namespace: &str) -> Result<(), Box<Response>> {
     if account == ACCOUNT && namespace == NAMESPACE {
         Ok(())
     } else {
-        Err((
-            StatusCode::NOT_FOUND,
-            axum::Json(envelope_error(10013, "namespace not found")),
-        )
-            .into_response())
+        Err(Box::new(
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(envelope_error(10013, "namespace not found")),
+            )
+                .into_response(),
+        ))
     }
 }
 
 /// What every namespace route does first: record, delay, fail on demand, check the token and
 /// the account and namespace ids.
-struct Admitted;
-
-impl Admitted {
-    async fn check(
-        state: &Arc<Mutex<Namespace>>,
-        (account, namespace): &(String, String),
-        (method, uri, headers): (&Method, &Uri, &HeaderMap),
-        body: &Bytes,
-    ) -> Result<Self, Response> {
-        arrive(state, method, uri, headers, body).await?;
-        right_namespace(account, namespace)?;
-        Ok(Self)
-    }
+async fn admit(
+    state: &Arc<Mutex<Namespace>>,
+    (account, namespace): &(String, String),
+    (method, uri, headers): (&Method, &Uri, &HeaderMap),
+    body: &Bytes,
+) -> Result<(), Box<Response>> {
+    arrive(state, method, uri, headers, body).await?;
+    right_namespace(account, namespace)
 }
 
 async fn bulk_put(
@@ -262,8 +269,8 @@ async fn bulk_put(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(answer) = Admitted::check(&state, &ids, (&method, &uri, &headers), &body).await {
-        return answer;
+    if let Err(answer) = admit(&state, &ids, (&method, &uri, &headers), &body).await {
+        return *answer;
     }
     let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(&body) else {
         return bad_request("the body must be a JSON array");
@@ -304,8 +311,8 @@ async fn bulk_delete(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(answer) = Admitted::check(&state, &ids, (&method, &uri, &headers), &body).await {
-        return answer;
+    if let Err(answer) = admit(&state, &ids, (&method, &uri, &headers), &body).await {
+        return *answer;
     }
     let Ok(names) = serde_json::from_slice::<Vec<String>>(&body) else {
         return bad_request("the body must be a JSON array of key names");
@@ -326,8 +333,8 @@ async fn list(
     headers: HeaderMap,
 ) -> Response {
     let request = (&method, &uri, &headers);
-    if let Err(answer) = Admitted::check(&state, &ids, request, &Bytes::new()).await {
-        return answer;
+    if let Err(answer) = admit(&state, &ids, request, &Bytes::new()).await {
+        return *answer;
     }
     let limit: usize = query
         .get("limit")

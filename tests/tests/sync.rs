@@ -427,6 +427,16 @@ fn an_outage_during_a_burst_loses_nothing() {
     }
     converged(&fake, &keygate, Duration::from_secs(30));
     writes_in_order(&fake);
+    let requests = fake.state().requests.clone();
+    let throttled = requests
+        .iter()
+        .position(|request| request.status == 429)
+        .expect("one request was throttled");
+    let waited = requests[throttled + 1].at - requests[throttled].at;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "Retry-After: 1 was not honoured: the next request came after {waited:?}"
+    );
     let status = keygate.sync_status();
     assert_eq!(status["pending_keys"], 0, "{status}");
     assert!(status["oldest_pending_age_seconds"].is_null(), "{status}");
