@@ -4,13 +4,15 @@
 //! - the [`Digest`] it is stored as, compared in constant time;
 //! - permissions ([`Grant`], [`Permission`], [`PermissionSet`]) and IP allowlists ([`IpAllowlist`]);
 //! - the [`SnapshotRecord`] KV holds per key, and its strict encoding;
-//! - the verification decision ([`Verifier::check`], [`decide`]) and its public answer ([`Denial`]).
+//! - the verification decision ([`Verifier::check`], [`decide`]) and its public answer ([`Denial`]);
+//! - per-key rate limiting ([`TokenBucket`]), exact integer arithmetic the edge runs per key.
 //!
 //! It deliberately does no I/O, reads no clock and draws no randomness of its own: time comes in as
 //! `now`, randomness as a `CryptoRng`, records from the caller. So it is synchronous, builds for
 //! `wasm32-unknown-unknown` as well as natively, and every result is reproducible in a test.
 
 mod base62;
+mod bucket;
 mod cidr;
 mod decision;
 mod digest;
@@ -19,6 +21,7 @@ mod key;
 mod permission;
 mod record;
 
+pub use bucket::{Admission, TokenBucket};
 pub use cidr::{CidrError, IpAllowlist, IpNetwork, MAX_NETWORKS};
 pub use decision::{
     Decision, Denial, ErrorBody, ErrorDetail, Identity, Presented, Request, Verifier,
