@@ -19,6 +19,14 @@ pub(crate) struct CachedRecord {
 }
 
 impl CachedRecord {
+    /// The key's rate limit, if it has one.
+    pub(crate) fn rate_limit(&self) -> Option<keygate_shared::RateLimit> {
+        match &self.record.state {
+            keygate_shared::RecordState::Present(body) => body.rate_limit,
+            keygate_shared::RecordState::Deleted => None,
+        }
+    }
+
     pub(crate) fn new(record: SnapshotRecord) -> Self {
         Self {
             record,

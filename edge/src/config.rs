@@ -21,6 +21,16 @@ pub(crate) struct Config {
     pub(crate) kv_cache_ttl: u64,
     pub(crate) cache_ttl_ms: u64,
     pub(crate) cache_capacity: usize,
+    /// What a limited key's request gets when its rate limiter cannot be reached.
+    pub(crate) rate_limit_unavailable: LimiterUnavailable,
+}
+
+/// `KEYGATE_RATE_LIMIT_UNAVAILABLE`: `open` lets the request through without a limit (and logs
+/// it); `closed` answers 503. Keys without a limit are never affected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LimiterUnavailable {
+    Open,
+    Closed,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,8 +106,22 @@ impl Config {
                 format!("{verify_path:?} must be a path such as /.keygate/verify"),
             ));
         }
+        let rate_limit_unavailable = match var("KEYGATE_RATE_LIMIT_UNAVAILABLE")
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("open") => LimiterUnavailable::Open,
+            Some("closed") => LimiterUnavailable::Closed,
+            Some(other) => {
+                return Err(invalid(
+                    "KEYGATE_RATE_LIMIT_UNAVAILABLE",
+                    format!("{other:?} is not open or closed"),
+                ));
+            }
+        };
         Ok(Self {
             verifier: Verifier::new(format, environment),
+            rate_limit_unavailable,
             origin: origin.as_str().trim_end_matches('/').to_owned(),
             routes,
             verify_path,

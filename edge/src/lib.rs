@@ -13,6 +13,7 @@
 mod cache;
 mod config;
 mod gateway;
+mod limiter;
 mod lookup;
 mod respond;
 mod routes;
@@ -26,7 +27,7 @@ use keygate_shared::{Decision, Denial, Request as Needs, VerifyRequest, decide};
 use worker::{Context, Date, Env, Method, Request, Result, console_error, event, web_sys};
 
 use crate::cache::RecordCache;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, LimiterUnavailable};
 use crate::gateway::{Caller, IdentityHeaders};
 use crate::lookup::LookupError;
 
@@ -34,6 +35,8 @@ use crate::lookup::LookupError;
 const MAX_VERIFY_BODY: usize = 8 * 1024;
 
 /// Per-isolate state: the parsed configuration and the record cache.
+pub use crate::limiter::KeyLimiter;
+
 pub(crate) struct Isolate {
     pub(crate) config: Config,
     pub(crate) cache: RefCell<RecordCache>,
@@ -148,7 +151,27 @@ impl Call<'_> {
                     identity,
                     strip_authorization: in_authorization,
                 };
-                self.forward(&request, caller).await
+                let Some(limit) = cached.rate_limit() else {
+                    return self.forward(&request, caller).await;
+                };
+                match limiter::admit(self.env, &key.key_id(), limit).await {
+                    Ok(admission) if admission.allowed => {
+                        limiter::annotate(self.forward(&request, caller).await?, &admission)
+                    }
+                    Ok(admission) => respond::rate_limited(&admission, self.request_id),
+                    Err(error) => {
+                        console_error!("{} rate limiter unavailable: {error}", self.request_id);
+                        match config.rate_limit_unavailable {
+                            LimiterUnavailable::Open => self.forward(&request, caller).await,
+                            LimiterUnavailable::Closed => respond::error(
+                                503,
+                                "unavailable",
+                                "The rate limiter is unavailable; try again shortly.",
+                                self.request_id,
+                            ),
+                        }
+                    }
+                }
             }
             // decide() allows only with a record; fail closed should that ever change.
             (Decision::Allowed(_), None) => respond::denial(&Denial::UnknownKey, self.request_id),

@@ -76,3 +76,23 @@ pub(crate) fn denial(denial: &Denial, request_id: &str) -> Result<web_sys::Respo
         extra,
     )
 }
+
+/// 429 from a key's rate limit: `Retry-After` and the RateLimit headers.
+pub(crate) fn rate_limited(
+    admission: &keygate_shared::Admission,
+    request_id: &str,
+) -> Result<web_sys::Response> {
+    let denial = Denial::RateLimited {
+        retry_after_seconds: u32::try_from(admission.retry_after_seconds).unwrap_or(u32::MAX),
+    };
+    let retry_after = admission.retry_after_seconds.to_string();
+    let limits = crate::limiter::headers(admission);
+    let mut extra: Vec<(&str, &str)> = vec![("retry-after", &retry_after)];
+    extra.extend(limits.iter().map(|(name, value)| (*name, value.as_str())));
+    json_with(
+        denial.status(),
+        &denial.to_body(request_id),
+        request_id,
+        &extra,
+    )
+}

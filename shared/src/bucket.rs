@@ -141,7 +141,10 @@ mod tests {
     fn headers_count_down_and_a_new_limit_starts_full() {
         let three = limit(3, 30);
         let (bucket, first) = TokenBucket::take(None, three, 0);
-        assert_eq!((first.allowed, first.remaining, first.reset_seconds), (true, 2, 10));
+        assert_eq!(
+            (first.allowed, first.remaining, first.reset_seconds),
+            (true, 2, 10)
+        );
         let (bucket, second) = TokenBucket::take(Some(bucket), three, 0);
         assert_eq!((second.remaining, second.reset_seconds), (1, 20));
         let (bucket, _) = TokenBucket::take(Some(bucket), three, 0);

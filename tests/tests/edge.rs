@@ -10,7 +10,7 @@ use base64::Engine as _;
 use keygate_e2e::{EchoOrigin, StandaloneWorkerd, WranglerDev, now_seconds, poll};
 use keygate_shared::{
     ApiKey, CustomerId, Environment, Grants, IpAllowlist, KeyFormat, KeyRecord, OwnerId,
-    PreviousDigest, RecordState, SnapshotRecord, Status,
+    PreviousDigest, RateLimit, RecordState, SnapshotRecord, Status,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 use rand_chacha::ChaCha20Rng;
@@ -694,6 +694,109 @@ fn a_flood_of_unknown_keys_is_limited_per_client(w: &World) -> Outcome {
     Ok(())
 }
 
+/// N concurrent requests against a key limited to L: exactly L pass (the key's Durable Object
+/// serialises them), the rest get 429 with Retry-After and the RateLimit headers; the bucket
+/// refills at its rate; a key without a limit never sees a RateLimit header or a 429.
+fn per_key_rate_limits_are_exact_under_concurrency(w: &World) -> Outcome {
+    let limited = w.seeded(|record| {
+        record.rate_limit = Some(RateLimit::new(5, 60).expect("limit"));
+    });
+    let replies: Vec<Reply> = w.runtime.block_on(async {
+        let requests = (0..20).map(|n| {
+            let client = w.client.clone();
+            let url = w.edge.url(&format!("/v1/limited/{n}"));
+            let auth = bearer(&limited);
+            async move {
+                let response = client
+                    .get(url)
+                    .header("authorization", auth)
+                    .header("cf-connecting-ip", "10.0.13.1")
+                    .send()
+                    .await
+                    .expect("the edge answers");
+                let status = response.status().as_u16();
+                let headers = response.headers().clone();
+                let text = response.text().await.unwrap_or_default();
+                Reply {
+                    status,
+                    headers,
+                    body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                }
+            }
+        });
+        futures::future::join_all(requests).await
+    });
+    let allowed: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
+    let refused: Vec<&Reply> = replies.iter().filter(|r| r.status == 429).collect();
+    check!(
+        allowed.len() == 5 && refused.len() == 15,
+        "{} allowed, {} refused of 20: {:?}",
+        allowed.len(),
+        refused.len(),
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    let mut remaining: Vec<&str> = allowed
+        .iter()
+        .map(|r| r.header("ratelimit-remaining").unwrap_or("-"))
+        .collect();
+    remaining.sort_unstable();
+    check!(
+        remaining == ["0", "1", "2", "3", "4"],
+        "remaining {remaining:?}"
+    );
+    for reply in &allowed {
+        check!(
+            reply.header("ratelimit-limit") == Some("5") && reply.body["path"].is_string(),
+            "an allowed request: {:?} {}",
+            reply.headers,
+            reply.body
+        );
+    }
+    for reply in &refused {
+        let retry: u64 = reply
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        check!(
+            reply.code() == "rate_limited"
+                && (1..=12).contains(&retry)
+                && reply.header("ratelimit-limit") == Some("5")
+                && reply.header("ratelimit-remaining") == Some("0")
+                && reply.header("ratelimit-reset").is_some(),
+            "a refused request: {:?} {}",
+            reply.headers,
+            reply.body
+        );
+    }
+    // 2 per 2 s refills one token a second: refused now, allowed again within the second.
+    let quick = w.seeded(|record| {
+        record.rate_limit = Some(RateLimit::new(2, 2).expect("limit"));
+    });
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| w.get("/v1/quick", "10.0.13.2", &quick).status)
+        .collect();
+    check!(statuses == [200, 200, 429], "{statuses:?}");
+    let (_, waited) = poll(Duration::from_secs(5), "the bucket refills", || {
+        (w.get("/v1/quick", "10.0.13.2", &quick).status == 200).then_some(())
+    });
+    check!(
+        waited <= Duration::from_millis(1_500),
+        "refilled after {waited:?}"
+    );
+    // No limit: 30 in a row, never a 429 or a RateLimit header.
+    let free = w.seeded(|_| {});
+    for n in 0..30 {
+        let reply = w.get("/v1/free", "10.0.13.3", &free);
+        check!(
+            reply.status == 200 && reply.header("ratelimit-limit").is_none(),
+            "#{n}: {} {:?}",
+            reply.status,
+            reply.headers
+        );
+    }
+    Ok(())
+}
+
 fn an_unreadable_record_fails_closed(w: &World) -> Outcome {
     let key = w.key(Environment::Development);
     w.edge.kv_put(key.key_id().as_str(), r#"{"format": 99}"#);
@@ -860,6 +963,10 @@ fn main() {
         (
             "verify_mode_answers_the_decision_as_json",
             verify_mode_answers_the_decision_as_json,
+        ),
+        (
+            "per_key_rate_limits_are_exact_under_concurrency",
+            per_key_rate_limits_are_exact_under_concurrency,
         ),
         (
             "a_flood_of_unknown_keys_is_limited_per_client",

@@ -1,0 +1,90 @@
+//! Per-key rate limits. Each limited key id has one Durable Object (`KEY_LIMITER`, class
+//! [`KeyLimiter`]) holding its [`TokenBucket`]; a Durable Object handles one request at a time, so
+//! the limit holds exactly across every isolate and location. Keys without a limit never reach it.
+
+use std::cell::Cell;
+
+use keygate_shared::{Admission, KeyId, RateLimit, TokenBucket};
+use worker::{
+    Date, DurableObject, Env, Headers, Method, Request, RequestInit, Response, Result, State,
+    durable_object, web_sys,
+};
+
+pub(crate) const LIMITER_BINDING: &str = "KEY_LIMITER";
+const BUCKET: &str = "bucket";
+
+#[durable_object]
+pub struct KeyLimiter {
+    state: State,
+    /// The bucket as last stored; read from storage once per object lifetime.
+    bucket: Cell<Option<TokenBucket>>,
+}
+
+impl std::fmt::Debug for KeyLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyLimiter")
+            .field("bucket", &self.bucket.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DurableObject for KeyLimiter {
+    fn new(state: State, _env: Env) -> Self {
+        Self {
+            state,
+            bucket: Cell::new(None),
+        }
+    }
+
+    /// `POST` a [`RateLimit`]; answers the [`Admission`] of one request.
+    async fn fetch(&self, mut request: Request) -> Result<Response> {
+        let limit: RateLimit = request.json().await?;
+        let stored = match self.bucket.get() {
+            Some(bucket) => Some(bucket),
+            // Storage calls close the object's input gate: no other request is delivered until
+            // this one has its bucket, so two requests never spend the same token.
+            None => self.state.storage().get(BUCKET).await?,
+        };
+        let now_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
+        let (bucket, admission) = TokenBucket::take(stored, limit, now_ms);
+        self.bucket.set(Some(bucket));
+        self.state.storage().put(BUCKET, bucket).await?;
+        Response::from_json(&admission)
+    }
+}
+
+/// Asks the key's limiter to admit one request.
+pub(crate) async fn admit(env: &Env, key_id: &KeyId, limit: RateLimit) -> Result<Admission> {
+    let stub = env
+        .durable_object(LIMITER_BINDING)?
+        .id_from_name(key_id.as_str())?
+        .get_stub()?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(serde_json::to_string(&limit)?.into()));
+    let request = Request::new_with_init("https://key-limiter/take", &init)?;
+    stub.fetch_with_request(request).await?.json().await
+}
+
+/// The IETF RateLimit headers (draft-ietf-httpapi-ratelimit-headers) for an admission.
+pub(crate) fn headers(admission: &Admission) -> [(&'static str, String); 3] {
+    [
+        ("ratelimit-limit", admission.limit.to_string()),
+        ("ratelimit-remaining", admission.remaining.to_string()),
+        ("ratelimit-reset", admission.reset_seconds.to_string()),
+    ]
+}
+
+/// The origin's response with the RateLimit headers added. Fetch's responses have immutable
+/// headers, so this copies them into a new response around the same body stream; only limited
+/// keys pay for it.
+pub(crate) fn annotate(
+    response: web_sys::Response,
+    admission: &Admission,
+) -> Result<web_sys::Response> {
+    let copy = web_sys::Headers::new_with_headers(&response.headers())?;
+    for (name, value) in headers(admission) {
+        copy.set(name, &value)?;
+    }
+    Ok(Response::from(response).with_headers(Headers(copy)).into())
+}
