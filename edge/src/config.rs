@@ -167,11 +167,14 @@ mod tests {
             ),
             (60, 5_000, 10_000)
         );
+        assert_eq!(config.rate_limit_unavailable, LimiterUnavailable::Open);
+        let closed = vars(&[("KEYGATE_RATE_LIMIT_UNAVAILABLE", Some("closed"))]).unwrap();
+        assert_eq!(closed.rate_limit_unavailable, LimiterUnavailable::Closed);
     }
 
     #[test]
     fn every_bad_setting_is_named() {
-        let cases: [(&str, Option<&str>); 12] = [
+        let cases: [(&str, Option<&str>); 13] = [
             ("KEYGATE_ENVIRONMENT", None),
             ("KEYGATE_ENVIRONMENT", Some("prod")),
             ("KEYGATE_ISSUER_PREFIX", Some("K_G")),
@@ -184,6 +187,7 @@ mod tests {
             ("KEYGATE_KV_CACHE_TTL_SECONDS", Some("10")),
             ("KEYGATE_CACHE_TTL_MS", Some("-1")),
             ("KEYGATE_CACHE_CAPACITY", Some("0")),
+            ("KEYGATE_RATE_LIMIT_UNAVAILABLE", Some("fail")),
         ];
         for (setting, value) in cases {
             let error = vars(&[(setting, value)]).unwrap_err();

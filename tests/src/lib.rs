@@ -229,7 +229,9 @@ pub struct StandaloneWorkerd {
 }
 
 impl StandaloneWorkerd {
-    pub fn start(kv_js: &str) -> Self {
+    /// `vars` are extra text bindings, such as KEYGATE_RATE_LIMIT_UNAVAILABLE. There is no
+    /// KEY_LIMITER binding: a rate-limited key finds its limiter unreachable.
+    pub fn start(kv_js: &str, vars: &[(&str, &str)]) -> Self {
         let root = repo_root();
         let dir = tempfile::tempdir().expect("temp dir");
         for file in ["index.js", "index_bg.wasm"] {
@@ -243,6 +245,10 @@ impl StandaloneWorkerd {
         .expect("miniflare's rate limiter (npm ci)");
         std::fs::write(dir.path().join("kv.js"), kv_js).expect("kv.js");
         let port = free_port();
+        let extra: String = vars
+            .iter()
+            .map(|(name, value)| format!("\n    (name = {name:?}, text = {value:?}),"))
+            .collect();
         let config = format!(
             r#"using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
@@ -258,7 +264,7 @@ const keygate :Workerd.Worker = (
     (name = "KEYGATE_ISSUER_PREFIX", text = "kg"),
     (name = "KEYGATE_ORIGIN", text = "http://origin.invalid"),
     (name = "KEYGATE_ROUTES", text = "[{{\"method\": \"*\", \"path\": \"/*\"}}]"),
-    (name = "KEYS", kvNamespace = (name = "kv")),
+    (name = "KEYS", kvNamespace = (name = "kv")),{extra}
     (name = "LOOKUP_LIMITER", wrapped = (moduleName = "cloudflare-internal:ratelimit:module",
       innerBindings = [(name = "namespaceId", json = "\"1\""), (name = "limit", json = "1000"), (name = "period", json = "60")])),
   ],

@@ -855,7 +855,7 @@ fn kv_failures_fail_closed_with_503(runtime: &tokio::runtime::Runtime) -> Result
 "#,
         garbled.key_id()
     );
-    let edge = StandaloneWorkerd::start(&kv);
+    let edge = StandaloneWorkerd::start(&kv, &[]);
     let client = reqwest::Client::new();
     for (key, what) in [(&down, "KV error"), (&garbled, "unreadable record")] {
         for attempt in 1..=2 {
@@ -881,6 +881,74 @@ fn kv_failures_fail_closed_with_503(runtime: &tokio::runtime::Runtime) -> Result
     Ok(())
 }
 
+/// A rate-limited key whose limiter cannot be reached (standalone workerd has no KEY_LIMITER):
+/// `open` (the default) lets it through to the origin (here unreachable: 502), `closed` answers
+/// 503. A key without a limit is never affected.
+fn an_unreachable_rate_limiter_fails_as_configured(
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), String> {
+    let format = KeyFormat::new("kg").expect("prefix");
+    let mut rng = ChaCha20Rng::seed_from_u64(now_seconds() as u64 ^ 0x5eed);
+    let limited = format.generate(Environment::Production, &mut rng);
+    let free = format.generate(Environment::Production, &mut rng);
+    let record = |key: &ApiKey, limit: Option<RateLimit>| {
+        let mut record = keygate_e2e::active_record(key, &[], "usr_e2e");
+        if let RecordState::Present(body) = &mut record.state {
+            body.rate_limit = limit;
+        }
+        serde_json::to_string(&record.encode()).expect("a JS string")
+    };
+    let kv = format!(
+        r#"const records = {{ "{}": {}, "{}": {} }};
+export default {{
+  async fetch(request) {{
+    const name = decodeURIComponent(new URL(request.url).pathname.split("/").pop());
+    return name in records ? new Response(records[name]) : new Response(null, {{ status: 404 }});
+  }},
+}};
+"#,
+        limited.key_id(),
+        record(&limited, Some(RateLimit::new(5, 60).expect("limit"))),
+        free.key_id(),
+        record(&free, None),
+    );
+    let client = reqwest::Client::new();
+    for (setting, expected_limited) in [
+        (None, (502, "origin_unavailable")),
+        (Some("closed"), (503, "unavailable")),
+    ] {
+        let vars: Vec<(&str, &str)> = setting
+            .map(|value| ("KEYGATE_RATE_LIMIT_UNAVAILABLE", value))
+            .into_iter()
+            .collect();
+        let edge = StandaloneWorkerd::start(&kv, &vars);
+        for (key, expected) in [
+            (&limited, expected_limited),
+            (&free, (502, "origin_unavailable")),
+        ] {
+            let (status, body) = runtime.block_on(async {
+                let response = client
+                    .get(edge.url("/v1/anything"))
+                    .bearer_auth(key.expose_secret())
+                    .send()
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.map_err(|error| error.to_string())?;
+                Ok::<_, String>((status, body))
+            })?;
+            if (status, body["error"]["code"].as_str().unwrap_or("")) != expected {
+                return Err(format!(
+                    "{setting:?}, key {}: {status} {body}, expected {expected:?}\n--- workerd log ---\n{}",
+                    key.key_id(),
+                    edge.log()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -896,6 +964,10 @@ fn main() {
         (
             "kv_failures_fail_closed_with_503",
             kv_failures_fail_closed_with_503,
+        ),
+        (
+            "an_unreachable_rate_limiter_fails_as_configured",
+            an_unreachable_rate_limiter_fails_as_configured,
         ),
     ];
     let solo_outcomes: Vec<(&str, Result<(), String>)> = solo

@@ -1,6 +1,7 @@
 //! The product loop on real components: the `keygate` binary (SQLite) pushing to the local KV store
 //! of a running `wrangler dev` (`--kv-sink wrangler`), the edge Worker in workerd, and an echo
-//! origin. Every change made through the control-plane API must show at the edge within
+//! origin. Every change made through the control-plane API (permissions, status, secrets, rate
+//! limit, deletion) must show at the edge within
 //! [`LOCAL_BOUND`], polled; each step prints how long it took.
 
 use std::time::{Duration, Instant};
@@ -161,6 +162,19 @@ fn changes_made_in_the_control_plane_reach_the_edge() {
         "the old secret stopped after {took:?}, before its grace period ended"
     );
     world.expect("regenerate with grace: new secret still", &third, 200, "");
+
+    // A rate limit set in the control plane reaches the edge: 2 per hour, then 429.
+    world.api(
+        Method::PATCH,
+        &path,
+        Some(json!({"rate_limit": {"requests": 2, "window_seconds": 3600}})),
+    );
+    let (_, took) = poll(LOCAL_BOUND, "the rate limit reaches the edge", || {
+        (world.edge(&third) == (429, "rate_limited".to_owned())).then_some(())
+    });
+    eprintln!("rate limit set: {} ms", took.as_millis());
+    world.api(Method::PATCH, &path, Some(json!({ "rate_limit": null })));
+    world.expect("rate limit removed", &third, 200, "");
 
     // Revoke -> 401 revoked.
     world.api(
