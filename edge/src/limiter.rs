@@ -6,7 +6,7 @@ use std::cell::Cell;
 
 use keygate_shared::{Admission, KeyId, RateLimit, TokenBucket};
 use worker::{
-    Date, DurableObject, Env, Headers, Method, Request, RequestInit, Response, Result, State,
+    Date, DurableObject, Env, Method, Request, RequestInit, Response, Result, State,
     durable_object, web_sys,
 };
 
@@ -67,7 +67,7 @@ pub(crate) async fn admit(env: &Env, key_id: &KeyId, limit: RateLimit) -> Result
 }
 
 /// The IETF RateLimit headers (draft-ietf-httpapi-ratelimit-headers) for an admission.
-pub(crate) fn headers(admission: &Admission) -> [(&'static str, String); 3] {
+pub(crate) fn headers_of(admission: &Admission) -> [(&'static str, String); 3] {
     [
         ("ratelimit-limit", admission.limit.to_string()),
         ("ratelimit-remaining", admission.remaining.to_string()),
@@ -76,15 +76,22 @@ pub(crate) fn headers(admission: &Admission) -> [(&'static str, String); 3] {
 }
 
 /// The origin's response with the RateLimit headers added. Fetch's responses have immutable
-/// headers, so this copies them into a new response around the same body stream; only limited
-/// keys pay for it.
+/// headers, so this makes a new response around the same body stream (status and status text
+/// kept); only limited keys pay for it. A failure is an error, never a panic.
 pub(crate) fn annotate(
     response: web_sys::Response,
     admission: &Admission,
 ) -> Result<web_sys::Response> {
-    let copy = web_sys::Headers::new_with_headers(&response.headers())?;
-    for (name, value) in headers(admission) {
-        copy.set(name, &value)?;
+    let headers = web_sys::Headers::new_with_headers(&response.headers())?;
+    for (name, value) in headers_of(admission) {
+        headers.set(name, &value)?;
     }
-    Ok(Response::from(response).with_headers(Headers(copy)).into())
+    let init = web_sys::ResponseInit::new();
+    init.set_status(response.status());
+    init.set_status_text(&response.status_text());
+    init.set_headers_headers(&headers);
+    Ok(web_sys::Response::new_with_opt_readable_stream_and_init(
+        response.body().as_ref(),
+        &init,
+    )?)
 }

@@ -86,7 +86,7 @@ pub(crate) fn rate_limited(
         retry_after_seconds: u32::try_from(admission.retry_after_seconds).unwrap_or(u32::MAX),
     };
     let retry_after = admission.retry_after_seconds.to_string();
-    let limits = crate::limiter::headers(admission);
+    let limits = crate::limiter::headers_of(admission);
     let mut extra: Vec<(&str, &str)> = vec![("retry-after", &retry_after)];
     extra.extend(limits.iter().map(|(name, value)| (*name, value.as_str())));
     json_with(
