@@ -74,6 +74,35 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub sync: SyncArgs,
+    /// The token the edge's usage consumer presents to `POST /v1/usage/events` (long and random;
+    /// it can do nothing else). Unset: usage ingest is refused.
+    #[arg(long, env = "KEYGATE_INGEST_TOKEN", hide_env_values = true)]
+    pub ingest_token: Option<IngestToken>,
+    /// Days the request log (`GET /v1/logs`) keeps events; hourly usage counts are kept.
+    #[arg(long, env = "KEYGATE_LOG_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub log_retention_days: u32,
+}
+
+/// A secret from the command line or environment, never printed.
+#[derive(Clone)]
+pub struct IngestToken(pub String);
+
+impl std::fmt::Debug for IngestToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IngestToken(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for IngestToken {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.len() < 32 {
+            return Err("the ingest token must be at least 32 characters".into());
+        }
+        Ok(Self(text.to_owned()))
+    }
 }
 
 #[derive(Debug, Args)]

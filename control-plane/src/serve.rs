@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 use crate::Clock;
 use crate::config::{IssuerArgs, LogFormat, ServeConfig, SetupArgs, SyncCommand};
 use crate::http::{AppState, Settings, app};
-use crate::store::{Db, users};
+use crate::store::{Db, usage, users};
 use crate::sync::{KvSink, PushSettings, Pusher, SyncHandle, sink_from};
 
 fn init_logging(format: LogFormat) {
@@ -93,7 +93,10 @@ pub(crate) async fn serve(config: ServeConfig) -> ExitCode {
 
 async fn run(config: ServeConfig) -> Result<(), String> {
     let setup = &config.setup;
-    let settings = settings(&setup.issuer, config.max_body_bytes)?;
+    let settings = settings(&setup.issuer, config.max_body_bytes)?.with_usage(
+        config.ingest_token.as_ref().map(|token| token.0.as_str()),
+        config.log_retention_days,
+    );
     let db = Db::connect(&setup.database.database_url, setup.database.max_connections)
         .await
         .map_err(|error| error.to_string())?;
@@ -126,6 +129,11 @@ async fn run(config: ServeConfig) -> Result<(), String> {
             None
         }
     };
+    let retention = tokio::spawn(purge_old_logs(
+        db.clone(),
+        config.log_retention_days,
+        stop_pusher.subscribe(),
+    ));
     let state = AppState::with_sync(db.clone(), settings, Clock::system(), handle);
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let server = axum::serve(
@@ -145,9 +153,26 @@ async fn run(config: ServeConfig) -> Result<(), String> {
     if let Some(pusher) = pusher {
         let _ = pusher.await;
     }
+    let _ = retention.await;
     db.close().await;
     tracing::info!("keygate control plane stopped");
     outcome
+}
+
+/// Hourly, and once at start: deletes request-log events older than the retention period.
+async fn purge_old_logs(db: Db, days: u32, mut stop: tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        let cutoff_ms = (Clock::system().now() - i64::from(days) * 86_400) * 1000;
+        match usage::purge(&db, cutoff_ms).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, days, "request log: old events deleted"),
+            Err(error) => tracing::warn!("request log retention: {error}"),
+        }
+        tokio::select! {
+            _ = stop.changed() => {}
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
 }
 
 /// `keygate sync [--full]`: drains the outbox (after queuing everything again, with `--full`)

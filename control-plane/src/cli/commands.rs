@@ -139,6 +139,9 @@ pub enum KeysAction {
         /// Part of the name.
         #[arg(long)]
         name: Option<String>,
+        /// Only keys not used for this many days (never used: created that long ago).
+        #[arg(long)]
+        unused_days: Option<u32>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
         #[arg(long)]
@@ -502,10 +505,12 @@ async fn keys(connection: &Connection, action: KeysAction) -> Result<(), CliErro
             owner_id,
             customer_id,
             name,
+            unused_days,
             limit,
             cursor,
         } => {
             let pairs = query(&[
+                ("unused_days", unused_days.map(|days| days.to_string())),
                 ("status", status),
                 ("environment", environment),
                 ("owner_id", owner_id),

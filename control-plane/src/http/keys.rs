@@ -147,6 +147,9 @@ pub(super) struct ListKeysQuery {
     customer_id: Option<String>,
     /// Case-insensitive part of the name.
     name: Option<String>,
+    /// Keys not used for this many days (never used: created that long ago), as the edge
+    /// reported use; for finding orphaned keys.
+    unused_days: Option<u32>,
     /// 1 to 500; 50 if absent.
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
@@ -431,6 +434,9 @@ async fn list_keys(
         owner_id,
         customer_id: query.customer_id,
         name: query.name,
+        unused_since: query
+            .unused_days
+            .map(|days| state.now() - i64::from(days.min(36_500)) * 86_400),
         after,
     };
     let now = state.now();

@@ -10,6 +10,7 @@ mod metrics;
 mod ops;
 mod permissions;
 mod sync;
+mod usage;
 mod users;
 mod verify;
 mod views;
@@ -45,6 +46,11 @@ pub struct Settings {
     /// The environment tag of control-plane tokens.
     pub environment: Environment,
     pub max_body_bytes: usize,
+    /// The digest of the token the edge's usage consumer sends to `POST /v1/usage/events`;
+    /// `None`: ingest refuses everyone.
+    pub ingest_token: Option<keygate_shared::Digest>,
+    /// Days the request log keeps events (usage counts are kept).
+    pub log_retention_days: u32,
 }
 
 impl Settings {
@@ -67,7 +73,18 @@ impl Settings {
             token_format: format(token_prefix, "token")?,
             environment,
             max_body_bytes,
+            ingest_token: None,
+            log_retention_days: 30,
         })
+    }
+
+    /// Turns on usage ingest with `token`, keeping the request log for `retention_days`.
+    pub fn with_usage(mut self, token: Option<&str>, retention_days: u32) -> Self {
+        self.ingest_token = token
+            .filter(|token| !token.is_empty())
+            .map(keygate_shared::Digest::of_key);
+        self.log_retention_days = retention_days;
+        self
     }
 }
 
@@ -169,6 +186,11 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+        // The edge's usage consumer: `Authorization: Bearer <KEYGATE_INGEST_TOKEN>`.
+        components.add_security_scheme(
+            "ingest",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
     }
 }
 
@@ -179,6 +201,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(permissions::router())
         .merge(audit::router())
         .merge(sync::router())
+        .merge(usage::router())
         .merge(verify::router())
         .merge(ops::router())
 }

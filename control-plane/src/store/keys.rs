@@ -226,7 +226,8 @@ async fn write(
              expires_at = $13, rate_limit_requests = $14, rate_limit_window_seconds = $15, \
              ip_allowlist = $16, metadata = $17, owner_id = $18, created_by = $19, \
              created_at = $20, updated_at = $21, revoked_at = $22, revoked_reason = $23, \
-             last_used_at = $24, version = $25 WHERE api_key_id = $1 AND version = $26"
+             last_used_at = COALESCE(last_used_at, $24), version = $25 \
+             WHERE api_key_id = $1 AND version = $26"
             .to_owned(),
     };
     let as_i64 = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
@@ -431,6 +432,9 @@ pub struct KeyFilter {
     pub customer_id: Option<String>,
     /// Case-insensitive substring of the name.
     pub name: Option<String>,
+    /// Only keys not used since this time (Unix seconds): last used before it, or never used
+    /// and created before it.
+    pub unused_since: Option<i64>,
     /// Only keys after this one in listing order (newest first): the previous page's last key.
     pub after: Option<(i64, String)>,
 }
@@ -466,6 +470,12 @@ pub async fn list(
     }
     if let Some(customer) = &filter.customer_id {
         conditions.text("customer_id =", customer);
+    }
+    if let Some(cutoff) = filter.unused_since {
+        let cutoff = conditions.param(Param::Int(cutoff));
+        conditions.clause(format!(
+            "(last_used_at < {cutoff} OR (last_used_at IS NULL AND created_at < {cutoff}))"
+        ));
     }
     if let Some(name) = &filter.name {
         let escaped: String = name

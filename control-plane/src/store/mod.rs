@@ -10,6 +10,7 @@ pub mod audit;
 pub mod catalog;
 pub mod keys;
 pub mod outbox;
+pub mod usage;
 pub mod users;
 
 use std::time::Duration;

@@ -144,8 +144,13 @@ pub(crate) struct User {
     pub(crate) token: String,
 }
 
+/// What the edge's usage consumer presents to `POST /v1/usage/events` in these tests.
+pub(crate) const INGEST_TOKEN: &str = "ingest-token-for-tests-0123456789abcdef";
+
 pub(crate) fn settings() -> Settings {
-    Settings::new("kg", "kgcp", Environment::Production, 16 * 1024).expect("valid settings")
+    Settings::new("kg", "kgcp", Environment::Production, 16 * 1024)
+        .expect("valid settings")
+        .with_usage(Some(INGEST_TOKEN), 30)
 }
 
 impl TestApp {
