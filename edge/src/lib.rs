@@ -17,6 +17,7 @@ mod limiter;
 mod lookup;
 mod respond;
 mod routes;
+mod usage;
 
 use std::cell::{OnceCell, RefCell};
 use std::net::IpAddr;
@@ -61,8 +62,14 @@ fn isolate(env: &Env) -> std::result::Result<Rc<Isolate>, ConfigError> {
     })
 }
 
+/// The `USAGE` queue's consumer: delivers usage events to the control plane.
+#[event(queue)]
+async fn queue(batch: worker::MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
+    usage::deliver(batch, &env).await
+}
+
 #[event(fetch)]
-async fn fetch(request: Request, env: Env, _ctx: Context) -> Result<web_sys::Response> {
+async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
     let request_id = request_id(&request);
     let isolate = match isolate(&env) {
         Ok(isolate) => isolate,
@@ -74,6 +81,7 @@ async fn fetch(request: Request, env: Env, _ctx: Context) -> Result<web_sys::Res
     let call = Call {
         isolate: &isolate,
         env: &env,
+        ctx: &ctx,
         request_id: &request_id,
         client: client_ip(&request),
         now_ms: i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX),
@@ -88,6 +96,7 @@ async fn fetch(request: Request, env: Env, _ctx: Context) -> Result<web_sys::Res
 struct Call<'a> {
     isolate: &'a Isolate,
     env: &'a Env,
+    ctx: &'a Context,
     request_id: &'a str,
     client: Option<IpAddr>,
     /// Read once per request: the decision and the cache see the same instant.
@@ -139,7 +148,7 @@ impl Call<'_> {
         // Through decide() even without a record: it hashes the key either way, so an unknown key
         // and a wrong secret cost the same.
         let cached = record.as_deref();
-        match (
+        let (outcome, response) = match (
             decide(&key, cached.map(|cached| &cached.record), &needs),
             cached,
         ) {
@@ -151,32 +160,71 @@ impl Call<'_> {
                     identity,
                     strip_authorization: in_authorization,
                 };
-                let Some(limit) = cached.rate_limit() else {
-                    return self.forward(&request, caller).await;
-                };
-                match limiter::admit(self.env, &key.key_id(), limit).await {
-                    Ok(admission) if admission.allowed => {
-                        limiter::annotate(self.forward(&request, caller).await?, &admission)
-                    }
-                    Ok(admission) => respond::rate_limited(&admission, self.request_id),
-                    Err(error) => {
-                        console_error!("{} rate limiter unavailable: {error}", self.request_id);
-                        match config.rate_limit_unavailable {
-                            LimiterUnavailable::Open => self.forward(&request, caller).await,
-                            LimiterUnavailable::Closed => respond::error(
-                                503,
-                                "unavailable",
-                                "The rate limiter is unavailable; try again shortly.",
-                                self.request_id,
-                            ),
-                        }
-                    }
-                }
+                let (outcome, response) = self.pass(&request, &key, cached, caller).await?;
+                (Some(outcome), response)
             }
             // decide() allows only with a record; fail closed should that ever change.
-            (Decision::Allowed(_), None) => respond::denial(&Denial::UnknownKey, self.request_id),
-            (Decision::Denied(denial), _) => respond::denial(&denial, self.request_id),
+            (Decision::Allowed(_), None) => {
+                (None, respond::denial(&Denial::UnknownKey, self.request_id)?)
+            }
+            (Decision::Denied(denial), _) => (
+                usage::identifies(&denial).then(|| denial.code()),
+                respond::denial(&denial, self.request_id)?,
+            ),
+        };
+        if let Some(outcome) = outcome {
+            let key_id = key.key_id();
+            let decided = usage::Decided {
+                request_id: self.request_id,
+                key_id: key_id.as_str(),
+                method: method.as_ref(),
+                path: &path,
+                colo: request.cf().map(|cf| cf.colo()),
+                started_ms: self.now_ms,
+                finished_ms: i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX),
+            };
+            usage::report(self.ctx, self.env, decided, outcome, response.status());
         }
+        Ok(response)
+    }
+
+    /// An allowed request: through the key's rate limit, if it has one, to the origin. Returns
+    /// the outcome for the usage log (`ok` or `rate_limited`) with the response.
+    async fn pass(
+        &self,
+        request: &Request,
+        key: &keygate_shared::ParsedKey<'_>,
+        cached: &cache::CachedRecord,
+        caller: Caller<'_>,
+    ) -> Result<(&'static str, web_sys::Response)> {
+        let Some(limit) = cached.rate_limit() else {
+            return Ok(("ok", self.forward(request, caller).await?));
+        };
+        Ok(match limiter::admit(self.env, &key.key_id(), limit).await {
+            Ok(admission) if admission.allowed => (
+                "ok",
+                limiter::annotate(self.forward(request, caller).await?, &admission)?,
+            ),
+            Ok(admission) => (
+                "rate_limited",
+                respond::rate_limited(&admission, self.request_id)?,
+            ),
+            Err(error) => {
+                console_error!("{} rate limiter unavailable: {error}", self.request_id);
+                match self.isolate.config.rate_limit_unavailable {
+                    LimiterUnavailable::Open => ("ok", self.forward(request, caller).await?),
+                    LimiterUnavailable::Closed => (
+                        "rate_limiter_unavailable",
+                        respond::error(
+                            503,
+                            "unavailable",
+                            "The rate limiter is unavailable; try again shortly.",
+                            self.request_id,
+                        )?,
+                    ),
+                }
+            }
+        })
     }
 
     async fn verify(&self, mut request: Request) -> Result<web_sys::Response> {
