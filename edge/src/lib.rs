@@ -41,6 +41,8 @@ pub use crate::limiter::KeyLimiter;
 pub(crate) struct Isolate {
     pub(crate) config: Config,
     pub(crate) cache: RefCell<RecordCache>,
+    /// Whether the `USAGE` queue is bound: without it, no event is built at all.
+    pub(crate) reports_usage: bool,
 }
 
 thread_local! {
@@ -56,6 +58,7 @@ fn isolate(env: &Env) -> std::result::Result<Rc<Isolate>, ConfigError> {
             Ok(Rc::new(Isolate {
                 config,
                 cache: RefCell::new(cache),
+                reports_usage: env.queue(usage::USAGE_BINDING).is_ok(),
             }))
         })
         .clone()
@@ -172,7 +175,7 @@ impl Call<'_> {
                 respond::denial(&denial, self.request_id)?,
             ),
         };
-        if let Some(outcome) = outcome {
+        if let Some(outcome) = outcome.filter(|_| self.isolate.reports_usage) {
             let key_id = key.key_id();
             let decided = usage::Decided {
                 request_id: self.request_id,

@@ -77,7 +77,12 @@ impl Keygate {
         env: &[(&str, String)],
         log_dir: &std::path::Path,
     ) -> Self {
-        let port = free_port();
+        // A port the caller chose (KEYGATE_LISTEN), or any free one.
+        let port = env
+            .iter()
+            .find(|(name, _)| *name == "KEYGATE_LISTEN")
+            .and_then(|(_, listen)| listen.rsplit(':').next()?.parse().ok())
+            .unwrap_or_else(free_port);
         let log = log_dir.join(format!("keygate-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut command = Command::new(binary());

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use keygate_e2e::keygate::{Keygate, bootstrap, pushing_to_wrangler};
-use keygate_e2e::{EchoOrigin, WranglerDev, now_seconds, poll};
+use keygate_e2e::{EchoOrigin, WranglerDev, free_port, now_seconds, poll};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 /// bulk put` (about 1.5 s to start wrangler) plus the edge's 1 s isolate cache, with room for a
 /// 2-core CI machine that also runs the build.
 const LOCAL_BOUND: Duration = Duration::from_secs(15);
+
+/// What the edge's usage consumer presents to the control plane here.
+const INGEST_TOKEN: &str = "product-loop-ingest-token-0123456789abcdef";
 
 const ROUTES: &str = r#"[
   {"method": "GET", "path": "/v1/customers/{customer}/*", "permissions": ["customer:read"], "customer": "customer"},
@@ -70,16 +73,22 @@ impl Loop {
 fn changes_made_in_the_control_plane_reach_the_edge() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let origin = EchoOrigin::start(&runtime);
+    let control_port = free_port();
+    let usage_url = format!("http://127.0.0.1:{control_port}/v1/usage/events");
     let edge = WranglerDev::start(&[
         ("KEYGATE_ORIGIN", &origin.url()),
         ("KEYGATE_ROUTES", ROUTES),
         ("KEYGATE_CACHE_TTL_MS", "1000"),
+        ("KEYGATE_USAGE_URL", &usage_url),
+        ("KEYGATE_INGEST_TOKEN", INGEST_TOKEN),
     ]);
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("keygate.db").display());
     let token = bootstrap(&url);
     let mut env = pushing_to_wrangler(&edge);
     env.push(("KEYGATE_SYNC_POLL_MS", "200".to_owned()));
+    env.push(("KEYGATE_LISTEN", format!("127.0.0.1:{control_port}")));
+    env.push(("KEYGATE_INGEST_TOKEN", INGEST_TOKEN.to_owned()));
     let keygate = Keygate::serve(&url, &token, &env, dir.path());
     let world = Loop {
         keygate,
@@ -203,6 +212,47 @@ fn changes_made_in_the_control_plane_reach_the_edge() {
         (status == 401 && code == "expired").then_some(())
     });
     assert!(now_seconds() >= expires_at, "expired early ({took:?})");
+
+    // Usage came back: edge -> queue -> control plane. Every decision that identified the key is
+    // in its log; the wrong-secret attempts (the old secrets after regeneration) are not.
+    let (outcomes, took) = poll(LOCAL_BOUND, "usage events reach the control plane", || {
+        let log = world.api(
+            Method::GET,
+            &format!("/v1/logs?key_id={key_id}&limit=500"),
+            None,
+        );
+        let outcomes: std::collections::BTreeSet<String> = log["items"]
+            .as_array()?
+            .iter()
+            .filter_map(|item| item["outcome"].as_str().map(str::to_owned))
+            .collect();
+        let expected = [
+            "ok",
+            "insufficient_permissions",
+            "disabled",
+            "rate_limited",
+            "revoked",
+        ];
+        expected
+            .iter()
+            .all(|outcome| outcomes.contains(*outcome))
+            .then_some(outcomes)
+    });
+    eprintln!(
+        "usage events complete in the log after {} ms",
+        took.as_millis()
+    );
+    assert!(!outcomes.contains("invalid_key"), "{outcomes:?}");
+    let key = world.api(Method::GET, &path, None);
+    assert!(key["last_used_at"].is_string(), "{key}");
+    let usage = world.api(Method::GET, &format!("{path}/usage?granularity=day"), None);
+    let allowed: i64 = usage["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|bucket| bucket["allowed"].as_i64().unwrap())
+        .sum();
+    assert!(allowed >= 5, "{usage}");
 
     let status = world.keygate.sync_status();
     assert_eq!(status["outbox_depth"], 0, "{status}");
