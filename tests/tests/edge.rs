@@ -839,6 +839,27 @@ type SoloScenario = fn(&tokio::runtime::Runtime) -> Result<(), String>;
 /// KV failing, with an error or with a value that is not a snapshot record, is a 503: never a 401
 /// (the key may well be valid) nor a pass. Asked twice, so a failure is not remembered as "no
 /// such key" either. Standalone workerd, because `wrangler dev`'s local KV does not fail.
+/// `GET url` with `key` as a bearer token: the status and JSON body, for the standalone-workerd
+/// scenarios (which run before the shared `World` exists).
+fn get_json(
+    runtime: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    url: &str,
+    key: &ApiKey,
+) -> Result<(u16, Value), String> {
+    runtime.block_on(async {
+        let response = client
+            .get(url)
+            .bearer_auth(key.expose_secret())
+            .send()
+            .await
+            .map_err(|error| error.to_string())?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.map_err(|error| error.to_string())?;
+        Ok((status, body))
+    })
+}
+
 fn kv_failures_fail_closed_with_503(runtime: &tokio::runtime::Runtime) -> Result<(), String> {
     let format = KeyFormat::new("kg").expect("prefix");
     let mut rng = ChaCha20Rng::seed_from_u64(now_seconds() as u64);
@@ -859,17 +880,7 @@ fn kv_failures_fail_closed_with_503(runtime: &tokio::runtime::Runtime) -> Result
     let client = reqwest::Client::new();
     for (key, what) in [(&down, "KV error"), (&garbled, "unreadable record")] {
         for attempt in 1..=2 {
-            let (status, body) = runtime.block_on(async {
-                let response = client
-                    .get(edge.url("/v1/customers"))
-                    .bearer_auth(key.expose_secret())
-                    .send()
-                    .await
-                    .map_err(|error| error.to_string())?;
-                let status = response.status().as_u16();
-                let body: Value = response.json().await.map_err(|error| error.to_string())?;
-                Ok::<_, String>((status, body))
-            })?;
+            let (status, body) = get_json(runtime, &client, &edge.url("/v1/customers"), key)?;
             if status != 503 || body["error"]["code"] != "unavailable" {
                 return Err(format!(
                     "{what}, attempt {attempt}: {status} {body}\n--- workerd log ---\n{}",
@@ -926,17 +937,7 @@ export default {{
             (&limited, expected_limited),
             (&free, (502, "origin_unavailable")),
         ] {
-            let (status, body) = runtime.block_on(async {
-                let response = client
-                    .get(edge.url("/v1/anything"))
-                    .bearer_auth(key.expose_secret())
-                    .send()
-                    .await
-                    .map_err(|error| error.to_string())?;
-                let status = response.status().as_u16();
-                let body: Value = response.json().await.map_err(|error| error.to_string())?;
-                Ok::<_, String>((status, body))
-            })?;
+            let (status, body) = get_json(runtime, &client, &edge.url("/v1/anything"), key)?;
             if (status, body["error"]["code"].as_str().unwrap_or("")) != expected {
                 return Err(format!(
                     "{setting:?}, key {}: {status} {body}, expected {expected:?}\n--- workerd log ---\n{}",
