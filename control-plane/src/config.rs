@@ -3,12 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use keygate_shared::Environment;
 
 use crate::cli::ClientCommand;
-use crate::sync::{ApiToken, DEFAULT_BASE_URL};
+use crate::sync::{ApiToken, CloudflareKv, DEFAULT_BASE_URL, PushSettings, Sink, WranglerKv};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -214,4 +215,50 @@ pub enum LogFormat {
 pub(crate) fn parse_environment(name: &str) -> Result<Environment, String> {
     Environment::from_name(name)
         .ok_or_else(|| format!("{name:?} is not production, staging or development"))
+}
+
+impl SyncArgs {
+    /// How the pusher works, from these flags.
+    pub fn push_settings(&self) -> PushSettings {
+        PushSettings {
+            batch_size: usize::from(self.sync_batch_size),
+            poll_interval: Duration::from_millis(self.sync_poll_ms.max(10)),
+            lease: Duration::from_secs(self.sync_lease_seconds),
+            max_backoff: Duration::from_secs(self.sync_max_backoff_seconds),
+            reconcile_interval: (self.reconcile_interval_seconds > 0)
+                .then(|| Duration::from_secs(self.reconcile_interval_seconds)),
+        }
+    }
+
+    /// The configured sink, `None` for `--kv-sink none`, or what is missing or wrong.
+    pub fn sink(&self) -> Result<Option<Sink>, String> {
+        // A request may take at most half a lease: the pusher hands back keys it holds past that.
+        let timeout = Duration::from_secs(self.sync_lease_seconds) / 2;
+        Ok(match self.kv_sink {
+            SinkKind::None => None,
+            SinkKind::Cloudflare => {
+                let missing = |flag: &str| format!("--kv-sink cloudflare needs {flag}");
+                Some(Sink::Cloudflare(CloudflareKv::new(
+                    &self.cloudflare_api_base_url,
+                    self.cloudflare_account_id.as_deref().ok_or_else(|| {
+                        missing("--cloudflare-account-id (CLOUDFLARE_ACCOUNT_ID)")
+                    })?,
+                    self.kv_namespace_id
+                        .as_deref()
+                        .ok_or_else(|| missing("--kv-namespace-id (KEYGATE_KV_NAMESPACE_ID)"))?,
+                    self.cloudflare_api_token
+                        .clone()
+                        .ok_or_else(|| missing("--cloudflare-api-token (CLOUDFLARE_API_TOKEN)"))?,
+                    timeout,
+                )?))
+            }
+            SinkKind::Wrangler => Some(Sink::Wrangler(WranglerKv {
+                program: self.wrangler.clone(),
+                config: self.wrangler_config.clone(),
+                binding: self.kv_binding.clone(),
+                persist_to: self.wrangler_persist_to.clone(),
+                timeout,
+            })),
+        })
+    }
 }

@@ -12,7 +12,7 @@ use crate::Clock;
 use crate::config::{IssuerArgs, LogFormat, ServeConfig, SetupArgs, SyncCommand};
 use crate::http::{AppState, Settings, app};
 use crate::store::{Db, usage, users};
-use crate::sync::{KvSink, PushSettings, Pusher, SyncHandle, sink_from};
+use crate::sync::{KvSink, Pusher, SyncHandle};
 
 fn init_logging(format: LogFormat) {
     let filter =
@@ -107,7 +107,7 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
     let address = listener.local_addr().map_err(|error| error.to_string())?;
     tracing::info!(%address, "keygate control plane listening");
-    let sink = sink_from(&config.sync)?;
+    let sink = config.sync.sink()?;
     let handle = SyncHandle::new(sink.as_ref().map(KvSink::describe));
     let (stop_pusher, stopped) = tokio::sync::watch::channel(false);
     let pusher = match sink {
@@ -115,7 +115,7 @@ async fn run(config: ServeConfig) -> Result<(), String> {
             let pusher = Pusher::new(
                 db.clone(),
                 sink,
-                PushSettings::from_args(&config.sync),
+                config.sync.push_settings(),
                 handle.clone(),
                 Clock::system(),
             );
@@ -180,7 +180,9 @@ async fn purge_old_logs(db: Db, days: u32, mut stop: tokio::sync::watch::Receive
 pub(crate) async fn sync_once(command: SyncCommand) -> ExitCode {
     init_logging(LogFormat::Text);
     let outcome = async {
-        let sink = sink_from(&command.sync)?
+        let sink = command
+            .sync
+            .sink()?
             .ok_or("keygate sync needs a sink: --kv-sink cloudflare or --kv-sink wrangler")?;
         let db = Db::connect(&command.database.database_url, 2)
             .await
@@ -189,7 +191,7 @@ pub(crate) async fn sync_once(command: SyncCommand) -> ExitCode {
         let pusher = Pusher::new(
             db.clone(),
             sink,
-            PushSettings::from_args(&command.sync),
+            command.sync.push_settings(),
             SyncHandle::new(Some(describe.clone())),
             Clock::system(),
         );

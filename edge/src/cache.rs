@@ -6,7 +6,7 @@ use std::cell::OnceCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
-use keygate_shared::{KeyId, SnapshotRecord};
+use keygate_shared::{Identity, KeyId, SnapshotRecord};
 
 use crate::gateway::IdentityHeaders;
 
@@ -15,7 +15,7 @@ use crate::gateway::IdentityHeaders;
 #[derive(Debug)]
 pub(crate) struct CachedRecord {
     pub(crate) record: SnapshotRecord,
-    pub(crate) identity_headers: OnceCell<IdentityHeaders>,
+    identity_headers: OnceCell<IdentityHeaders>,
 }
 
 impl CachedRecord {
@@ -25,6 +25,12 @@ impl CachedRecord {
             keygate_shared::RecordState::Present(body) => body.rate_limit,
             keygate_shared::RecordState::Deleted => None,
         }
+    }
+
+    /// The identity headers of this key, built on first use from the decision's identity.
+    pub(crate) fn identity_headers(&self, identity: &Identity<'_>) -> &IdentityHeaders {
+        self.identity_headers
+            .get_or_init(|| IdentityHeaders::new(identity))
     }
 
     pub(crate) fn new(record: SnapshotRecord) -> Self {

@@ -140,19 +140,9 @@ fn path_and_query(url: &str) -> &str {
         .map_or("/", |at| &url[at..])
 }
 
-/// Whether an `Authorization` value carries a keygate key (rather than the origin's own scheme).
-pub(crate) fn carries_key(authorization: &str) -> bool {
-    authorization
-        .trim_start()
-        .split_once(' ')
-        .is_some_and(|(scheme, _)| {
-            scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("basic")
-        })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{carries_key, path_and_query};
+    use super::path_and_query;
 
     #[test]
     fn path_and_query_are_taken_verbatim() {
@@ -164,13 +154,5 @@ mod tests {
         assert_eq!(path_and_query("http://127.0.0.1:8787/?q"), "/?q");
         assert_eq!(path_and_query("http://user@host:1/p//q"), "/p//q");
         assert_eq!(path_and_query("not a url"), "/");
-    }
-
-    #[test]
-    fn only_bearer_and_basic_authorization_carries_a_key() {
-        assert!(carries_key("Bearer kg_live_x"));
-        assert!(carries_key("  basic abc"));
-        assert!(!carries_key("Digest realm=x"));
-        assert!(!carries_key("Bearer"));
     }
 }

@@ -24,20 +24,23 @@ use std::net::IpAddr;
 use std::rc::Rc;
 
 use futures_util::StreamExt as _;
-use keygate_shared::{Decision, Denial, Request as Needs, VerifyRequest, decide};
+use keygate_shared::{
+    Candidate, Decision, Denial, KeyId, Outcome, Request as Needs, UsageEvent, Verifier,
+    VerifyRequest,
+};
 use worker::{Context, Date, Env, Method, Request, Result, console_error, event, web_sys};
 
 use crate::cache::RecordCache;
 use crate::config::{Config, ConfigError, LimiterUnavailable};
-use crate::gateway::{Caller, IdentityHeaders};
+use crate::gateway::Caller;
 use crate::lookup::LookupError;
 
 /// Largest verify-mode body read; a key and a few permissions fit many times over.
 const MAX_VERIFY_BODY: usize = 8 * 1024;
 
-/// Per-isolate state: the parsed configuration and the record cache.
 pub use crate::limiter::KeyLimiter;
 
+/// Per-isolate state: the parsed configuration and the record cache.
 pub(crate) struct Isolate {
     pub(crate) config: Config,
     pub(crate) cache: RefCell<RecordCache>,
@@ -106,26 +109,30 @@ struct Call<'a> {
     now_ms: i64,
 }
 
+/// A request that ends before it is decided (no route, no credential, KV trouble): its answer.
+type Answered = Result<web_sys::Response>;
+
 impl Call<'_> {
+    /// Gateway mode: route, take the credential, decide, spend the rate limit, forward or deny,
+    /// report usage.
     async fn gateway(&self, request: Request) -> Result<web_sys::Response> {
-        let config = &self.isolate.config;
         let method = request.method();
         let path = request.path();
-        let Some(route) = config.routes.find(method.as_ref(), &path) else {
+        let Some(route) = self.isolate.config.routes.find(method.as_ref(), &path) else {
             let message = format!("No route for {method} {path}.");
             return respond::error(404, "no_route", &message, self.request_id);
         };
         if route.route.public {
             return self.forward(&request, Caller::Anonymous).await;
         }
-        let headers = request.headers();
-        let authorization = headers.get("authorization")?;
-        // X-API-Key matters only when Authorization does not carry the key: skip the lookup.
-        let in_authorization = authorization.as_deref().is_some_and(gateway::carries_key);
-        let x_api_key = if in_authorization {
-            None
-        } else {
-            headers.get("x-api-key")?
+        let (candidate, in_authorization) = match self.credential(&request) {
+            Ok(found) => found,
+            Err(answered) => return answered,
+        };
+        let cached = match self.record(candidate.key_id()).await {
+            Ok(Some(cached)) => cached,
+            Ok(None) => return respond::denial(&Denial::UnknownKey, self.request_id),
+            Err(answered) => return answered,
         };
         let needs = Needs {
             now: self.now_ms.div_euclid(1000),
@@ -133,103 +140,111 @@ impl Call<'_> {
             required: &route.route.permissions,
             customer_id: route.customer,
         };
-        let presented = match config
-            .verifier
-            .credential(authorization.as_deref(), x_api_key.as_deref())
-        {
-            Ok(presented) => presented,
-            Err(denial) => return respond::denial(&denial, self.request_id),
-        };
-        let key = match config.verifier.check(&presented) {
-            Ok(key) => key,
-            Err(denial) => return respond::denial(&denial, self.request_id),
-        };
-        let record = match self.record(key.key_id()).await {
-            Ok(record) => record,
-            Err(response) => return response,
-        };
-        // Through decide() even without a record: it hashes the key either way, so an unknown key
-        // and a wrong secret cost the same.
-        let cached = record.as_deref();
-        let (outcome, response) = match (
-            decide(&key, cached.map(|cached| &cached.record), &needs),
-            cached,
-        ) {
-            (Decision::Allowed(identity), Some(cached)) => {
-                let identity = cached
-                    .identity_headers
-                    .get_or_init(|| IdentityHeaders::new(&identity));
+        let (outcome, response) = match candidate.decide(Some(&cached.record), &needs) {
+            Decision::Allowed(identity) => {
                 let caller = Caller::Verified {
-                    identity,
+                    identity: cached.identity_headers(&identity),
                     strip_authorization: in_authorization,
                 };
-                let (outcome, response) = self.pass(&request, &key, cached, caller).await?;
+                let (outcome, response) = self.pass(&request, &candidate, &cached, caller).await?;
                 (Some(outcome), response)
             }
-            // decide() allows only with a record; fail closed should that ever change.
-            (Decision::Allowed(_), None) => {
-                (None, respond::denial(&Denial::UnknownKey, self.request_id)?)
-            }
-            (Decision::Denied(denial), _) => (
-                usage::identifies(&denial).then(|| denial.code()),
+            Decision::Denied(denial) => (
+                denial.usage_outcome(),
                 respond::denial(&denial, self.request_id)?,
             ),
         };
-        if let Some(outcome) = outcome.filter(|_| self.isolate.reports_usage) {
-            let key_id = key.key_id();
-            let decided = usage::Decided {
-                request_id: self.request_id,
-                key_id: key_id.as_str(),
-                method: method.as_ref(),
-                path: &path,
-                colo: request.cf().map(|cf| cf.colo()),
-                started_ms: self.now_ms,
-                finished_ms: i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX),
-            };
-            usage::report(self.ctx, self.env, decided, outcome, response.status());
+        if let Some(outcome) = outcome {
+            self.report(&request, &candidate, outcome, response.status());
         }
         Ok(response)
     }
 
-    /// An allowed request: through the key's rate limit, if it has one, to the origin. Returns
-    /// the outcome for the usage log (`ok` or `rate_limited`) with the response.
+    /// The key the request presents, and whether it came in `Authorization` (which then must not
+    /// reach the origin), or the 401 that ends the request.
+    fn credential(&self, request: &Request) -> std::result::Result<(Candidate, bool), Answered> {
+        let headers = request.headers();
+        let authorization = headers.get("authorization").map_err(Err)?;
+        let in_authorization = authorization.as_deref().is_some_and(Verifier::carries_key);
+        // X-API-Key matters only when Authorization does not carry the key: skip reading it.
+        let x_api_key = if in_authorization {
+            None
+        } else {
+            headers.get("x-api-key").map_err(Err)?
+        };
+        self.isolate
+            .config
+            .verifier
+            .identify(authorization.as_deref(), x_api_key.as_deref())
+            .map(|candidate| (candidate, in_authorization))
+            .map_err(|denial| respond::denial(&denial, self.request_id))
+    }
+
+    /// An allowed request: through the key's rate limit, if it has one, to the origin.
     async fn pass(
         &self,
         request: &Request,
-        key: &keygate_shared::ParsedKey<'_>,
+        candidate: &Candidate,
         cached: &cache::CachedRecord,
         caller: Caller<'_>,
-    ) -> Result<(&'static str, web_sys::Response)> {
+    ) -> Result<(Outcome, web_sys::Response)> {
         let Some(limit) = cached.rate_limit() else {
-            return Ok(("ok", self.forward(request, caller).await?));
+            return Ok((Outcome::Ok, self.forward(request, caller).await?));
         };
-        Ok(match limiter::admit(self.env, &key.key_id(), limit).await {
-            Ok(admission) if admission.allowed => (
-                "ok",
-                limiter::annotate(self.forward(request, caller).await?, &admission)?,
-            ),
-            Ok(admission) => (
-                "rate_limited",
-                respond::rate_limited(&admission, self.request_id)?,
-            ),
-            Err(error) => {
-                console_error!("{} rate limiter unavailable: {error}", self.request_id);
-                match self.isolate.config.rate_limit_unavailable {
-                    LimiterUnavailable::Open => ("ok", self.forward(request, caller).await?),
-                    LimiterUnavailable::Closed => (
-                        "rate_limiter_unavailable",
-                        respond::error(
-                            503,
-                            "unavailable",
-                            "The rate limiter is unavailable; try again shortly.",
-                            self.request_id,
-                        )?,
-                    ),
+        Ok(
+            match limiter::admit(self.env, &candidate.key_id(), limit).await {
+                Ok(admission) if admission.allowed => (
+                    Outcome::Ok,
+                    limiter::annotate(self.forward(request, caller).await?, &admission)?,
+                ),
+                Ok(admission) => (
+                    Outcome::RateLimited,
+                    respond::rate_limited(&admission, self.request_id)?,
+                ),
+                Err(error) => {
+                    console_error!("{} rate limiter unavailable: {error}", self.request_id);
+                    match self.isolate.config.rate_limit_unavailable {
+                        LimiterUnavailable::Open => {
+                            (Outcome::Ok, self.forward(request, caller).await?)
+                        }
+                        LimiterUnavailable::Closed => (
+                            Outcome::RateLimiterUnavailable,
+                            respond::error(
+                                503,
+                                "unavailable",
+                                "The rate limiter is unavailable; try again shortly.",
+                                self.request_id,
+                            )?,
+                        ),
+                    }
                 }
-            }
-        })
+            },
+        )
     }
 
+    /// Queues the usage event of a decision that identified the key, after the response.
+    fn report(&self, request: &Request, candidate: &Candidate, outcome: Outcome, status: u16) {
+        if !self.isolate.reports_usage {
+            return;
+        }
+        let path = request.path();
+        let finished_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
+        let colo = request.cf().map(|cf| cf.colo());
+        let event = UsageEvent {
+            event_id: self.request_id.to_owned(),
+            key_id: candidate.key_id().as_str().to_owned(),
+            occurred_at_ms: self.now_ms,
+            method: request.method().to_string(),
+            route: UsageEvent::route_of(&path).to_owned(),
+            outcome: outcome.into(),
+            status: i64::from(status),
+            colo: colo.unwrap_or_else(|| "local".to_owned()),
+            latency_ms: (finished_ms - self.now_ms).max(0),
+        };
+        usage::report(self.ctx, self.env, &event);
+    }
+
+    /// Verify mode: the decision for a key in a JSON body, as JSON.
     async fn verify(&self, mut request: Request) -> Result<web_sys::Response> {
         if request.method() != Method::Post {
             return respond::error(
@@ -267,29 +282,21 @@ impl Call<'_> {
             let message = format!("This edge verifies {} keys only.", verifier.environment());
             return respond::error(400, "wrong_environment", &message, self.request_id);
         }
+        let candidate = match verifier.identify_key(&asked.key) {
+            Ok(candidate) => candidate,
+            Err(denial) => return self.verdict(Decision::Denied(denial)),
+        };
+        let record = match self.record(candidate.key_id()).await {
+            Ok(record) => record,
+            Err(answered) => return answered,
+        };
         let needs = Needs {
             now: self.now_ms.div_euclid(1000),
             client_ip: asked.client_ip,
             required: &asked.permissions,
             customer_id: asked.customer_id.as_deref(),
         };
-        let presented = match verifier.credential(None, Some(&asked.key)) {
-            Ok(presented) => presented,
-            Err(denial) => return self.verdict(Decision::Denied(denial)),
-        };
-        let key = match verifier.check(&presented) {
-            Ok(key) => key,
-            Err(denial) => return self.verdict(Decision::Denied(denial)),
-        };
-        let record = match self.record(key.key_id()).await {
-            Ok(record) => record,
-            Err(response) => return response,
-        };
-        self.verdict(decide(
-            &key,
-            record.as_ref().map(|cached| &cached.record),
-            &needs,
-        ))
+        self.verdict(candidate.decide(record.as_ref().map(|cached| &cached.record), &needs))
     }
 
     fn verdict(&self, decision: Decision<'_>) -> Result<web_sys::Response> {
@@ -297,10 +304,7 @@ impl Call<'_> {
     }
 
     /// The record for `key_id`, or the response that ends the request (limited, KV trouble).
-    async fn record(
-        &self,
-        key_id: keygate_shared::KeyId,
-    ) -> std::result::Result<cache::Lookup, Result<web_sys::Response>> {
+    async fn record(&self, key_id: KeyId) -> std::result::Result<cache::Lookup, Answered> {
         lookup::record(self.isolate, self.env, key_id, self.client, self.now_ms)
             .await
             .map_err(|error| match error {

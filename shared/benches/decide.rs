@@ -14,7 +14,7 @@ use std::hint::black_box;
 
 #[cfg(not(target_arch = "wasm32"))]
 use criterion::{Criterion, criterion_group, criterion_main};
-use keygate_shared::{Decision, Environment, Request, Verifier, decide};
+use keygate_shared::{Decision, Environment, Request, Verifier};
 use sha2::{Digest as _, Sha256};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::{Criterion, wasm_bindgen_bench};
@@ -36,28 +36,26 @@ fn decision_vs_sha256(c: &mut Criterion) {
     });
     c.bench_function("decide_valid_key", |b| {
         b.iter(|| {
-            let presented = verifier
-                .credential(Some(black_box(header.as_str())), None)
-                .expect("credential");
-            let parsed = verifier.check(&presented).expect("valid key");
             let request = Request {
                 now: support::NOW,
                 client_ip: None,
                 required: &required,
                 customer_id: None,
             };
-            matches!(
-                decide(&parsed, Some(black_box(&record)), &request),
-                Decision::Allowed(_)
-            )
+            let decision = verifier.verify(
+                Some(black_box(header.as_str())),
+                None,
+                |_| Some(black_box(&record)),
+                &request,
+            );
+            matches!(decision, Decision::Allowed(_))
         })
     });
     c.bench_function("reject_bad_checksum", |b| {
         b.iter(|| {
-            let presented = verifier
-                .credential(Some(black_box(typo.as_str())), None)
-                .expect("credential");
-            verifier.check(&presented).is_err()
+            verifier
+                .identify(Some(black_box(typo.as_str())), None)
+                .is_err()
         })
     });
 }

@@ -1,8 +1,16 @@
-//! The verification decision, in the order DESIGN.md fixes, split where I/O happens:
-//! [`Verifier::check`] decides everything knowable from the credential alone (steps 1-2, no
-//! lookup), the caller fetches the record for [`ParsedKey::key_id`], and [`decide`] does the rest
-//! (steps 3-6). Rate limiting (step 7) is the caller's, since it needs shared state; its denial is
-//! [`Denial::RateLimited`] so it answers like every other.
+//! The verification decision, in the order of DESIGN.md's "Decision order", split where I/O
+//! happens. It is one sequence for every caller (the edge's gateway and verify modes, the control
+//! plane's `POST /v1/verify` and its token check, the tests):
+//!
+//! 1. [`Verifier::identify`] decides everything knowable from the credential alone (steps 1-2, no
+//!    lookup) and gives the [`Candidate`] to look up, or an early [`Denial`];
+//! 2. the caller fetches the record for [`Candidate::key_id`] (KV, a cache, the database);
+//! 3. [`Candidate::decide`] does the rest (steps 3-6) against the record, the [`Request`] and its
+//!    `now`.
+//!
+//! Rate limiting (step 7) is the caller's, since it needs shared state; its denial is
+//! [`Denial::RateLimited`] so it answers like every other. [`Verifier::verify`] runs all three for
+//! callers whose lookup is synchronous.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -11,12 +19,14 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::digest::Digest;
 use crate::environment::Environment;
 use crate::key::{KeyError, KeyFormat, KeyId, MAX_KEY_LEN, ParsedKey};
 use crate::permission::{Grants, Permission};
 use crate::record::{
     CustomerId, KeyRecord, OwnerId, RateLimit, RecordState, SnapshotRecord, Status, UnixSeconds,
 };
+use crate::usage::Outcome;
 
 /// Why a request is refused. Internally precise; publicly, [`Denial::code`] folds the reasons that
 /// must not be told apart (an unknown key and a wrong secret) into one answer.
@@ -117,6 +127,27 @@ impl Denial {
         }
     }
 
+    /// How the usage log records this denial under the key's id, or `None` for denials that come
+    /// before the secret matched: an unknown key or a wrong secret is never logged under a key id
+    /// someone merely typed.
+    pub fn usage_outcome(&self) -> Option<Outcome> {
+        Some(match self {
+            Self::MissingCredential
+            | Self::Malformed(_)
+            | Self::WrongEnvironment { .. }
+            | Self::UnknownKey
+            | Self::SecretMismatch => return None,
+            Self::Revoked => Outcome::Revoked,
+            Self::Disabled => Outcome::Disabled,
+            Self::Expired => Outcome::Expired,
+            Self::NotYetValid => Outcome::NotYetValid,
+            Self::IpNotAllowed => Outcome::IpNotAllowed,
+            Self::CustomerMismatch => Outcome::CustomerMismatch,
+            Self::InsufficientPermissions { .. } => Outcome::InsufficientPermissions,
+            Self::RateLimited { .. } => Outcome::RateLimited,
+        })
+    }
+
     /// The permission whose absence caused the denial, if that was the cause.
     pub fn required_permission(&self) -> Option<&Permission> {
         match self {
@@ -168,13 +199,20 @@ impl<'a> ErrorBody<'a> {
 
 /// Who the caller is, once allowed. Borrowed from the record: building it allocates nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Identity<'r> {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub key_id: KeyId,
     pub environment: Environment,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub owner_id: &'r OwnerId,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub customer_id: Option<&'r CustomerId>,
+    /// What the key holds, wildcards included.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub permissions: &'r Grants,
     pub expires_at: Option<UnixSeconds>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::RateLimitFields>))]
     pub rate_limit: Option<RateLimit>,
     /// The key matched the secret a regeneration replaced, still inside its grace period.
     pub previous_secret: bool,
@@ -211,15 +249,22 @@ impl Decision<'_> {
 
 /// A verification request: a key and what the caller wants to do with it.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
-    /// Wiped from memory when the request is dropped.
+    /// The key to check, as the client sent it. Wiped from memory when the request is dropped.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub key: Zeroizing<String>,
+    /// Permissions the request needs; all must be granted.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub permissions: Vec<Permission>,
+    /// The customer the request acts for, if it is customer-scoped.
     #[serde(default)]
     pub customer_id: Option<String>,
+    /// The client's address, checked against the key's allowlist.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub client_ip: Option<IpAddr>,
     /// The environment the key must belong to; defaults to the verifier's own.
     #[serde(default)]
@@ -229,13 +274,20 @@ pub struct VerifyRequest {
 /// `{"valid": true, "code": "ok", "key_id": ..., "owner_id": ..., "permissions": [...], ...}` or
 /// `{"valid": false, "code": "revoked", "message": "..."}`.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyResponse<'r> {
     pub valid: bool,
+    /// `ok`, or why not: `invalid_key`, `wrong_environment`, `revoked`, `disabled`, `expired`,
+    /// `not_yet_valid`, `ip_not_allowed`, `customer_mismatch`, `insufficient_permissions`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub message: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub required_permission: Option<&'r Permission>,
+    /// When valid: the key's id and identity.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity<'r>>,
 }
@@ -250,10 +302,22 @@ pub struct Request<'a> {
     pub customer_id: Option<&'a str>,
 }
 
+impl Request<'_> {
+    /// A request at `now` that needs no permission, customer or address: only a live key.
+    pub fn at(now: UnixSeconds) -> Self {
+        Self {
+            now,
+            client_ip: None,
+            required: &[],
+            customer_id: None,
+        }
+    }
+}
+
 /// A credential as it came off the wire: borrowed from a header, or rebuilt from Basic auth (then
 /// owned, and wiped when dropped).
 #[derive(Clone)]
-pub struct Presented<'a>(Cow<'a, str>);
+struct Presented<'a>(Cow<'a, str>);
 
 impl Presented<'_> {
     fn as_str(&self) -> &str {
@@ -273,6 +337,24 @@ impl std::fmt::Debug for Presented<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Presented(..)")
     }
+}
+
+enum Scheme {
+    Bearer,
+    Basic,
+}
+
+/// The keygate scheme of an `Authorization` value and its trimmed credential.
+fn key_scheme(authorization: &str) -> Option<(Scheme, &str)> {
+    let (scheme, credential) = authorization.trim().split_once(' ')?;
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        Scheme::Basic
+    } else {
+        return None;
+    };
+    Some((scheme, credential.trim()))
 }
 
 /// One deployment's view of keys: whose prefix, which environment.
@@ -298,23 +380,24 @@ impl Verifier {
         self.environment
     }
 
+    /// Whether an `Authorization` value carries a keygate key (`Bearer` or `Basic`) rather than
+    /// a scheme of the origin's own; when it does not, the key is looked for in `X-API-Key`.
+    pub fn carries_key(authorization: &str) -> bool {
+        key_scheme(authorization).is_some()
+    }
+
     /// Finds the key in the request's headers: `Authorization: Bearer <key>`,
     /// `Authorization: Basic base64(<key id>:<secret>)`, or `X-API-Key: <key>`. Any other
     /// `Authorization` scheme is left to the origin, and `X-API-Key` is used instead.
-    pub fn credential<'a>(
+    fn credential<'a>(
         &self,
         authorization: Option<&'a str>,
         x_api_key: Option<&'a str>,
     ) -> Result<Presented<'a>, Denial> {
-        let scheme = authorization.and_then(|value| value.trim().split_once(' '));
-        let presented = match scheme {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                Presented(Cow::Borrowed(token.trim()))
-            }
-            Some((scheme, encoded)) if scheme.eq_ignore_ascii_case("basic") => {
-                self.basic_credential(encoded.trim())?
-            }
-            _ => match x_api_key.map(str::trim) {
+        let presented = match authorization.and_then(key_scheme) {
+            Some((Scheme::Bearer, token)) => Presented(Cow::Borrowed(token)),
+            Some((Scheme::Basic, encoded)) => self.basic_credential(encoded)?,
+            None => match x_api_key.map(str::trim) {
                 Some(key) => Presented(Cow::Borrowed(key)),
                 None => return Err(Denial::MissingCredential),
             },
@@ -353,9 +436,15 @@ impl Verifier {
         Ok(Presented(Cow::Owned(key)))
     }
 
-    /// Steps 1-2 of the decision, before any lookup: a key of this issuer, intact, for this
-    /// environment.
-    pub fn check<'a>(&self, presented: &'a Presented<'_>) -> Result<ParsedKey<'a>, Denial> {
+    /// Steps 1-2 of the decision, before any lookup: the request carries a key of this issuer,
+    /// intact, for this environment. `authorization` and `x_api_key` are the two headers' values
+    /// (see [`Verifier::carries_key`] for which one is used).
+    pub fn identify(
+        &self,
+        authorization: Option<&str>,
+        x_api_key: Option<&str>,
+    ) -> Result<Candidate, Denial> {
+        let presented = self.credential(authorization, x_api_key)?;
         let key = self
             .format
             .parse(presented.as_str())
@@ -365,90 +454,143 @@ impl Verifier {
                 presented: key.environment(),
             });
         }
-        Ok(key)
+        Ok(Candidate::from(&key))
+    }
+
+    /// [`Verifier::identify`] for a key given on its own (a verify request's `key` field).
+    pub fn identify_key(&self, key: &str) -> Result<Candidate, Denial> {
+        self.identify(None, Some(key))
+    }
+
+    /// The whole sequence, for callers whose lookup does no I/O (tests, benchmarks, vectors).
+    pub fn verify<'r>(
+        &self,
+        authorization: Option<&str>,
+        x_api_key: Option<&str>,
+        lookup: impl FnOnce(KeyId) -> Option<&'r SnapshotRecord>,
+        request: &Request<'_>,
+    ) -> Decision<'r> {
+        match self.identify(authorization, x_api_key) {
+            Ok(candidate) => candidate.decide(lookup(candidate.key_id()), request),
+            Err(denial) => Decision::Denied(denial),
+        }
     }
 }
 
-/// Steps 3-6: the record found for `key.key_id()` (or none) against the request.
-pub fn decide<'r>(
-    key: &ParsedKey<'_>,
-    record: Option<&'r SnapshotRecord>,
-    request: &Request<'_>,
-) -> Decision<'r> {
-    match authenticate(key, record, request.now) {
-        Ok((stored, previous_secret)) => authorize(key, stored, previous_secret, request),
-        Err(denial) => Decision::Denied(denial),
-    }
+/// A credential this deployment could have issued (steps 1-2 passed): the key id to look up and
+/// the digest of the whole key string. The string itself is not kept, so nothing downstream can
+/// log or forward it. The digest is computed here, before any lookup, so an unknown key and a
+/// wrong secret cost the same.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    key_id: KeyId,
+    environment: Environment,
+    digest: Digest,
 }
 
-/// Step 3: the record is this key's and the secret matches. The digest is computed whether or not
-/// a record exists, so both failures cost the same.
-fn authenticate<'r>(
-    key: &ParsedKey<'_>,
-    record: Option<&'r SnapshotRecord>,
-    now: UnixSeconds,
-) -> Result<(&'r KeyRecord, bool), Denial> {
-    let digest = key.digest();
-    let stored = match record {
-        Some(SnapshotRecord {
-            key_id,
-            state: RecordState::Present(stored),
-            ..
-        }) if *key_id == key.key_id() && stored.environment == key.environment() => stored,
-        _ => return Err(Denial::UnknownKey),
-    };
-    let current = stored.digest == digest;
-    let previous = stored
-        .previous
-        .as_ref()
-        .is_some_and(|previous| previous.digest == digest && now < previous.expires_at);
-    if current || previous {
-        Ok((stored, !current))
-    } else {
-        Err(Denial::SecretMismatch)
-    }
-}
-
-/// Steps 4-6, only ever reached with a matching secret.
-fn authorize<'r>(
-    key: &ParsedKey<'_>,
-    stored: &'r KeyRecord,
-    previous_secret: bool,
-    request: &Request<'_>,
-) -> Decision<'r> {
-    let denial = match stored.status {
-        Status::Revoked => Some(Denial::Revoked),
-        Status::Disabled => Some(Denial::Disabled),
-        Status::Active if stored.expires_at.is_some_and(|at| request.now >= at) => {
-            Some(Denial::Expired)
-        }
-        Status::Active if stored.not_before.is_some_and(|at| request.now < at) => {
-            Some(Denial::NotYetValid)
-        }
-        Status::Active if !stored.ip_allowlist.permits(request.client_ip) => {
-            Some(Denial::IpNotAllowed)
-        }
-        Status::Active => match (&stored.customer_id, request.customer_id) {
-            (Some(own), Some(asked)) if own.as_str() != asked => Some(Denial::CustomerMismatch),
-            _ => stored
-                .permissions
-                .first_missing(request.required)
-                .map(|required| Denial::InsufficientPermissions {
-                    required: required.clone(),
-                }),
-        },
-    };
-    match denial {
-        Some(denial) => Decision::Denied(denial),
-        None => Decision::Allowed(Identity {
+impl From<&ParsedKey<'_>> for Candidate {
+    fn from(key: &ParsedKey<'_>) -> Self {
+        Self {
             key_id: key.key_id(),
-            environment: stored.environment,
-            owner_id: &stored.owner_id,
-            customer_id: stored.customer_id.as_ref(),
-            permissions: &stored.permissions,
-            expires_at: stored.expires_at,
-            rate_limit: stored.rate_limit,
-            previous_secret,
-        }),
+            environment: key.environment(),
+            digest: key.digest(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Candidate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Candidate")
+            .field("key_id", &self.key_id)
+            .field("environment", &self.environment)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Candidate {
+    /// The id to look the record up by.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// Steps 3-6: the record found for [`Candidate::key_id`] (or none) against the request.
+    pub fn decide<'r>(
+        &self,
+        record: Option<&'r SnapshotRecord>,
+        request: &Request<'_>,
+    ) -> Decision<'r> {
+        match self.authenticate(record, request.now) {
+            Ok((stored, previous_secret)) => self.authorize(stored, previous_secret, request),
+            Err(denial) => Decision::Denied(denial),
+        }
+    }
+
+    /// Step 3: the record is this key's and the secret matches.
+    fn authenticate<'r>(
+        &self,
+        record: Option<&'r SnapshotRecord>,
+        now: UnixSeconds,
+    ) -> Result<(&'r KeyRecord, bool), Denial> {
+        let digest = self.digest;
+        let stored = match record {
+            Some(SnapshotRecord {
+                key_id,
+                state: RecordState::Present(stored),
+                ..
+            }) if *key_id == self.key_id && stored.environment == self.environment => stored,
+            _ => return Err(Denial::UnknownKey),
+        };
+        let current = stored.digest == digest;
+        let previous = stored
+            .previous
+            .as_ref()
+            .is_some_and(|previous| previous.digest == digest && previous.accepted_at(now));
+        if current || previous {
+            Ok((stored, !current))
+        } else {
+            Err(Denial::SecretMismatch)
+        }
+    }
+
+    /// Steps 4-6, only ever reached with a matching secret.
+    fn authorize<'r>(
+        &self,
+        stored: &'r KeyRecord,
+        previous_secret: bool,
+        request: &Request<'_>,
+    ) -> Decision<'r> {
+        let denial = match stored.status {
+            Status::Revoked => Some(Denial::Revoked),
+            Status::Disabled => Some(Denial::Disabled),
+            Status::Active if stored.is_expired(request.now) => Some(Denial::Expired),
+            Status::Active if stored.not_before.is_some_and(|at| request.now < at) => {
+                Some(Denial::NotYetValid)
+            }
+            Status::Active if !stored.ip_allowlist.permits(request.client_ip) => {
+                Some(Denial::IpNotAllowed)
+            }
+            Status::Active => match (&stored.customer_id, request.customer_id) {
+                (Some(own), Some(asked)) if own.as_str() != asked => Some(Denial::CustomerMismatch),
+                _ => stored
+                    .permissions
+                    .first_missing(request.required)
+                    .map(|required| Denial::InsufficientPermissions {
+                        required: required.clone(),
+                    }),
+            },
+        };
+        match denial {
+            Some(denial) => Decision::Denied(denial),
+            None => Decision::Allowed(Identity {
+                key_id: self.key_id,
+                environment: stored.environment,
+                owner_id: &stored.owner_id,
+                customer_id: stored.customer_id.as_ref(),
+                permissions: &stored.permissions,
+                expires_at: stored.expires_at,
+                rate_limit: stored.rate_limit,
+                previous_secret,
+            }),
+        }
     }
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// The deployment a key belongs to. Its tag is written into the key itself, so an edge refuses a
 /// key of another deployment before any lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Environment {
     Production,

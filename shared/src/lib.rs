@@ -4,12 +4,17 @@
 //! - the [`Digest`] it is stored as, compared in constant time;
 //! - permissions ([`Grant`], [`Permission`], [`PermissionSet`]) and IP allowlists ([`IpAllowlist`]);
 //! - the [`SnapshotRecord`] KV holds per key, and its strict encoding;
-//! - the verification decision ([`Verifier::check`], [`decide`]) and its public answer ([`Denial`]);
+//! - the verification sequence ([`Verifier::identify`], then [`Candidate::decide`]) and its public
+//!   answer ([`Denial`]);
+//! - the usage event the edge reports and the control plane ingests ([`UsageEvent`], [`Outcome`]);
 //! - per-key rate limiting ([`TokenBucket`]), exact integer arithmetic the edge runs per key.
 //!
 //! It deliberately does no I/O, reads no clock and draws no randomness of its own: time comes in as
 //! `now`, randomness as a `CryptoRng`, records from the caller. So it is synchronous, builds for
 //! `wasm32-unknown-unknown` as well as natively, and every result is reproducible in a test.
+//!
+//! The `openapi` feature derives utoipa schemas for the types the control plane's API carries, so
+//! its OpenAPI document describes these very types; the Worker builds without it.
 
 mod base62;
 mod bucket;
@@ -20,12 +25,13 @@ mod environment;
 mod key;
 mod permission;
 mod record;
+mod usage;
 
 pub use bucket::{Admission, TokenBucket};
 pub use cidr::{CidrError, IpAllowlist, IpNetwork, MAX_NETWORKS};
 pub use decision::{
-    Decision, Denial, ErrorBody, ErrorDetail, Identity, Presented, Request, Verifier,
-    VerifyRequest, VerifyResponse, decide,
+    Candidate, Decision, Denial, ErrorBody, ErrorDetail, Identity, Request, Verifier,
+    VerifyRequest, VerifyResponse,
 };
 pub use digest::Digest;
 pub use environment::Environment;
@@ -39,5 +45,9 @@ pub use permission::{
 pub use record::{
     CustomerId, KeyRecord, MAX_RATE_LIMIT_REQUESTS, MAX_RATE_LIMIT_WINDOW_SECONDS,
     MAX_RECORD_BYTES, MAX_REFERENCE_LEN, OwnerId, PreviousDigest, RECORD_FORMAT, RateLimit,
-    RecordError, RecordState, SnapshotRecord, Status, UnixSeconds,
+    RateLimitFields, RecordError, RecordState, SnapshotRecord, Status, UnixSeconds, is_expired,
+};
+pub use usage::{
+    CheckedEvent, MAX_COLO_LEN, MAX_EVENT_ID_LEN, MAX_LATENCY_MS, MAX_METHOD_LEN, MAX_ROUTE_LEN,
+    Outcome, UsageEvent, WireOutcome,
 };

@@ -127,11 +127,75 @@ pub enum Status {
     Revoked,
 }
 
-/// `requests` per `window_seconds`, enforced by the edge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+impl Status {
+    pub const ALL: [Status; 3] = [Self::Active, Self::Disabled, Self::Revoked];
+
+    /// The status as records, the database and the API write it: `active`, `disabled`, `revoked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Disabled => "disabled",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a key that expires at `expires_at` has expired at `now`: from that second on. The one
+/// definition of expiry; SQL that filters by it mirrors it (and a test holds the two together).
+pub fn is_expired(expires_at: Option<UnixSeconds>, now: UnixSeconds) -> bool {
+    expires_at.is_some_and(|at| now >= at)
+}
+
+/// `requests` per `window_seconds`, enforced by the edge. Always within range: built by
+/// [`RateLimit::new`], or from its [`RateLimitFields`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RateLimitFields", into = "RateLimitFields")]
 pub struct RateLimit {
     requests: u32,
     window_seconds: u32,
+}
+
+/// A rate limit as JSON carries it, before its range is checked (`RateLimit::try_from`). Its
+/// schema, named `RateLimit`, is the one a [`RateLimit`] field documents itself with
+/// (`schema(value_type = RateLimitFields)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = RateLimit))]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitFields {
+    /// 1 to 1,000,000 requests ...
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000))]
+    pub requests: u32,
+    /// ... per 1 to 86,400 seconds.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86_400))]
+    pub window_seconds: u32,
+}
+
+impl TryFrom<RateLimitFields> for RateLimit {
+    type Error = RecordError;
+
+    fn try_from(fields: RateLimitFields) -> Result<Self, RecordError> {
+        Self::new(fields.requests, fields.window_seconds)
+    }
+}
+
+impl From<RateLimit> for RateLimitFields {
+    fn from(limit: RateLimit) -> Self {
+        Self {
+            requests: limit.requests,
+            window_seconds: limit.window_seconds,
+        }
+    }
 }
 
 impl RateLimit {
@@ -157,19 +221,6 @@ impl RateLimit {
     }
 }
 
-impl<'de> Deserialize<'de> for RateLimit {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Wire {
-            requests: u32,
-            window_seconds: u32,
-        }
-        let wire = Wire::deserialize(deserializer)?;
-        Self::new(wire.requests, wire.window_seconds).map_err(serde::de::Error::custom)
-    }
-}
-
 /// The digest of the secret a regeneration replaced, accepted until `expires_at` so clients can
 /// roll over without downtime.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +228,13 @@ impl<'de> Deserialize<'de> for RateLimit {
 pub struct PreviousDigest {
     pub digest: Digest,
     pub expires_at: UnixSeconds,
+}
+
+impl PreviousDigest {
+    /// Whether the replaced secret still works at `now`: until, not at, `expires_at`.
+    pub fn accepted_at(&self, now: UnixSeconds) -> bool {
+        now < self.expires_at
+    }
 }
 
 /// Everything the edge needs to decide a request for one existing key, and nothing else.
@@ -196,6 +254,11 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
+    /// Whether the key has expired at `now` ([`is_expired`]).
+    pub fn is_expired(&self, now: UnixSeconds) -> bool {
+        is_expired(self.expires_at, now)
+    }
+
     /// An active key with these grants and owner, and no other restriction (no expiry, customer,
     /// rate limit or allowlist): set those fields on the result as needed.
     pub fn active(
@@ -359,13 +422,8 @@ impl TryFrom<WireRecord> for SnapshotRecord {
             WireStatus::Revoked => Status::Revoked,
             WireStatus::Deleted => return tombstone(wire),
         };
-        let name = match status {
-            Status::Active => "active",
-            Status::Disabled => "disabled",
-            Status::Revoked => "revoked",
-        };
         let missing = |field| RecordError::MissingField {
-            status: name,
+            status: status.as_str(),
             field,
         };
         let key = KeyRecord {

@@ -7,7 +7,7 @@ mod support;
 use base64::Engine as _;
 use keygate_shared::{
     ApiKey, CustomerId, Decision, Denial, Environment, Grants, IpAllowlist, KeyError, Permission,
-    PreviousDigest, RecordState, Request, SnapshotRecord, Status, Verifier, decide,
+    PreviousDigest, RecordState, Request, SnapshotRecord, Status, Verifier,
 };
 use support::{NOW, format, key, permissions, present, record_for, regenerate};
 
@@ -40,17 +40,16 @@ impl<'a> Call<'a> {
     fn run(&self) -> Result<(), Denial> {
         let verifier = production();
         let bearer = format!("Bearer {}", self.key);
-        let presented = verifier.credential(Some(&bearer), None)?;
-        let key = verifier.check(&presented)?;
+        let candidate = verifier.identify(Some(&bearer), None)?;
         let request = Request {
             now: self.now,
             client_ip: self.client_ip.map(|ip| ip.parse().unwrap()),
             required: &self.required,
             customer_id: self.customer_id,
         };
-        match decide(&key, self.record, &request) {
+        match candidate.decide(self.record, &request) {
             Decision::Allowed(identity) => {
-                assert_eq!(identity.key_id, key.key_id());
+                assert_eq!(identity.key_id, candidate.key_id());
                 Ok(())
             }
             Decision::Denied(denial) => Err(denial),
@@ -66,8 +65,6 @@ fn a_valid_key_is_allowed_with_its_identity() {
     present(&mut record).expires_at = Some(NOW + 60);
     let verifier = production();
     let header = format!("Bearer {}", key.expose_secret());
-    let presented = verifier.credential(Some(&header), None).unwrap();
-    let parsed = verifier.check(&presented).unwrap();
     let required = permissions(&["customer:read"]);
     let request = Request {
         now: NOW,
@@ -75,7 +72,9 @@ fn a_valid_key_is_allowed_with_its_identity() {
         required: &required,
         customer_id: Some("cus_42"),
     };
-    let Decision::Allowed(identity) = decide(&parsed, Some(&record), &request) else {
+    let Decision::Allowed(identity) =
+        verifier.verify(Some(&header), None, |_| Some(&record), &request)
+    else {
         panic!("denied");
     };
     assert_eq!(identity.key_id, key.key_id());
@@ -119,15 +118,14 @@ fn credentials_are_found_in_each_supported_header() {
         customer_id: None,
     };
     for (authorization, x_api_key) in headers {
-        let presented = verifier
-            .credential(authorization.as_deref(), x_api_key)
-            .unwrap();
-        let parsed = verifier.check(&presented).unwrap();
+        let decision = verifier.verify(
+            authorization.as_deref(),
+            x_api_key,
+            |key_id| (key_id == record.key_id).then_some(&record),
+            &request,
+        );
         assert!(
-            matches!(
-                decide(&parsed, Some(&record), &request),
-                Decision::Allowed(_)
-            ),
+            matches!(decision, Decision::Allowed(_)),
             "{authorization:?} {x_api_key:?}"
         );
     }
@@ -153,16 +151,14 @@ fn missing_and_unreadable_credentials_are_invalid_key_without_a_lookup() {
         ), // "keyid", no ':'
     ];
     for (authorization, x_api_key, expected) in cases {
-        let outcome = verifier
-            .credential(authorization, x_api_key)
-            .and_then(|presented| verifier.check(&presented).map(|_| ()));
+        let outcome = verifier.identify(authorization, x_api_key).map(|_| ());
         assert_eq!(outcome, Err(expected.clone()), "{authorization:?}");
         assert_eq!(expected.code(), "invalid_key");
         assert_eq!(expected.status(), 401);
     }
     let huge = format!("Basic {}", "A".repeat(400));
     assert_eq!(
-        verifier.credential(Some(&huge), None).map(|_| ()),
+        verifier.identify(Some(&huge), None).map(|_| ()),
         Err(Denial::Malformed(KeyError::TooLong))
     );
 }
@@ -184,9 +180,8 @@ fn malformed_keys_are_refused_before_any_lookup() {
         ("sk_live_abc", KeyError::WrongPrefix),
     ] {
         let verifier = production();
-        let presented = verifier.credential(None, Some(input)).unwrap();
         assert_eq!(
-            verifier.check(&presented).err(),
+            verifier.identify_key(input).err(),
             Some(Denial::Malformed(error))
         );
     }
@@ -196,10 +191,7 @@ fn malformed_keys_are_refused_before_any_lookup() {
 fn a_key_of_another_environment_is_refused_before_any_lookup() {
     let staging = key(Environment::Staging, 1);
     let verifier = production();
-    let presented = verifier
-        .credential(None, Some(staging.expose_secret()))
-        .unwrap();
-    let denial = verifier.check(&presented).unwrap_err();
+    let denial = verifier.identify_key(staging.expose_secret()).unwrap_err();
     assert_eq!(
         denial,
         Denial::WrongEnvironment {
@@ -298,17 +290,14 @@ fn rotation_grace_accepts_the_old_secret_until_it_ends() {
     let verifier = production();
     let required = permissions(&[]);
     let decide_at = |key: &ApiKey, now| {
-        let presented = verifier
-            .credential(None, Some(key.expose_secret()))
-            .unwrap();
-        let parsed = verifier.check(&presented).unwrap();
         let request = Request {
             now,
             client_ip: None,
             required: &required,
             customer_id: None,
         };
-        match decide(&parsed, Some(&record), &request) {
+        let candidate = verifier.identify_key(key.expose_secret()).unwrap();
+        match candidate.decide(Some(&record), &request) {
             Decision::Allowed(identity) => Ok(identity.previous_secret),
             Decision::Denied(denial) => Err(denial),
         }
@@ -460,4 +449,13 @@ fn no_public_answer_ever_contains_the_key() {
         );
         assert!(!format!("{denial:?}").contains(secret));
     }
+}
+
+#[test]
+fn only_bearer_and_basic_authorization_carries_a_key() {
+    assert!(Verifier::carries_key("Bearer kg_live_x"));
+    assert!(Verifier::carries_key("  basic abc"));
+    assert!(!Verifier::carries_key("Digest realm=x"));
+    assert!(!Verifier::carries_key("Bearer"));
+    assert!(!Verifier::carries_key("Bearer "));
 }

@@ -7,7 +7,7 @@ mod support;
 use keygate_shared::{
     CustomerId, Environment, Grants, IpAllowlist, MAX_GRANTS, MAX_NETWORKS, MAX_RECORD_BYTES,
     MAX_REFERENCE_LEN, OwnerId, PreviousDigest, RateLimit, RecordError, RecordState,
-    SnapshotRecord,
+    SnapshotRecord, Status,
 };
 use serde_json::{Value, json};
 use support::{NOW, key, present, record_for};
@@ -214,4 +214,25 @@ fn references_and_rate_limits_are_validated() {
         Err(RecordError::BadRateLimit)
     );
     assert_eq!(RateLimit::new(10, 86_401), Err(RecordError::BadRateLimit));
+}
+
+#[test]
+fn a_key_expires_at_its_expiry_second_not_before() {
+    use keygate_shared::is_expired;
+    assert!(!is_expired(Some(1_000), 999));
+    assert!(is_expired(Some(1_000), 1_000));
+    assert!(is_expired(Some(1_000), 1_001));
+    assert!(!is_expired(None, i64::MAX));
+}
+
+#[test]
+fn status_names_round_trip_and_match_the_record_encoding() {
+    for status in Status::ALL {
+        assert_eq!(Status::parse(status.as_str()), Some(status));
+        assert_eq!(
+            serde_json::to_value(status).unwrap(),
+            serde_json::json!(status.as_str())
+        );
+    }
+    assert_eq!(Status::parse("deleted"), None);
 }

@@ -9,7 +9,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use keygate_shared::{
-    Decision, Grants, KeyRecord, OwnerId, RecordState, Request, SnapshotRecord, Status, decide,
+    Decision, Denial, Grants, KeyRecord, OwnerId, RecordState, Request, SnapshotRecord, Status,
 };
 
 use super::error::ApiError;
@@ -51,10 +51,9 @@ impl FromRequestParts<AppState> for Caller {
             .map(|value| value.to_str().map_err(|_| invalid()))
             .transpose()?;
         let verifier = state.token_verifier();
-        let presented = verifier
-            .credential(authorization, None)
+        let token = verifier
+            .identify(authorization, None)
             .map_err(|_| invalid())?;
-        let token = verifier.check(&presented).map_err(|_| invalid())?;
         let holder = users::token_holder(state.db(), &token.key_id()).await?;
         let record = match &holder {
             Some(holder) => Some(SnapshotRecord {
@@ -76,13 +75,10 @@ impl FromRequestParts<AppState> for Caller {
             }),
             None => None,
         };
-        let request = Request {
-            now: state.now(),
-            client_ip: None,
-            required: &[],
-            customer_id: None,
-        };
-        match (decide(&token, record.as_ref(), &request), holder) {
+        match (
+            token.decide(record.as_ref(), &Request::at(state.now())),
+            holder,
+        ) {
             (Decision::Allowed(_), Some(holder)) => Ok(Caller {
                 user_id: holder.user_id,
                 role: holder.role,
@@ -97,9 +93,9 @@ impl FromRequestParts<AppState> for Caller {
                     .get::<ClientIp>()
                     .and_then(|ClientIp(ip)| *ip),
             }),
-            (Decision::Denied(denial), _) if denial.code() == "revoked" => Err(
-                ApiError::unauthorized("this token was revoked, or its user deactivated"),
-            ),
+            (Decision::Denied(Denial::Revoked), _) => Err(ApiError::unauthorized(
+                "this token was revoked, or its user deactivated",
+            )),
             _ => Err(invalid()),
         }
     }

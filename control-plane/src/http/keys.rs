@@ -11,8 +11,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use keygate_shared::{
-    CustomerId, Grants, IpAllowlist, KeyId, OwnerId, PermissionError, PermissionSet,
-    PreviousDigest, RateLimit, Status,
+    CustomerId, Environment, Grants, IpAllowlist, KeyId, OwnerId, PermissionError, PermissionSet,
+    PreviousDigest, RateLimit, RateLimitFields, Status, is_expired,
 };
 use rand_core::{OsRng, UnwrapErr};
 use serde::Deserialize;
@@ -22,10 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorResponse, OptionalJson};
-use super::views::{
-    EnvironmentName, KeyView, Page, RateLimitBody, check_name, decode_cursor, page_size,
-    parse_rfc3339,
-};
+use super::views::{KeyView, Page, check_name, decode_cursor, page_size, parse_rfc3339};
 use super::{AppState, Caller, actor};
 use crate::store::catalog::{self, Catalogue};
 use crate::store::keys::{self, Key, KeyFilter, KeyStatus};
@@ -56,7 +53,7 @@ pub(super) struct CreateKeyRequest {
     name: String,
     description: Option<String>,
     /// Defaults to `production` (keys read `kg_live_...`).
-    environment: Option<EnvironmentName>,
+    environment: Option<Environment>,
     /// Catalogued permissions (`customer:read`), or wildcards over them (`customer:*`, `*`).
     #[serde(default)]
     permissions: Vec<String>,
@@ -70,7 +67,7 @@ pub(super) struct CreateKeyRequest {
     /// Expire at this RFC 3339 time, which must be in the future.
     #[schema(format = DateTime)]
     expires_at: Option<String>,
-    rate_limit: Option<RateLimitBody>,
+    rate_limit: Option<RateLimitFields>,
     /// CIDR networks the key may be used from (`203.0.113.0/24`, `2001:db8::/32`).
     #[serde(default)]
     ip_allowlist: Vec<String>,
@@ -106,8 +103,8 @@ pub(super) struct UpdateKeyRequest {
     #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<RateLimitBody>)]
-    rate_limit: Option<Option<RateLimitBody>>,
+    #[schema(value_type = Option<RateLimitFields>)]
+    rate_limit: Option<Option<RateLimitFields>>,
     ip_allowlist: Option<Vec<String>>,
     metadata: Option<Map<String, Value>>,
 }
@@ -141,7 +138,7 @@ pub(super) struct RegenerateKeyRequest {
 #[into_params(parameter_in = Query)]
 pub(super) struct ListKeysQuery {
     status: Option<KeyStatus>,
-    environment: Option<EnvironmentName>,
+    environment: Option<Environment>,
     /// Keys of this user (members may only ask for their own).
     owner_id: Option<String>,
     customer_id: Option<String>,
@@ -180,9 +177,9 @@ fn check_customer(customer: Option<String>) -> Result<Option<CustomerId>, Refusa
         .map_err(|error| Refusal::invalid("invalid_customer_id", error.to_string()))
 }
 
-fn check_rate_limit(limit: Option<RateLimitBody>) -> Result<Option<RateLimit>, Refusal> {
+fn check_rate_limit(limit: Option<RateLimitFields>) -> Result<Option<RateLimit>, Refusal> {
     limit
-        .map(|body| RateLimit::new(body.requests, body.window_seconds))
+        .map(RateLimit::try_from)
         .transpose()
         .map_err(|error| Refusal::invalid("invalid_rate_limit", error.to_string()))
 }
@@ -223,7 +220,7 @@ fn check_expiry(in_days: Option<u32>, at: Option<&str>, now: i64) -> Result<Opti
         (None, Some(text)) => parse_rfc3339("expires_at", text)?,
         (None, None) => return Ok(None),
     };
-    if expires_at <= now {
+    if is_expired(Some(expires_at), now) {
         return Err(Refusal::invalid(
             "expiry_in_past",
             "expires_at must be in the future",
@@ -352,10 +349,7 @@ async fn create_key(
     }
     let catalogue = catalog::load(state.db()).await?;
     let config = check_grants(&catalogue, request.permissions, request.permission_sets)?;
-    let environment = request
-        .environment
-        .unwrap_or(EnvironmentName::Production)
-        .into();
+    let environment = request.environment.unwrap_or(Environment::Production);
     let api_key = state
         .settings()
         .key_format
@@ -430,7 +424,7 @@ async fn list_keys(
         .transpose()?;
     let filter = KeyFilter {
         status: query.status,
-        environment: query.environment.map(Into::into),
+        environment: query.environment,
         owner_id,
         customer_id: query.customer_id,
         name: query.name,

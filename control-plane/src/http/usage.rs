@@ -10,7 +10,7 @@
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use keygate_shared::{Digest, KeyId};
+use keygate_shared::{Digest, KeyId, Outcome, UsageEvent};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -20,7 +20,7 @@ use super::error::{ApiError, ApiJson, ApiQuery, ErrorResponse};
 use super::views::{Page, decode_cursor, page_size, parse_rfc3339, rfc3339};
 use super::{AppState, Caller};
 use crate::store::keys;
-use crate::store::usage::{self, LogFilter, UsageEvent};
+use crate::store::usage::{self, LogFilter};
 
 /// Events per ingest batch, and the body that holds them.
 const MAX_BATCH: usize = 1000;
@@ -40,27 +40,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub(super) struct IngestRequest {
     /// At most 1000.
-    events: Vec<EventBody>,
-}
-
-/// One decision at the edge that identified a key.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct EventBody {
-    /// Unique per event (1 to 64 of `A-Z a-z 0-9 - _`): a replayed event is counted once.
-    event_id: String,
-    key_id: String,
-    /// Unix milliseconds.
-    occurred_at_ms: i64,
-    method: String,
-    /// The request path.
-    route: String,
-    /// `ok` or the denial code.
-    outcome: String,
-    status: i64,
-    /// The Cloudflare location (`cf.colo`), or `local`.
-    colo: String,
-    latency_ms: i64,
+    events: Vec<UsageEvent>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -77,57 +57,6 @@ pub(super) struct IngestResponse {
 pub(super) struct Rejected {
     index: usize,
     message: String,
-}
-
-fn token_chars(text: &str, max: usize, extra: &[u8]) -> bool {
-    (1..=max).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
-}
-
-impl EventBody {
-    fn check(self, now_ms: i64, oldest_ms: i64) -> Result<UsageEvent, String> {
-        if !token_chars(&self.event_id, 64, b"-_") {
-            return Err("event_id must be 1 to 64 of A-Z a-z 0-9 - _".into());
-        }
-        let key_id = KeyId::parse(&self.key_id).map_err(|_| "key_id is not a key id".to_owned())?;
-        if self.occurred_at_ms > now_ms + MAX_SKEW_MS || self.occurred_at_ms < oldest_ms {
-            return Err("occurred_at_ms is in the future or older than the log keeps".into());
-        }
-        if !token_chars(&self.method, 16, b"") {
-            return Err("method must be 1 to 16 letters".into());
-        }
-        if self.route.is_empty()
-            || self.route.len() > 512
-            || self.route.chars().any(char::is_control)
-        {
-            return Err("route must be 1 to 512 printable characters".into());
-        }
-        if !token_chars(&self.outcome, 32, b"_") {
-            return Err("outcome must be ok or a denial code".into());
-        }
-        if !(100..=599).contains(&self.status) {
-            return Err("status must be 100 to 599".into());
-        }
-        if !token_chars(&self.colo, 16, b"-") {
-            return Err("colo must be 1 to 16 of A-Z a-z 0-9 -".into());
-        }
-        if !(0..=3_600_000).contains(&self.latency_ms) {
-            return Err("latency_ms must be 0 to 3600000".into());
-        }
-        Ok(UsageEvent {
-            event_id: self.event_id,
-            key_id: key_id.as_str().to_owned(),
-            occurred_at_ms: self.occurred_at_ms,
-            method: self.method.to_ascii_uppercase(),
-            route: self.route,
-            outcome: self.outcome,
-            status: self.status,
-            colo: self.colo,
-            latency_ms: self.latency_ms,
-        })
-    }
 }
 
 /// Store a batch of usage events from the edge. Idempotent by event id; valid events are stored
@@ -172,7 +101,7 @@ async fn ingest_events(
     let mut valid = Vec::with_capacity(batch.events.len());
     let mut rejected = Vec::new();
     for (index, event) in batch.events.into_iter().enumerate() {
-        match event.check(now * 1000, oldest_ms) {
+        match event.check(now * 1000, oldest_ms, MAX_SKEW_MS) {
             Ok(event) => valid.push(event),
             Err(message) => rejected.push(Rejected { index, message }),
         }
@@ -293,8 +222,8 @@ pub(super) struct LogEntryView {
     occurred_at: String,
     method: String,
     route: String,
-    outcome: String,
-    status: i64,
+    outcome: Outcome,
+    status: u16,
     colo: String,
     latency_ms: i64,
 }
@@ -355,7 +284,7 @@ async fn list_logs(
             })
             .unwrap_or_default(),
             event_id: event.event_id,
-            key_id: event.key_id,
+            key_id: event.key_id.to_string(),
             method: event.method,
             route: event.route,
             outcome: event.outcome,

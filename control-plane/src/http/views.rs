@@ -2,8 +2,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use keygate_shared::Environment;
-use serde::{Deserialize, Serialize};
+use keygate_shared::{Environment, RateLimit, RateLimitFields};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -46,50 +46,13 @@ pub(crate) fn check_name(name: &str, max_chars: usize) -> Result<String, Refusal
     Ok(name.to_owned())
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub(super) enum EnvironmentName {
-    Production,
-    Staging,
-    Development,
-}
-
-impl From<EnvironmentName> for Environment {
-    fn from(name: EnvironmentName) -> Self {
-        match name {
-            EnvironmentName::Production => Environment::Production,
-            EnvironmentName::Staging => Environment::Staging,
-            EnvironmentName::Development => Environment::Development,
-        }
-    }
-}
-
-impl From<Environment> for EnvironmentName {
-    fn from(environment: Environment) -> Self {
-        match environment {
-            Environment::Production => EnvironmentName::Production,
-            Environment::Staging => EnvironmentName::Staging,
-            Environment::Development => EnvironmentName::Development,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RateLimitBody {
-    /// 1 to 1,000,000 requests ...
-    pub requests: u32,
-    /// ... per 1 to 86,400 seconds.
-    pub window_seconds: u32,
-}
-
 /// A key as listings and lookups show it. Never the key itself, nor its digest.
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct KeyView {
     pub key_id: String,
     pub name: String,
     pub description: Option<String>,
-    pub environment: EnvironmentName,
+    pub environment: Environment,
     pub status: KeyStatus,
     /// Grants as requested.
     pub permissions: Vec<String>,
@@ -99,7 +62,8 @@ pub(super) struct KeyView {
     pub customer_id: Option<String>,
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
-    pub rate_limit: Option<RateLimitBody>,
+    #[schema(value_type = Option<RateLimitFields>)]
+    pub rate_limit: Option<RateLimit>,
     pub ip_allowlist: Vec<String>,
     pub metadata: Map<String, Value>,
     pub owner_id: String,
@@ -127,17 +91,14 @@ impl KeyView {
             key_id: key.key_id.to_string(),
             name: key.name.clone(),
             description: key.description.clone(),
-            environment: key.environment.into(),
+            environment: key.environment,
             status: key.status_at(now),
             permissions: key.permissions.clone(),
             permission_sets: key.permission_sets.clone(),
             grants: key.grants.iter().map(ToString::to_string).collect(),
             customer_id: key.customer_id.as_ref().map(ToString::to_string),
             expires_at: key.expires_at.map(rfc3339),
-            rate_limit: key.rate_limit.map(|limit| RateLimitBody {
-                requests: limit.requests(),
-                window_seconds: limit.window_seconds(),
-            }),
+            rate_limit: key.rate_limit,
             ip_allowlist: key.ip_allowlist.iter().map(ToString::to_string).collect(),
             metadata: key.metadata.clone(),
             owner_id: key.owner_id.to_string(),
@@ -150,7 +111,7 @@ impl KeyView {
             previous_secret_expires_at: key
                 .previous
                 .as_ref()
-                .filter(|previous| previous.expires_at > now)
+                .filter(|previous| previous.accepted_at(now))
                 .map(|previous| rfc3339(previous.expires_at)),
             version: key.version,
         }

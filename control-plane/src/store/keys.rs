@@ -4,12 +4,12 @@
 
 use keygate_shared::{
     CustomerId, Digest, Environment, Grants, IpAllowlist, KeyId, KeyRecord, OwnerId,
-    PreviousDigest, RateLimit, RecordState, SnapshotRecord, Status,
+    PreviousDigest, RateLimit, RecordState, SnapshotRecord, Status, is_expired,
 };
 use serde_json::{Map, Value};
 use sqlx::{AnyConnection, FromRow, Row};
 
-use super::{Actor, Conditions, Db, Param, Refusal, StoreError, audit, outbox};
+use super::{Actor, Conditions, Db, Param, Refusal, StoreError, audit, outbox, placeholders};
 
 /// A key as the control plane knows it: the edge's record plus what people manage it by.
 #[derive(Clone, Debug)]
@@ -41,6 +41,17 @@ pub struct Key {
     pub version: u64,
 }
 
+/// The SQL mirror of [`is_expired`] for a key that is `active`: `expired` (or not) at the
+/// parameter `now`. The listing filters and the metrics' counts both use these, and a test holds
+/// them to the Rust rule at the boundary.
+fn expired_sql(now: &str) -> String {
+    format!("status = 'active' AND expires_at <= {now}")
+}
+
+fn live_sql(now: &str) -> String {
+    format!("status = 'active' AND (expires_at IS NULL OR expires_at > {now})")
+}
+
 /// What a listing shows as a key's status: [`Status`] plus `expired`, which is a matter of time.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
@@ -69,7 +80,7 @@ impl Key {
         match self.status {
             Status::Revoked => KeyStatus::Revoked,
             Status::Disabled => KeyStatus::Disabled,
-            Status::Active if self.expires_at.is_some_and(|at| at <= now) => KeyStatus::Expired,
+            Status::Active if is_expired(self.expires_at, now) => KeyStatus::Expired,
             Status::Active => KeyStatus::Active,
         }
     }
@@ -130,26 +141,14 @@ const KEY_COLUMNS: &str = "api_key_id, name, description, environment, status, d
     expires_at, rate_limit_requests, rate_limit_window_seconds, ip_allowlist, metadata, owner_id, \
     created_by, created_at, updated_at, revoked_at, revoked_reason, last_used_at, version";
 
-fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Active => "active",
-        Status::Disabled => "disabled",
-        Status::Revoked => "revoked",
-    }
-}
-
 impl TryFrom<KeyRow> for Key {
     type Error = StoreError;
 
     fn try_from(row: KeyRow) -> Result<Self, StoreError> {
         let id = row.api_key_id.clone();
         let bad = |detail: String| super::corrupt("key", &id, detail);
-        let status = match row.status.as_str() {
-            "active" => Status::Active,
-            "disabled" => Status::Disabled,
-            "revoked" => Status::Revoked,
-            other => return Err(bad(format!("unknown status {other:?}"))),
-        };
+        let status = Status::parse(&row.status)
+            .ok_or_else(|| bad(format!("unknown status {:?}", row.status)))?;
         let previous = match (row.previous_digest, row.previous_expires_at) {
             (Some(digest), Some(expires_at)) => Some(PreviousDigest {
                 digest: Digest::from_hex(&digest).map_err(|error| bad(error.to_string()))?,
@@ -236,7 +235,7 @@ async fn write(
         .bind(&key.name)
         .bind(key.description.as_deref())
         .bind(key.environment.name())
-        .bind(status_name(key.status))
+        .bind(key.status.as_str())
         .bind(key.digest.to_hex())
         .bind(
             key.previous
@@ -306,7 +305,7 @@ pub(crate) async fn snapshots_of(
 ) -> Result<Vec<SnapshotRecord>, StoreError> {
     let sql = format!(
         "SELECT {KEY_COLUMNS} FROM api_key WHERE api_key_id IN ({})",
-        outbox::placeholders(1, key_ids.len())
+        placeholders(1, key_ids.len())
     );
     let mut query = sqlx::query_as::<_, KeyRow>(&sql);
     for key_id in key_ids {
@@ -452,9 +451,9 @@ pub async fn list(
             KeyStatus::Active | KeyStatus::Expired => {
                 let now = conditions.param(Param::Int(now));
                 if status == KeyStatus::Active {
-                    format!("status = 'active' AND (expires_at IS NULL OR expires_at > {now})")
+                    live_sql(&now)
                 } else {
-                    format!("status = 'active' AND expires_at <= {now}")
+                    expired_sql(&now)
                 }
             }
             KeyStatus::Disabled => "status = 'disabled'".to_owned(),
@@ -511,17 +510,17 @@ pub async fn list(
 
 /// How many keys are in each listing status, for `/metrics`.
 pub async fn count_by_status(db: &Db, now: i64) -> Result<Vec<(KeyStatus, i64)>, StoreError> {
-    let row = sqlx::query(
+    let sql = format!(
         "SELECT \
-           COALESCE(SUM(CASE WHEN status = 'active' AND (expires_at IS NULL OR expires_at > $1) THEN 1 ELSE 0 END), 0) AS active, \
-           COALESCE(SUM(CASE WHEN status = 'active' AND expires_at <= $1 THEN 1 ELSE 0 END), 0) AS expired, \
+           COALESCE(SUM(CASE WHEN {} THEN 1 ELSE 0 END), 0) AS active, \
+           COALESCE(SUM(CASE WHEN {} THEN 1 ELSE 0 END), 0) AS expired, \
            COALESCE(SUM(CASE WHEN status = 'disabled' THEN 1 ELSE 0 END), 0) AS disabled, \
            COALESCE(SUM(CASE WHEN status = 'revoked' THEN 1 ELSE 0 END), 0) AS revoked \
          FROM api_key",
-    )
-    .bind(now)
-    .fetch_one(db.reader())
-    .await?;
+        live_sql("$1"),
+        expired_sql("$1"),
+    );
+    let row = sqlx::query(&sql).bind(now).fetch_one(db.reader()).await?;
     Ok(vec![
         (KeyStatus::Active, row.try_get("active")?),
         (KeyStatus::Expired, row.try_get("expired")?),

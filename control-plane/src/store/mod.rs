@@ -4,12 +4,14 @@
 //! numbered steps.
 //!
 //! Every mutation is one transaction: the change, its [`audit`] row and, for keys, its
-//! [`outbox`] row commit together or not at all.
+//! [`outbox`] row commit together or not at all. Modules depend one way: [`keys`] writes the
+//! [`outbox`]; [`snapshot`] reads [`keys`] to queue records again; nothing points back.
 
 pub mod audit;
 pub mod catalog;
 pub mod keys;
 pub mod outbox;
+pub mod snapshot;
 pub mod usage;
 pub mod users;
 
@@ -234,6 +236,17 @@ pub(crate) fn corrupt(what: &'static str, id: &str, detail: impl ToString) -> St
         id: id.to_owned(),
         detail: detail.to_string(),
     }
+}
+
+/// Statement parameters per chunk: well under SQLite's and PostgreSQL's limits.
+pub(crate) const CHUNK: usize = 500;
+
+/// `$start, $start+1, ...`: `count` placeholders.
+pub(crate) fn placeholders(start: usize, count: usize) -> String {
+    (start..start + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A `WHERE` clause built from optional filters, numbering its `$n` placeholders as it goes.

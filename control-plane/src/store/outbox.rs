@@ -15,10 +15,7 @@ use std::collections::HashMap;
 use keygate_shared::{RecordState, SnapshotRecord, Status};
 use sqlx::{AnyConnection, Row};
 
-use super::{Db, StoreError, keys};
-
-/// Statement parameters per chunk: well under SQLite's and PostgreSQL's limits.
-const CHUNK: usize = 500;
+use super::{CHUNK, Db, StoreError, placeholders};
 
 /// The order in which pending keys are pushed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,7 +64,7 @@ pub(crate) async fn enqueue(
 }
 
 /// Queues records to send again (rebuild, repair); a record already pending stays as it is.
-async fn enqueue_again(
+pub(crate) async fn enqueue_again(
     connection: &mut AnyConnection,
     records: &[SnapshotRecord],
     now: i64,
@@ -119,105 +116,6 @@ pub(crate) async fn bury(
         .execute(connection)
         .await?;
     Ok(())
-}
-
-fn tombstone(key_id: &str, version: i64) -> Result<SnapshotRecord, StoreError> {
-    Ok(SnapshotRecord {
-        key_id: keygate_shared::KeyId::parse(key_id)
-            .map_err(|error| super::corrupt("tombstone", key_id, error))?,
-        version: u64::try_from(version).unwrap_or_default(),
-        state: RecordState::Deleted,
-    })
-}
-
-/// Queues the current record of every key and tombstone, for a full rebuild of the snapshot.
-/// Returns how many records were queued.
-pub async fn enqueue_everything(db: &Db, now: i64) -> Result<u64, StoreError> {
-    let mut queued = 0;
-    let mut after = String::new();
-    loop {
-        let mut tx = db.begin().await?;
-        let records = keys::snapshots_after(&mut tx, &after, CHUNK).await?;
-        let Some(last) = records.last() else { break };
-        after = last.key_id.as_str().to_owned();
-        queued += enqueue_again(&mut tx, &records, now).await?;
-        tx.commit().await?;
-    }
-    after.clear();
-    loop {
-        let mut tx = db.begin().await?;
-        let rows = sqlx::query(
-            "SELECT api_key_id, version FROM key_tombstone WHERE api_key_id > $1 \
-             ORDER BY api_key_id LIMIT $2",
-        )
-        .bind(&after)
-        .bind(CHUNK as i64)
-        .fetch_all(&mut *tx)
-        .await?;
-        let records = rows
-            .iter()
-            .map(|row| tombstone(row.try_get("api_key_id")?, row.try_get("version")?))
-            .collect::<Result<Vec<_>, _>>()?;
-        let Some(last) = records.last() else { break };
-        after = last.key_id.as_str().to_owned();
-        queued += enqueue_again(&mut tx, &records, now).await?;
-        tx.commit().await?;
-    }
-    Ok(queued)
-}
-
-/// Queues the current record (or tombstone) of each of `key_ids` that the database knows.
-/// Returns how many were queued.
-pub async fn enqueue_current(db: &Db, key_ids: &[String], now: i64) -> Result<u64, StoreError> {
-    let mut queued = 0;
-    for chunk in key_ids.chunks(CHUNK) {
-        let mut tx = db.begin().await?;
-        let mut records = keys::snapshots_of(&mut tx, chunk).await?;
-        let sql = format!(
-            "SELECT api_key_id, version FROM key_tombstone WHERE api_key_id IN ({})",
-            placeholders(1, chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for key_id in chunk {
-            query = query.bind(key_id.as_str());
-        }
-        for row in query.fetch_all(&mut *tx).await? {
-            records.push(tombstone(
-                row.try_get("api_key_id")?,
-                row.try_get("version")?,
-            )?);
-        }
-        queued += enqueue_again(&mut tx, &records, now).await?;
-        tx.commit().await?;
-    }
-    Ok(queued)
-}
-
-/// The version the edge should hold for every key the database knows, tombstones included.
-pub async fn expected_versions(db: &Db) -> Result<HashMap<String, u64>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT api_key_id, version FROM api_key \
-         UNION ALL SELECT api_key_id, version FROM key_tombstone",
-    )
-    .fetch_all(db.reader())
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            let version: i64 = row.try_get("version")?;
-            Ok((
-                row.try_get("api_key_id")?,
-                u64::try_from(version).unwrap_or_default(),
-            ))
-        })
-        .collect()
-}
-
-/// `$start, $start+1, ...`: `count` placeholders.
-pub(crate) fn placeholders(start: usize, count: usize) -> String {
-    (start..start + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// A key a pusher holds: the newest record pending for it and the outbox rows that record covers.

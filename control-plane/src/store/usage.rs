@@ -3,24 +3,10 @@
 //! (`key_usage`, kept), and moves the key's `last_used_at`. Event ids make ingest idempotent: an
 //! event seen before changes nothing, so at-least-once delivery counts each request once.
 
+use keygate_shared::{CheckedEvent, KeyId, Outcome};
 use sqlx::Row;
 
 use super::{Conditions, Db, Param, StoreError};
-
-/// One decision at the edge.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UsageEvent {
-    pub event_id: String,
-    pub key_id: String,
-    pub occurred_at_ms: i64,
-    pub method: String,
-    pub route: String,
-    /// `ok` for an allowed request, otherwise the denial code (`revoked`, `rate_limited`, ...).
-    pub outcome: String,
-    pub status: i64,
-    pub colo: String,
-    pub latency_ms: i64,
-}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Ingested {
@@ -30,7 +16,7 @@ pub struct Ingested {
 
 /// Stores a batch in one transaction: new events are logged, counted and move `last_used_at`;
 /// events already stored are counted as duplicates and change nothing.
-pub async fn ingest(db: &Db, events: &[UsageEvent], now: i64) -> Result<Ingested, StoreError> {
+pub async fn ingest(db: &Db, events: &[CheckedEvent], now: i64) -> Result<Ingested, StoreError> {
     let mut tx = db.begin().await?;
     let mut ingested = Ingested::default();
     for event in events {
@@ -41,12 +27,12 @@ pub async fn ingest(db: &Db, events: &[UsageEvent], now: i64) -> Result<Ingested
              ON CONFLICT (usage_event_id) DO NOTHING",
         )
         .bind(&event.event_id)
-        .bind(&event.key_id)
+        .bind(event.key_id.as_str())
         .bind(event.occurred_at_ms)
         .bind(&event.method)
         .bind(&event.route)
-        .bind(&event.outcome)
-        .bind(event.status)
+        .bind(event.outcome.as_str())
+        .bind(i64::from(event.status))
         .bind(&event.colo)
         .bind(event.latency_ms)
         .bind(now)
@@ -59,14 +45,14 @@ pub async fn ingest(db: &Db, events: &[UsageEvent], now: i64) -> Result<Ingested
         }
         ingested.accepted += 1;
         let seconds = event.occurred_at_ms.div_euclid(1000);
-        let allowed = i64::from(event.outcome == "ok");
+        let allowed = i64::from(event.outcome.is_allowed());
         sqlx::query(
             "INSERT INTO key_usage (api_key_id, hour_start, allowed, denied) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (api_key_id, hour_start) DO UPDATE SET \
              allowed = key_usage.allowed + excluded.allowed, \
              denied = key_usage.denied + excluded.denied",
         )
-        .bind(&event.key_id)
+        .bind(event.key_id.as_str())
         .bind(seconds - seconds.rem_euclid(3600))
         .bind(allowed)
         .bind(1 - allowed)
@@ -76,7 +62,7 @@ pub async fn ingest(db: &Db, events: &[UsageEvent], now: i64) -> Result<Ingested
             "UPDATE api_key SET last_used_at = $2 \
              WHERE api_key_id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
         )
-        .bind(&event.key_id)
+        .bind(event.key_id.as_str())
         .bind(seconds)
         .execute(&mut *tx)
         .await?;
@@ -139,7 +125,7 @@ pub struct LogFilter {
 }
 
 /// Newest first, by `(occurred_at_ms, event id)`.
-pub async fn log(db: &Db, filter: &LogFilter, limit: u32) -> Result<Vec<UsageEvent>, StoreError> {
+pub async fn log(db: &Db, filter: &LogFilter, limit: u32) -> Result<Vec<CheckedEvent>, StoreError> {
     let mut conditions = Conditions::default();
     if let Some(key_id) = &filter.key_id {
         conditions.text("e.api_key_id =", key_id);
@@ -179,16 +165,21 @@ pub async fn log(db: &Db, filter: &LogFilter, limit: u32) -> Result<Vec<UsageEve
         .await?;
     rows.iter()
         .map(|row| {
-            Ok(UsageEvent {
-                event_id: row.try_get("usage_event_id")?,
-                key_id: row.try_get("api_key_id")?,
+            let event_id: String = row.try_get("usage_event_id")?;
+            let bad = |detail: &str| super::corrupt("usage event", &event_id, detail);
+            let key_id: String = row.try_get("api_key_id")?;
+            let outcome: String = row.try_get("outcome")?;
+            let status: i64 = row.try_get("status")?;
+            Ok(CheckedEvent {
+                key_id: KeyId::parse(&key_id).map_err(|_| bad("key id"))?,
                 occurred_at_ms: row.try_get("occurred_at_ms")?,
                 method: row.try_get("method")?,
                 route: row.try_get("route")?,
-                outcome: row.try_get("outcome")?,
-                status: row.try_get("status")?,
+                outcome: Outcome::parse(&outcome).ok_or_else(|| bad("unknown outcome"))?,
+                status: u16::try_from(status).map_err(|_| bad("status"))?,
                 colo: row.try_get("colo")?,
                 latency_ms: row.try_get("latency_ms")?,
+                event_id,
             })
         })
         .collect()

@@ -33,8 +33,8 @@ use rand_core::{OsRng, RngCore, UnwrapErr};
 use tokio::sync::{Notify, watch};
 
 use crate::Clock;
-use crate::config::{SinkKind, SyncArgs};
 use crate::store::outbox::{self, Claimed};
+use crate::store::snapshot;
 use crate::store::{Db, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -412,7 +412,7 @@ impl<S: KvSink> Pusher<S> {
     /// reconciles (which also deletes entries nothing explains).
     pub async fn rebuild(&self, give_up: Duration, max_failures: u32) -> Result<Report, SyncError> {
         let started = Instant::now();
-        let queued = outbox::enqueue_everything(&self.db, self.clock.now()).await?;
+        let queued = snapshot::enqueue_everything(&self.db, self.clock.now()).await?;
         let mut report = self.drain(give_up, max_failures).await?;
         let repairs = self.reconcile().await?;
         if repairs.queued > 0 {
@@ -447,7 +447,7 @@ impl<S: KvSink> Pusher<S> {
                 None => break,
             }
         }
-        let expected = outbox::expected_versions(&self.db).await?;
+        let expected = snapshot::expected_versions(&self.db).await?;
         let drifted: Vec<String> = expected
             .iter()
             .filter(|(key_id, version)| listed.get(*key_id).copied().flatten() != Some(**version))
@@ -458,7 +458,7 @@ impl<S: KvSink> Pusher<S> {
             .filter(|name| !expected.contains_key(*name))
             .cloned()
             .collect();
-        let queued = outbox::enqueue_current(&self.db, &drifted, self.clock.now()).await?;
+        let queued = snapshot::enqueue_current(&self.db, &drifted, self.clock.now()).await?;
         let mut deleted = 0;
         for names in unknown.chunks(MAX_BULK_PAIRS) {
             self.handle.count(&self.handle.0.delete_requests, 1);
@@ -514,49 +514,4 @@ impl KvSink for Sink {
             Self::Wrangler(sink) => sink.list(cursor).await,
         }
     }
-}
-
-impl PushSettings {
-    pub fn from_args(args: &SyncArgs) -> Self {
-        Self {
-            batch_size: usize::from(args.sync_batch_size),
-            poll_interval: Duration::from_millis(args.sync_poll_ms.max(10)),
-            lease: Duration::from_secs(args.sync_lease_seconds),
-            max_backoff: Duration::from_secs(args.sync_max_backoff_seconds),
-            reconcile_interval: (args.reconcile_interval_seconds > 0)
-                .then(|| Duration::from_secs(args.reconcile_interval_seconds)),
-        }
-    }
-}
-
-/// The configured sink, `None` for `--kv-sink none`, or what is missing or wrong.
-pub fn sink_from(args: &SyncArgs) -> Result<Option<Sink>, String> {
-    // A request may take at most half a lease: the pusher hands back keys it holds past that.
-    let timeout = Duration::from_secs(args.sync_lease_seconds) / 2;
-    Ok(match args.kv_sink {
-        SinkKind::None => None,
-        SinkKind::Cloudflare => {
-            let missing = |flag: &str| format!("--kv-sink cloudflare needs {flag}");
-            Some(Sink::Cloudflare(CloudflareKv::new(
-                &args.cloudflare_api_base_url,
-                args.cloudflare_account_id
-                    .as_deref()
-                    .ok_or_else(|| missing("--cloudflare-account-id (CLOUDFLARE_ACCOUNT_ID)"))?,
-                args.kv_namespace_id
-                    .as_deref()
-                    .ok_or_else(|| missing("--kv-namespace-id (KEYGATE_KV_NAMESPACE_ID)"))?,
-                args.cloudflare_api_token
-                    .clone()
-                    .ok_or_else(|| missing("--cloudflare-api-token (CLOUDFLARE_API_TOKEN)"))?,
-                timeout,
-            )?))
-        }
-        SinkKind::Wrangler => Some(Sink::Wrangler(WranglerKv {
-            program: args.wrangler.clone(),
-            config: args.wrangler_config.clone(),
-            binding: args.kv_binding.clone(),
-            persist_to: args.wrangler_persist_to.clone(),
-            timeout,
-        })),
-    })
 }

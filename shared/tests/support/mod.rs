@@ -5,7 +5,7 @@
 
 use keygate_shared::{
     ApiKey, Decision, Digest, Environment, Grants, KeyFormat, KeyRecord, OwnerId, Permission,
-    RecordState, Request, SnapshotRecord, Verifier, decide,
+    RecordState, Request, SnapshotRecord, Verifier,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -109,15 +109,12 @@ pub fn evaluate_decision(case: &DecisionVector) -> Value {
         required: &case.required,
         customer_id: case.customer_id.as_deref(),
     };
-    let presented =
-        match verifier.credential(case.authorization.as_deref(), case.x_api_key.as_deref()) {
-            Ok(presented) => presented,
-            Err(denial) => return denial_json(&denial),
-        };
-    let decision = match verifier.check(&presented) {
-        Ok(key) => decide(&key, case.record.as_ref(), &request),
-        Err(denial) => Decision::Denied(denial),
-    };
+    let decision = verifier.verify(
+        case.authorization.as_deref(),
+        case.x_api_key.as_deref(),
+        |_| case.record.as_ref(),
+        &request,
+    );
     match decision {
         Decision::Allowed(identity) => json!({
             "status": 200,
