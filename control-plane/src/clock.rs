@@ -4,8 +4,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use keygate_shared::UnixSeconds;
 
-/// Where the control plane reads the time: the system clock, or a hand-set one in tests (expiry
-/// and grace periods are decided against it).
+/// Where the control plane reads the time: the system clock, or a hand-set one in tests (expiry,
+/// grace periods, sync leases and backoff are decided against it).
 #[derive(Clone, Debug, Default)]
 pub struct Clock(Option<Arc<AtomicI64>>);
 
@@ -16,22 +16,31 @@ impl Clock {
 
     /// A clock that stands still at `start` until [`Clock::advance`] moves it.
     pub fn manual(start: UnixSeconds) -> Self {
-        Self(Some(Arc::new(AtomicI64::new(start))))
+        Self(Some(Arc::new(AtomicI64::new(start.saturating_mul(1000)))))
     }
 
     pub fn advance(&self, seconds: i64) {
+        self.advance_ms(seconds.saturating_mul(1000));
+    }
+
+    pub fn advance_ms(&self, millis: i64) {
         if let Some(now) = &self.0 {
-            now.fetch_add(seconds, Ordering::SeqCst);
+            now.fetch_add(millis, Ordering::SeqCst);
         }
     }
 
     pub fn now(&self) -> UnixSeconds {
+        self.now_ms().div_euclid(1000)
+    }
+
+    /// Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
         match &self.0 {
             Some(now) => now.load(Ordering::SeqCst),
             None => SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |elapsed| {
-                    elapsed.as_secs().try_into().unwrap_or(i64::MAX)
+                    elapsed.as_millis().try_into().unwrap_or(i64::MAX)
                 }),
         }
     }

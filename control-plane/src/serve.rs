@@ -12,7 +12,7 @@ use crate::Clock;
 use crate::config::{IssuerArgs, LogFormat, ServeConfig, SetupArgs, SyncCommand};
 use crate::http::{AppState, Settings, app};
 use crate::store::{Db, usage, users};
-use crate::sync::{KvSink, Pusher, SyncHandle};
+use crate::sync::{Jitter, KvSink, Pusher, SyncHandle};
 
 fn init_logging(format: LogFormat) {
     let filter =
@@ -118,6 +118,7 @@ async fn run(config: ServeConfig) -> Result<(), String> {
                 config.sync.push_settings(),
                 handle.clone(),
                 Clock::system(),
+                Jitter::os(),
             );
             Some(tokio::spawn(pusher.run(stopped)))
         }
@@ -194,6 +195,7 @@ pub(crate) async fn sync_once(command: SyncCommand) -> ExitCode {
             command.sync.push_settings(),
             SyncHandle::new(Some(describe.clone())),
             Clock::system(),
+            Jitter::os(),
         );
         let give_up = Duration::from_secs(command.timeout_seconds);
         let report = if command.full {

@@ -5,13 +5,14 @@ mod common;
 use axum::http::StatusCode;
 use common::TestApp;
 use keygate_control_plane::store::outbox;
-use keygate_shared::{Digest, RecordState, Status};
+use keygate_shared::{Digest, RecordState, Status, is_expired};
 use serde_json::{Value, json};
 
 both!(
     create_shows_the_key_once_and_stores_only_its_digest,
     invalid_creates_are_refused_and_write_nothing,
     expiry_in_the_future_then_past,
+    expiry_in_sql_and_in_rust_agree_at_the_boundary,
     disable_enable_revoke_and_delete,
     regenerate_without_and_with_grace,
     patch_changes_only_what_it_names,
@@ -658,4 +659,57 @@ async fn a_failed_transaction_leaves_nothing_behind(app: &TestApp) {
         .expect(StatusCode::OK);
     assert_eq!(kept["status"], "active");
     assert_eq!(kept["version"], 1);
+}
+
+/// "Expired" is decided by keygate-shared (a lookup's status, `POST /v1/verify`) and mirrored in
+/// SQL (the listing filters, the metrics' counts): one second before `expires_at`, at it, and one
+/// second after, all of them agree.
+async fn expiry_in_sql_and_in_rust_agree_at_the_boundary(app: &TestApp) {
+    let (key, key_id, _) = app
+        .create_key(&app.admin, json!({ "name": "edge", "expires_in_days": 1 }))
+        .await;
+    let expires_at = common::START + 86_400;
+    app.clock.advance(86_400 - 1);
+    for now in [expires_at - 1, expires_at, expires_at + 1] {
+        assert_eq!(app.clock.now(), now);
+        let expected = if is_expired(Some(expires_at), now) {
+            "expired"
+        } else {
+            "active"
+        };
+        let shown = app
+            .get(&format!("/v1/keys/{key_id}"), &app.admin)
+            .await
+            .expect(StatusCode::OK);
+        assert_eq!(shown["status"], expected, "lookup at {now}");
+        for status in ["active", "expired"] {
+            let page = app
+                .get(&format!("/v1/keys?status={status}"), &app.admin)
+                .await
+                .expect(StatusCode::OK);
+            let listed = page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|item| item["key_id"] == key_id.as_str());
+            assert_eq!(listed, status == expected, "?status={status} at {now}");
+            let metrics = app.send("GET", "/metrics", None, None).await;
+            let line = format!(
+                "keygate_keys{{status=\"{status}\"}} {}",
+                u8::from(status == expected)
+            );
+            assert!(metrics.text.lines().any(|l| l == line), "{line} at {now}");
+        }
+        let verdict = app
+            .post("/v1/verify", &app.admin, json!({ "key": key }))
+            .await
+            .expect(StatusCode::OK);
+        let code = if expected == "expired" {
+            "expired"
+        } else {
+            "ok"
+        };
+        assert_eq!(verdict["code"], code, "verify at {now}");
+        app.clock.advance(1);
+    }
 }

@@ -199,20 +199,14 @@ impl<'a> ErrorBody<'a> {
 
 /// Who the caller is, once allowed. Borrowed from the record: building it allocates nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Identity<'r> {
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub key_id: KeyId,
     pub environment: Environment,
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub owner_id: &'r OwnerId,
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub customer_id: Option<&'r CustomerId>,
     /// What the key holds, wildcards included.
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub permissions: &'r Grants,
     pub expires_at: Option<UnixSeconds>,
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::RateLimitFields>))]
     pub rate_limit: Option<RateLimit>,
     /// The key matched the secret a regeneration replaced, still inside its grace period.
     pub previous_secret: bool,
@@ -274,20 +268,13 @@ pub struct VerifyRequest {
 /// `{"valid": true, "code": "ok", "key_id": ..., "owner_id": ..., "permissions": [...], ...}` or
 /// `{"valid": false, "code": "revoked", "message": "..."}`.
 #[derive(Debug, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyResponse<'r> {
     pub valid: bool,
-    /// `ok`, or why not: `invalid_key`, `wrong_environment`, `revoked`, `disabled`, `expired`,
-    /// `not_yet_valid`, `ip_not_allowed`, `customer_mismatch`, `insufficient_permissions`.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub message: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub required_permission: Option<&'r Permission>,
-    /// When valid: the key's id and identity.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity<'r>>,
 }

@@ -23,6 +23,8 @@ mod decision;
 mod digest;
 mod environment;
 mod key;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod permission;
 mod record;
 mod usage;

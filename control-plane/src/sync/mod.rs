@@ -17,6 +17,9 @@ mod cloudflare;
 mod sink;
 mod wrangler;
 
+#[cfg(test)]
+mod tests;
+
 pub use cloudflare::{ApiToken, CloudflareKv, DEFAULT_BASE_URL};
 pub use sink::{
     KvEntry, KvPage, KvSink, Listed, MAX_BULK_BYTES, MAX_BULK_PAIRS, SinkError, Written, batches,
@@ -26,8 +29,9 @@ pub use wrangler::WranglerKv;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rand_core::{OsRng, RngCore, UnwrapErr};
 use tokio::sync::{Notify, watch};
@@ -165,27 +169,54 @@ enum Round {
     Failed(Duration),
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            elapsed.as_millis().try_into().unwrap_or(i64::MAX)
-        })
-}
-
 fn millis(duration: Duration) -> i64 {
     duration.as_millis().try_into().unwrap_or(i64::MAX)
 }
 
 /// The wait before attempt `failures + 1`: 0.5 s doubling up to `cap`, drawn uniformly from its
 /// upper half so that pushers which failed together do not retry together.
-pub fn backoff(failures: u32, cap: Duration) -> Duration {
+pub fn backoff(failures: u32, cap: Duration, rng: &mut dyn RngCore) -> Duration {
     let ceiling = Duration::from_millis(500)
         .saturating_mul(1 << failures.min(16))
         .min(cap);
     let half = ceiling / 2;
-    let jitter = UnwrapErr(OsRng).next_u64() % (millis(half).max(1) as u64);
+    let jitter = rng.next_u64() % (millis(half).max(1) as u64);
     half + Duration::from_millis(jitter)
+}
+
+/// The pusher's randomness (claim holder names and backoff jitter), passed in so tests can fix it.
+pub struct Jitter(Mutex<Box<dyn RngCore + Send>>);
+
+impl Jitter {
+    pub fn new(rng: impl RngCore + Send + 'static) -> Self {
+        Self(Mutex::new(Box::new(rng)))
+    }
+
+    /// The operating system's generator.
+    pub fn os() -> Self {
+        Self::new(UnwrapErr(OsRng))
+    }
+
+    fn backoff(&self, failures: u32, cap: Duration) -> Duration {
+        backoff(failures, cap, &mut **self.lock())
+    }
+
+    fn next_u64(&self) -> u64 {
+        self.lock().next_u64()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn RngCore + Send>> {
+        // A panic while drawing a number leaves nothing half-done: the generator is still usable.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for Jitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Jitter(..)")
+    }
 }
 
 /// The pusher: one per process that has a sink.
@@ -196,35 +227,41 @@ pub struct Pusher<S> {
     settings: PushSettings,
     handle: SyncHandle,
     clock: Clock,
+    jitter: Jitter,
     /// Who holds a claim: unique per pusher, so a restarted process never mistakes old claims
     /// for its own.
     holder: String,
 }
 
 impl<S: KvSink> Pusher<S> {
-    pub fn new(db: Db, sink: S, settings: PushSettings, handle: SyncHandle, clock: Clock) -> Self {
-        let holder = format!(
-            "{}-{:016x}",
-            std::process::id(),
-            UnwrapErr(OsRng).next_u64()
-        );
+    /// A pusher that reads the time from `clock` and draws its randomness from `jitter`.
+    pub fn new(
+        db: Db,
+        sink: S,
+        settings: PushSettings,
+        handle: SyncHandle,
+        clock: Clock,
+        jitter: Jitter,
+    ) -> Self {
+        let holder = format!("{}-{:016x}", std::process::id(), jitter.next_u64());
         Self {
             db,
             sink,
             settings,
             handle,
             clock,
+            jitter,
             holder,
         }
     }
 
     /// Claims a batch of keys and writes their newest records.
     async fn round(&self, failures: u32) -> Result<Round, StoreError> {
-        let claimed_at = Instant::now();
+        let claimed_at = self.clock.now_ms();
         let claimed = outbox::claim(
             &self.db,
             &self.holder,
-            now_ms(),
+            claimed_at,
             millis(self.settings.lease),
             self.settings.batch_size.clamp(1, MAX_BULK_PAIRS),
         )
@@ -242,13 +279,14 @@ impl<S: KvSink> Pusher<S> {
             .collect();
         let mut pushed = 0;
         let mut start = 0;
-        for batch in batches(&entries, MAX_BULK_PAIRS, MAX_BULK_BYTES) {
+        for batch in batches(&entries, self.sink.max_pairs(), MAX_BULK_BYTES) {
             let keys = &claimed[start..start + batch.len()];
             start += batch.len();
             // Past half the lease, another pusher may soon take these keys: hand them back
             // rather than race it.
-            if claimed_at.elapsed() > self.settings.lease / 2 {
-                self.retry_at(&claimed[start - batch.len()..], now_ms())
+            let now_ms = self.clock.now_ms();
+            if now_ms - claimed_at > millis(self.settings.lease / 2) {
+                self.retry_at(&claimed[start - batch.len()..], now_ms)
                     .await?;
                 break;
             }
@@ -260,9 +298,10 @@ impl<S: KvSink> Pusher<S> {
                     let delay = error
                         .retry_after()
                         .unwrap_or_default()
-                        .max(backoff(failures, self.settings.max_backoff));
+                        .max(self.jitter.backoff(failures, self.settings.max_backoff));
                     let rest = &claimed[start - batch.len()..];
-                    self.retry_at(rest, now_ms() + millis(delay)).await?;
+                    self.retry_at(rest, self.clock.now_ms() + millis(delay))
+                        .await?;
                     tracing::warn!(
                         keys = rest.len(),
                         retry_in_ms = millis(delay),
@@ -294,8 +333,9 @@ impl<S: KvSink> Pusher<S> {
                 by_attempts.entry(key.attempts).or_default().push(key);
             }
             for (attempts, keys) in &by_attempts {
-                let delay = backoff(*attempts, self.settings.max_backoff);
-                outbox::retry_later(&self.db, &self.holder, keys, now_ms() + millis(delay)).await?;
+                let delay = self.jitter.backoff(*attempts, self.settings.max_backoff);
+                let at_ms = self.clock.now_ms() + millis(delay);
+                outbox::retry_later(&self.db, &self.holder, keys, at_ms).await?;
             }
             let message = format!(
                 "KV did not write {} of {} keys; they will be retried",
@@ -327,7 +367,7 @@ impl<S: KvSink> Pusher<S> {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(sink = %self.sink.describe(), "snapshot pusher started");
         let mut failures = 0u32;
-        let mut next_reconcile = Instant::now();
+        let mut next_reconcile_ms = self.clock.now_ms();
         while !*shutdown.borrow() {
             let wait = match self.round(failures).await {
                 Ok(Round::Pushed(count)) => {
@@ -338,9 +378,9 @@ impl<S: KvSink> Pusher<S> {
                 Ok(Round::Idle) => {
                     failures = 0;
                     if let Some(interval) = self.settings.reconcile_interval
-                        && Instant::now() >= next_reconcile
+                        && self.clock.now_ms() >= next_reconcile_ms
                     {
-                        next_reconcile = Instant::now() + interval;
+                        next_reconcile_ms = self.clock.now_ms() + millis(interval);
                         match self.reconcile().await {
                             Ok(repairs) if repairs.queued + repairs.deleted > 0 => {
                                 tracing::warn!(?repairs, "reconciliation repaired drift in KV");
@@ -359,7 +399,7 @@ impl<S: KvSink> Pusher<S> {
                 Err(error) => {
                     failures = failures.saturating_add(1);
                     tracing::error!("snapshot pusher: {error}");
-                    Some(backoff(failures, self.settings.max_backoff))
+                    Some(self.jitter.backoff(failures, self.settings.max_backoff))
                 }
             };
             tokio::select! {
@@ -460,7 +500,7 @@ impl<S: KvSink> Pusher<S> {
             .collect();
         let queued = snapshot::enqueue_current(&self.db, &drifted, self.clock.now()).await?;
         let mut deleted = 0;
-        for names in unknown.chunks(MAX_BULK_PAIRS) {
+        for names in unknown.chunks(self.sink.max_pairs()) {
             self.handle.count(&self.handle.0.delete_requests, 1);
             let written = self.sink.delete(names).await.inspect_err(|_| {
                 self.handle.count(&self.handle.0.failed_requests, 1);

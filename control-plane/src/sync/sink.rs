@@ -87,10 +87,15 @@ pub trait KvSink: Send + Sync + 'static {
     /// What it writes to, for logs and `GET /v1/sync/status` (never a credential).
     fn describe(&self) -> String;
 
-    /// Writes at most [`MAX_BULK_PAIRS`] entries, [`MAX_BULK_BYTES`] in all.
+    /// The most entries one bulk request may carry: KV's limit, [`MAX_BULK_PAIRS`].
+    fn max_pairs(&self) -> usize {
+        MAX_BULK_PAIRS
+    }
+
+    /// Writes at most [`KvSink::max_pairs`] entries, [`MAX_BULK_BYTES`] in all.
     fn put(&self, entries: &[KvEntry]) -> impl Future<Output = Result<Written, SinkError>> + Send;
 
-    /// Deletes at most [`MAX_BULK_PAIRS`] entries.
+    /// Deletes at most [`KvSink::max_pairs`] entries.
     fn delete(&self, names: &[String]) -> impl Future<Output = Result<Written, SinkError>> + Send;
 
     /// One page of the namespace's entries, from `cursor` (`None`: the first page).

@@ -1,0 +1,356 @@
+//! The pusher's rules, without a network: a SQLite file, a manual clock, a seeded generator, and
+//! a scripted sink that records every request and can move the clock while it "works".
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keygate_shared::{
+    Digest, Environment, Grants, KeyId, KeyRecord, OwnerId, RecordState, SnapshotRecord, Status,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::{
+    Jitter, KvEntry, KvPage, KvSink, PushSettings, Pusher, Round, SinkError, SyncHandle, Written,
+    backoff,
+};
+use crate::Clock;
+use crate::store::{Db, outbox};
+
+const START: i64 = 1_800_000_000;
+const LEASE: Duration = Duration::from_secs(60);
+
+/// What the scripted sink answers to the next put, and how long that put "takes".
+enum Answer {
+    Ok,
+    Unsuccessful(Vec<String>),
+    Fail(SinkError),
+}
+
+#[derive(Clone, Default)]
+struct ScriptedKv {
+    inner: Arc<Mutex<Script>>,
+}
+
+#[derive(Default)]
+struct Script {
+    answers: VecDeque<(Answer, Duration)>,
+    puts: Vec<Vec<KvEntry>>,
+    max_pairs: Option<usize>,
+    clock: Option<Clock>,
+}
+
+impl ScriptedKv {
+    fn new(clock: &Clock) -> Self {
+        let sink = Self::default();
+        sink.script().clock = Some(clock.clone());
+        sink
+    }
+
+    fn script(&self) -> std::sync::MutexGuard<'_, Script> {
+        self.inner.lock().expect("script")
+    }
+
+    fn answer(&self, answer: Answer, takes: Duration) -> &Self {
+        self.script().answers.push_back((answer, takes));
+        self
+    }
+
+    /// The key ids of each put, in the order they were sent.
+    fn puts(&self) -> Vec<Vec<String>> {
+        self.script()
+            .puts
+            .iter()
+            .map(|batch| batch.iter().map(|entry| entry.name.clone()).collect())
+            .collect()
+    }
+}
+
+impl KvSink for ScriptedKv {
+    fn describe(&self) -> String {
+        "scripted".into()
+    }
+
+    fn max_pairs(&self) -> usize {
+        self.script().max_pairs.unwrap_or(super::MAX_BULK_PAIRS)
+    }
+
+    async fn put(&self, entries: &[KvEntry]) -> Result<Written, SinkError> {
+        let mut script = self.script();
+        script.puts.push(entries.to_vec());
+        let (answer, takes) = script
+            .answers
+            .pop_front()
+            .unwrap_or((Answer::Ok, Duration::ZERO));
+        if let Some(clock) = &script.clock {
+            clock.advance_ms(takes.as_millis().try_into().expect("short"));
+        }
+        match answer {
+            Answer::Ok => Ok(Written::default()),
+            Answer::Unsuccessful(unsuccessful) => Ok(Written { unsuccessful }),
+            Answer::Fail(error) => Err(error),
+        }
+    }
+
+    async fn delete(&self, _names: &[String]) -> Result<Written, SinkError> {
+        Ok(Written::default())
+    }
+
+    async fn list(&self, _cursor: Option<&str>) -> Result<KvPage, SinkError> {
+        Ok(KvPage::default())
+    }
+}
+
+struct Fixture {
+    db: Db,
+    clock: Clock,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("sync.db").display());
+    Fixture {
+        db: Db::connect(&url, 2).await.expect("database"),
+        clock: Clock::manual(START),
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    fn pusher(&self, sink: &ScriptedKv, seed: u64) -> Pusher<ScriptedKv> {
+        let settings = PushSettings {
+            batch_size: 100,
+            poll_interval: Duration::from_millis(10),
+            lease: LEASE,
+            max_backoff: Duration::from_secs(60),
+            reconcile_interval: None,
+        };
+        Pusher::new(
+            self.db.clone(),
+            sink.clone(),
+            settings,
+            SyncHandle::new(Some("scripted".into())),
+            self.clock.clone(),
+            Jitter::new(StdRng::seed_from_u64(seed)),
+        )
+    }
+
+    /// Queues a change of `key_id` to `status`, as a key mutation does.
+    async fn change(&self, key_id: KeyId, version: u64, status: Status) {
+        let record = SnapshotRecord {
+            key_id,
+            version,
+            state: RecordState::Present(KeyRecord {
+                status,
+                ..KeyRecord::active(
+                    Digest::of_key("irrelevant"),
+                    Environment::Production,
+                    Grants::default(),
+                    OwnerId::parse("usr_1").expect("owner"),
+                )
+            }),
+        };
+        let mut tx = self.db.begin().await.expect("begin");
+        outbox::enqueue(&mut tx, &record, self.clock.now())
+            .await
+            .expect("enqueue");
+        tx.commit().await.expect("commit");
+    }
+
+    async fn keys(&self, count: usize) -> Vec<KeyId> {
+        let mut rng = StdRng::seed_from_u64(7);
+        let ids: Vec<KeyId> = (0..count).map(|_| KeyId::generate(&mut rng)).collect();
+        for key_id in &ids {
+            self.change(*key_id, 1, Status::Active).await;
+        }
+        ids
+    }
+
+    async fn depth(&self) -> i64 {
+        outbox::depth(&self.db).await.expect("depth")
+    }
+
+    /// Who may claim now: the keys another pusher would get at this instant.
+    async fn claimable(&self) -> Vec<String> {
+        outbox::claim(&self.db, "observer", self.clock.now_ms(), 1, 100)
+            .await
+            .expect("claim")
+            .into_iter()
+            .map(|claimed| claimed.key_id)
+            .collect()
+    }
+}
+
+fn round_failed(round: Round) -> Duration {
+    match round {
+        Round::Failed(delay) => delay,
+        Round::Idle => panic!("idle"),
+        Round::Pushed(count) => panic!("pushed {count}"),
+    }
+}
+
+#[tokio::test]
+async fn a_claim_holds_a_key_until_its_lease_ends() {
+    let f = fixture().await;
+    let keys = f.keys(1).await;
+    let held = outbox::claim(&f.db, "first", f.clock.now_ms(), 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    f.clock.advance_ms(59_999);
+    assert!(f.claimable().await.is_empty(), "held until the lease ends");
+    f.clock.advance_ms(1);
+    assert_eq!(
+        f.claimable().await,
+        [keys[0].to_string()],
+        "free once it ends"
+    );
+}
+
+#[tokio::test]
+async fn keys_that_must_stop_working_are_pushed_first() {
+    let f = fixture().await;
+    let keys = f.keys(5).await;
+    f.change(keys[4], 2, Status::Revoked).await;
+    f.change(keys[3], 2, Status::Disabled).await;
+    let sink = ScriptedKv::new(&f.clock);
+    sink.script().max_pairs = Some(2);
+    let pusher = f.pusher(&sink, 1);
+    assert!(matches!(pusher.round(0).await.unwrap(), Round::Pushed(5)));
+    let puts = sink.puts();
+    let mut sent_first = puts[0].clone();
+    sent_first.sort();
+    let mut stops = vec![keys[3].to_string(), keys[4].to_string()];
+    stops.sort();
+    assert_eq!(sent_first, stops, "the revoked and the disabled key lead");
+    assert_eq!(
+        puts.concat().len(),
+        5,
+        "each key once, at its newest version"
+    );
+    assert_eq!(f.depth().await, 0);
+}
+
+#[test]
+fn backoff_doubles_to_its_cap_and_jitters_within_the_upper_half() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let cap = Duration::from_secs(60);
+    for failures in 0..24 {
+        let ceiling = Duration::from_millis(500)
+            .saturating_mul(1 << failures.min(16))
+            .min(cap);
+        let draws: Vec<Duration> = (0..200).map(|_| backoff(failures, cap, &mut rng)).collect();
+        for draw in &draws {
+            assert!(
+                *draw >= ceiling / 2 && *draw < ceiling,
+                "{failures}: {draw:?} outside [{:?}, {ceiling:?})",
+                ceiling / 2
+            );
+        }
+        let spread = draws
+            .iter()
+            .max()
+            .unwrap()
+            .saturating_sub(*draws.iter().min().unwrap());
+        assert!(
+            spread > ceiling / 8,
+            "{failures}: draws are spread, not fixed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failed_push_waits_its_backoff_or_the_retry_after_whichever_is_longer() {
+    let f = fixture().await;
+    let keys = f.keys(1).await;
+    let sink = ScriptedKv::new(&f.clock);
+    sink.answer(
+        Answer::Fail(SinkError::Throttled {
+            retry_after: Some(Duration::from_secs(7)),
+        }),
+        Duration::ZERO,
+    )
+    .answer(
+        Answer::Fail(SinkError::Unavailable("502".into())),
+        Duration::ZERO,
+    );
+    let pusher = f.pusher(&sink, 2);
+
+    let delay = round_failed(pusher.round(0).await.unwrap());
+    assert_eq!(
+        delay,
+        Duration::from_secs(7),
+        "Retry-After beats a 0.25-0.5 s backoff"
+    );
+    f.clock.advance_ms(6_999);
+    assert!(f.claimable().await.is_empty(), "not before Retry-After");
+    f.clock.advance_ms(1);
+
+    let delay = round_failed(pusher.round(3).await.unwrap());
+    assert!(
+        delay >= Duration::from_secs(2) && delay < Duration::from_secs(4),
+        "a fourth failure waits 2-4 s: {delay:?}"
+    );
+    assert_eq!(
+        f.depth().await,
+        1,
+        "nothing leaves the outbox until KV took it"
+    );
+    assert_eq!(sink.puts(), [[keys[0].to_string()], [keys[0].to_string()]]);
+}
+
+#[tokio::test]
+async fn a_pusher_past_half_its_lease_hands_the_rest_back_unsent() {
+    let f = fixture().await;
+    let keys = f.keys(6).await;
+    let sink = ScriptedKv::new(&f.clock);
+    sink.script().max_pairs = Some(2);
+    // The first bulk request takes just over half the lease.
+    sink.answer(Answer::Ok, LEASE / 2 + Duration::from_millis(1));
+    let pusher = f.pusher(&sink, 4);
+    assert!(matches!(pusher.round(0).await.unwrap(), Round::Pushed(2)));
+    assert_eq!(sink.puts().len(), 1, "no request after half the lease");
+    let mut handed_back = f.claimable().await;
+    handed_back.sort();
+    let mut rest: Vec<String> = keys
+        .iter()
+        .map(ToString::to_string)
+        .filter(|id| !sink.puts()[0].contains(id))
+        .collect();
+    rest.sort();
+    assert_eq!(handed_back, rest, "the other pushers may take them at once");
+    assert_eq!(f.depth().await, 4);
+}
+
+#[tokio::test]
+async fn keys_kv_did_not_write_wait_their_own_backoff_and_the_rest_are_done() {
+    let f = fixture().await;
+    let keys = f.keys(3).await;
+    let failed = keys[1].to_string();
+    let sink = ScriptedKv::new(&f.clock);
+    sink.answer(Answer::Unsuccessful(vec![failed.clone()]), Duration::ZERO);
+    let pusher = f.pusher(&sink, 5);
+    assert!(matches!(pusher.round(0).await.unwrap(), Round::Pushed(2)));
+    assert_eq!(
+        f.depth().await,
+        1,
+        "only the unwritten key is still pending"
+    );
+    assert!(
+        f.claimable().await.is_empty(),
+        "it waits out a backoff first"
+    );
+    f.clock.advance_ms(500);
+    assert_eq!(
+        f.claimable().await,
+        std::slice::from_ref(&failed),
+        "0.25-0.5 s on its first failure"
+    );
+    f.clock.advance_ms(1);
+    // Its second try succeeds and takes it out of the outbox.
+    assert!(matches!(pusher.round(0).await.unwrap(), Round::Pushed(1)));
+    assert_eq!(sink.puts().last().unwrap(), &vec![failed]);
+    assert_eq!(f.depth().await, 0);
+}
