@@ -57,10 +57,10 @@ fn violations(document: &Value, schema: &Value, value: &Value, path: &str) -> Ve
         Value::Object(_) => "object",
     };
     let kind = kind_of(value);
-    if !kinds.is_empty()
-        && !kinds.contains(&kind)
-        && !(kind == "integer" && kinds.contains(&"number"))
-    {
+    let allowed = kinds.is_empty()
+        || kinds.contains(&kind)
+        || (kind == "integer" && kinds.contains(&"number"));
+    if !allowed {
         found.push(format!("{path}: a {kind}, the schema says {kinds:?}"));
         return found;
     }
