@@ -1,4 +1,4 @@
-//! The verification decision, in the order of DESIGN.md's "Decision order", split where I/O
+//! The verification decision, in the order docs/keys.md ("The decision") gives, split where I/O
 //! happens. It is one sequence for every caller (the edge's gateway and verify modes, the control
 //! plane's `POST /v1/verify` and its token check, the tests):
 //!

@@ -61,9 +61,7 @@ impl Settings {
         max_body_bytes: usize,
     ) -> Result<Self, String> {
         let format = |prefix: &str, what: &str| {
-            KeyFormat::new(prefix).map_err(|_| {
-                format!("the {what} prefix {prefix:?} must be 1 to 16 lowercase letters or digits")
-            })
+            KeyFormat::new(prefix).map_err(|error| format!("the {what} prefix {prefix:?}: {error}"))
         };
         if key_prefix == token_prefix {
             return Err("the key and token prefixes must differ".into());
