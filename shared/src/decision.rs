@@ -63,36 +63,19 @@ impl Denial {
         match self {
             Self::MissingCredential => "missing_credential",
             Self::Malformed(_) => "malformed",
-            Self::WrongEnvironment { .. } => "wrong_environment",
             Self::UnknownKey => "unknown_key",
             Self::SecretMismatch => "secret_mismatch",
-            Self::Revoked => "revoked",
-            Self::Disabled => "disabled",
-            Self::Expired => "expired",
-            Self::NotYetValid => "not_yet_valid",
-            Self::IpNotAllowed => "ip_not_allowed",
-            Self::CustomerMismatch => "customer_mismatch",
-            Self::InsufficientPermissions { .. } => "insufficient_permissions",
-            Self::RateLimited { .. } => "rate_limited",
+            other => other.code(),
         }
     }
 
-    /// The public, stable error code.
+    /// The public, stable error code. A denial after the secret matched answers with the name of
+    /// its usage outcome, so the log and the caller always agree.
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::MissingCredential
-            | Self::Malformed(_)
-            | Self::UnknownKey
-            | Self::SecretMismatch => "invalid_key",
-            Self::WrongEnvironment { .. } => "wrong_environment",
-            Self::Revoked => "revoked",
-            Self::Disabled => "disabled",
-            Self::Expired => "expired",
-            Self::NotYetValid => "not_yet_valid",
-            Self::IpNotAllowed => "ip_not_allowed",
-            Self::CustomerMismatch => "customer_mismatch",
-            Self::InsufficientPermissions { .. } => "insufficient_permissions",
-            Self::RateLimited { .. } => "rate_limited",
+        match (self, self.usage_outcome()) {
+            (Self::WrongEnvironment { .. }, _) => "wrong_environment",
+            (_, Some(outcome)) => outcome.as_str(),
+            (_, None) => "invalid_key",
         }
     }
 
