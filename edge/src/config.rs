@@ -3,10 +3,10 @@
 
 use std::fmt;
 
-use keygate_shared::{Environment, KeyFormat, Verifier};
+use keygate_shared::{Digest, Environment, KeyFormat, Verifier};
 use worker::Url;
 
-use crate::routes::RouteTable;
+use crate::routes::{PathCase, RouteTable};
 
 /// KV's smallest allowed cacheTtl.
 const MIN_KV_CACHE_TTL: u64 = 30;
@@ -23,13 +23,17 @@ pub(crate) struct Config {
     pub(crate) cache_capacity: usize,
     /// What a limited key's request gets when its rate limiter cannot be reached.
     pub(crate) rate_limit_unavailable: LimiterUnavailable,
+    /// `KEYGATE_VERIFY_SECRET` (a Worker secret, at least 32 characters), as a digest: when set,
+    /// verify mode answers only callers that present it as `Authorization: Bearer <secret>`.
+    pub(crate) verify_secret: Option<Digest>,
 }
 
-/// `KEYGATE_RATE_LIMIT_UNAVAILABLE`: `open` lets the request through without a limit (and logs
-/// it); `closed` answers 503. Keys without a limit are never affected.
+/// `KEYGATE_RATE_LIMIT_UNAVAILABLE`: `local` (the default) falls back to a bucket of the same limit
+/// in this isolate (approximate: each isolate counts on its own, so the limit holds per isolate);
+/// `closed` answers 503. Never unlimited. Keys without a limit are never affected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LimiterUnavailable {
-    Open,
+    Local,
     Closed,
 }
 
@@ -97,7 +101,24 @@ impl Config {
                     format!("{origin_text:?} is not an http(s) URL without a query"),
                 )
             })?;
-        let routes = RouteTable::parse(&required("KEYGATE_ROUTES")?)
+        let choice = |setting: &'static str, choices: &[&'static str]| {
+            let value = var(setting);
+            let value = value.as_deref().map_or(choices[0], str::trim);
+            choices
+                .iter()
+                .position(|choice| *choice == value)
+                .ok_or_else(|| {
+                    invalid(
+                        setting,
+                        format!("{value:?} is not {}", choices.join(" or ")),
+                    )
+                })
+        };
+        let case = match choice("KEYGATE_PATH_CASE", &["sensitive", "insensitive"])? {
+            0 => PathCase::Sensitive,
+            _ => PathCase::Insensitive,
+        };
+        let routes = RouteTable::parse(&required("KEYGATE_ROUTES")?, case)
             .map_err(|problem| invalid("KEYGATE_ROUTES", problem))?;
         let verify_path = var("KEYGATE_VERIFY_PATH").unwrap_or_else(|| "/.keygate/verify".into());
         if !verify_path.starts_with('/') || verify_path.len() < 2 {
@@ -106,20 +127,23 @@ impl Config {
                 format!("{verify_path:?} must be a path such as /.keygate/verify"),
             ));
         }
-        let rate_limit_unavailable = match var("KEYGATE_RATE_LIMIT_UNAVAILABLE")
-            .as_deref()
-            .map(str::trim)
-        {
-            None | Some("open") => LimiterUnavailable::Open,
-            Some("closed") => LimiterUnavailable::Closed,
-            Some(other) => {
+        let rate_limit_unavailable =
+            match choice("KEYGATE_RATE_LIMIT_UNAVAILABLE", &["local", "closed"])? {
+                0 => LimiterUnavailable::Local,
+                _ => LimiterUnavailable::Closed,
+            };
+        let verify_secret = match var("KEYGATE_VERIFY_SECRET") {
+            None => None,
+            Some(secret) if secret.len() >= 32 => Some(Digest::of_key(&secret)),
+            Some(_) => {
                 return Err(invalid(
-                    "KEYGATE_RATE_LIMIT_UNAVAILABLE",
-                    format!("{other:?} is not open or closed"),
+                    "KEYGATE_VERIFY_SECRET",
+                    "must be at least 32 characters".into(),
                 ));
             }
         };
         Ok(Self {
+            verify_secret,
             verifier: Verifier::new(format, environment),
             rate_limit_unavailable,
             origin: origin.as_str().trim_end_matches('/').to_owned(),
@@ -146,7 +170,10 @@ mod tests {
             ("KEYGATE_ENVIRONMENT", Some("production")),
             ("KEYGATE_ISSUER_PREFIX", Some("kg")),
             ("KEYGATE_ORIGIN", Some("https://api.example.com/base")),
-            ("KEYGATE_ROUTES", Some(r#"[{"method": "*", "path": "/*"}]"#)),
+            (
+                "KEYGATE_ROUTES",
+                Some(r#"[{"method": "*", "path": "/*", "any_key": true}]"#),
+            ),
         ]);
         vars.extend(overrides.iter().copied());
         Config::from_vars(|name| vars.get(name).copied().flatten().map(str::to_owned))
@@ -167,14 +194,14 @@ mod tests {
             ),
             (60, 5_000, 10_000)
         );
-        assert_eq!(config.rate_limit_unavailable, LimiterUnavailable::Open);
+        assert_eq!(config.rate_limit_unavailable, LimiterUnavailable::Local);
         let closed = vars(&[("KEYGATE_RATE_LIMIT_UNAVAILABLE", Some("closed"))]).unwrap();
         assert_eq!(closed.rate_limit_unavailable, LimiterUnavailable::Closed);
     }
 
     #[test]
     fn every_bad_setting_is_named() {
-        let cases: [(&str, Option<&str>); 13] = [
+        let cases: [(&str, Option<&str>); 17] = [
             ("KEYGATE_ENVIRONMENT", None),
             ("KEYGATE_ENVIRONMENT", Some("prod")),
             ("KEYGATE_ISSUER_PREFIX", Some("K_G")),
@@ -188,6 +215,10 @@ mod tests {
             ("KEYGATE_CACHE_TTL_MS", Some("-1")),
             ("KEYGATE_CACHE_CAPACITY", Some("0")),
             ("KEYGATE_RATE_LIMIT_UNAVAILABLE", Some("fail")),
+            ("KEYGATE_RATE_LIMIT_UNAVAILABLE", Some("open")),
+            ("KEYGATE_PATH_CASE", Some("lower")),
+            ("KEYGATE_VERIFY_SECRET", Some("short")),
+            ("KEYGATE_ROUTES", Some(r#"[{"method": "*", "path": "/*"}]"#)),
         ];
         for (setting, value) in cases {
             let error = vars(&[(setting, value)]).unwrap_err();

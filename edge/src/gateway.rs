@@ -6,7 +6,7 @@
 //! crosses as few as it can: one call copies all headers, only names are read back, and the
 //! identity headers of a key are JS strings made once per cached record.
 
-use keygate_shared::Identity;
+use keygate_shared::{Identity, Verifier};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
@@ -69,51 +69,75 @@ impl IdentityHeaders {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Caller<'a> {
     Anonymous,
-    /// `strip_authorization`: the key came in `Authorization` (Bearer/Basic), not in `X-API-Key`.
-    Verified {
-        identity: &'a IdentityHeaders,
-        strip_authorization: bool,
-    },
+    Verified(&'a IdentityHeaders),
 }
 
+/// Headers that belong to one connection (RFC 9110 section 7.6.1): never forwarded, whatever
+/// `Connection` says.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Whether a client's header may reach the origin. `name` is lower case (as `Headers` gives it).
+/// Spellings an origin reads alike are judged alike: CGI, WSGI and Rack turn `x_keygate_owner_id`
+/// and `x-keygate-owner-id` into one variable, so `_` is read as `-`.
+pub(crate) fn passes(name: &str, authorization_carries_key: bool, connection: &[String]) -> bool {
+    let read_as = name.replace('_', "-");
+    !(read_as == "host"
+        || read_as.starts_with(IDENTITY_PREFIX)
+        || read_as == "x-api-key"
+        || (read_as == "authorization" && authorization_carries_key)
+        || HOP_BY_HOP.contains(&read_as.as_str())
+        || connection.iter().any(|listed| *listed == read_as))
+}
+
+/// Forwards the request to the origin at the authorised `target` (canonical path and query),
+/// without any keygate credential, any client header that reads as keygate's, or hop-by-hop
+/// headers, on every route, public ones too.
 pub(crate) async fn forward(
     request: &Request,
     config: &Config,
+    target: &str,
     caller: Caller<'_>,
     request_id: &str,
 ) -> Result<web_sys::Response> {
-    // The request's own serialised path and query, appended to the origin as they are: no URL
-    // parse per request, and no re-encoding that could change what the origin sees.
-    let url = request.inner().url();
-    let target = format!("{}{}", config.origin, path_and_query(&url));
+    let url = format!("{}{target}", config.origin);
 
     // One copy of all headers in a single call, then delete the few that must not pass (collected
     // first: deleting while iterating a Headers skips entries).
     let headers = Headers(web_sys::Headers::new_with_headers(
         request.inner().headers().as_ref(),
     )?);
-    let verified = matches!(caller, Caller::Verified { .. });
-    let strip_authorization = matches!(
-        caller,
-        Caller::Verified {
-            strip_authorization: true,
-            ..
-        }
-    );
+    let carries_key = headers
+        .get("authorization")?
+        .is_some_and(|value| Verifier::carries_key(&value));
+    let connection: Vec<String> = headers
+        .get("connection")?
+        .map(|value| {
+            value
+                .split(',')
+                .map(|name| name.trim().to_ascii_lowercase().replace('_', "-"))
+                .filter(|name| !name.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
     let doomed: Vec<String> = headers
         .keys()
-        .filter(|name| {
-            name == "host"
-                || name.starts_with(IDENTITY_PREFIX)
-                || (verified && name == "x-api-key")
-                || (strip_authorization && name == "authorization")
-        })
+        .filter(|name| !passes(name, carries_key, &connection))
         .collect();
     for name in doomed {
         headers.delete(&name)?;
     }
     headers.set("x-keygate-request-id", request_id)?;
-    if let Caller::Verified { identity, .. } = caller {
+    if let Caller::Verified(identity) = caller {
         let target: &JsHeaders = headers.0.unchecked_ref();
         for (name, value) in &identity.0 {
             target.append(name, value)?;
@@ -128,31 +152,77 @@ pub(crate) async fn forward(
         init.set_body(body.as_ref());
     }
     let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let response = JsFuture::from(scope.fetch_with_str_and_init(&target, &init)).await?;
+    let response = JsFuture::from(scope.fetch_with_str_and_init(&url, &init)).await?;
     Ok(response.dyn_into()?)
 }
 
-/// `/path?query` of a serialised absolute URL (the first `/` after `scheme://host`; a serialised
-/// http(s) URL always has one, and percent-encodes any `?` or `#` inside its path).
-fn path_and_query(url: &str) -> &str {
-    url.find("://")
+/// The path and the query (without its `?`) of a serialised absolute URL: the path starts at the
+/// first `/` after `scheme://host` (a serialised http(s) URL always has one, and percent-encodes
+/// any `?` or `#` inside its path); a fragment is dropped.
+pub(crate) fn path_and_query(url: &str) -> (&str, &str) {
+    let from_path = url
+        .find("://")
         .and_then(|scheme| url[scheme + 3..].find('/').map(|path| scheme + 3 + path))
-        .map_or("/", |at| &url[at..])
+        .map_or("/", |at| &url[at..]);
+    let without_fragment = from_path.split('#').next().unwrap_or(from_path);
+    without_fragment
+        .split_once('?')
+        .unwrap_or((without_fragment, ""))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::path_and_query;
+    use super::{passes, path_and_query};
 
     #[test]
     fn path_and_query_are_taken_verbatim() {
         assert_eq!(
             path_and_query("https://edge.example.com/v1/a%20b?x=1&y=%2F"),
-            "/v1/a%20b?x=1&y=%2F"
+            ("/v1/a%20b", "x=1&y=%2F")
         );
-        assert_eq!(path_and_query("http://127.0.0.1:8787/"), "/");
-        assert_eq!(path_and_query("http://127.0.0.1:8787/?q"), "/?q");
-        assert_eq!(path_and_query("http://user@host:1/p//q"), "/p//q");
-        assert_eq!(path_and_query("not a url"), "/");
+        assert_eq!(path_and_query("http://127.0.0.1:8787/"), ("/", ""));
+        assert_eq!(path_and_query("http://127.0.0.1:8787/?q"), ("/", "q"));
+        assert_eq!(path_and_query("http://user@host:1/p//q"), ("/p//q", ""));
+        assert_eq!(path_and_query("http://h/p?a#frag"), ("/p", "a"));
+        assert_eq!(path_and_query("not a url"), ("/", ""));
+    }
+
+    #[test]
+    fn credentials_forged_identity_and_hop_by_hop_headers_never_pass() {
+        let none: Vec<String> = Vec::new();
+        for name in [
+            "host",
+            "x-keygate-owner-id",
+            "x_keygate_owner_id",
+            "x-keygate_key-id",
+            "x-api-key",
+            "x_api_key",
+            "connection",
+            "keep-alive",
+            "te",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-authorization",
+            "proxy_connection",
+        ] {
+            assert!(!passes(name, false, &none), "{name}");
+        }
+        assert!(!passes("authorization", true, &none));
+        assert!(
+            passes("authorization", false, &none),
+            "the origin's own scheme"
+        );
+        for name in [
+            "accept",
+            "content-type",
+            "x-request-id",
+            "x-keygatex",
+            "cookie",
+        ] {
+            assert!(passes(name, true, &none), "{name}");
+        }
+        let listed = vec!["x-internal".to_owned()];
+        assert!(!passes("x-internal", false, &listed), "named in Connection");
+        assert!(!passes("x_internal", false, &listed));
     }
 }

@@ -25,10 +25,10 @@ use std::rc::Rc;
 
 use futures_util::StreamExt as _;
 use keygate_shared::{
-    Candidate, Decision, Denial, KeyId, Outcome, Request as Needs, UsageEvent, Verifier,
-    VerifyRequest,
+    Candidate, Decision, Denial, Digest, KeyId, Method as KeyMethod, Outcome, PathError,
+    Request as Needs, UsageEvent, Verifier, VerifyRequest, canonical_path,
 };
-use worker::{Context, Date, Env, Method, Request, Result, console_error, event, web_sys};
+use worker::{Context, Date, Env, Request, Result, console_error, event, web_sys};
 
 use crate::cache::RecordCache;
 use crate::config::{Config, ConfigError, LimiterUnavailable};
@@ -44,6 +44,8 @@ pub use crate::limiter::KeyLimiter;
 pub(crate) struct Isolate {
     pub(crate) config: Config,
     pub(crate) cache: RefCell<RecordCache>,
+    /// Per-key buckets for when a key's limiter cannot be reached (`local` fallback).
+    pub(crate) local_buckets: RefCell<limiter::LocalBuckets>,
     /// Whether the `USAGE` queue is bound: without it, no event is built at all.
     pub(crate) reports_usage: bool,
 }
@@ -58,8 +60,10 @@ fn isolate(env: &Env) -> std::result::Result<Rc<Isolate>, ConfigError> {
         cell.get_or_init(|| {
             let config = Config::from_vars(|name| env.var(name).ok().map(|var| var.to_string()))?;
             let cache = RecordCache::new(config.cache_capacity, config.cache_ttl_ms);
+            let local_buckets = limiter::LocalBuckets::new(config.cache_capacity);
             Ok(Rc::new(Isolate {
                 config,
+                local_buckets: RefCell::new(local_buckets),
                 cache: RefCell::new(cache),
                 reports_usage: env.queue(usage::USAGE_BINDING).is_ok(),
             }))
@@ -84,6 +88,10 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Resp
             return respond::error(500, "misconfigured", &error.to_string(), &request_id);
         }
     };
+    let target = match Target::of(&request) {
+        Ok(target) => target,
+        Err(refusal) => return refusal.answer(&request_id),
+    };
     let call = Call {
         isolate: &isolate,
         env: &env,
@@ -91,11 +99,49 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Resp
         request_id: &request_id,
         client: client_ip(&request),
         now_ms: i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX),
+        target,
     };
-    if request.path() == isolate.config.verify_path {
+    if call.target.path == isolate.config.verify_path {
         call.verify(request).await
     } else {
         call.gateway(request).await
+    }
+}
+
+/// The request target as it is routed, authorised and forwarded: a method of the fixed set, the
+/// canonical path, and the query as received.
+struct Target {
+    method: KeyMethod,
+    path: String,
+    query: String,
+}
+
+/// Why a request target is refused before routing.
+enum Unroutable {
+    Method,
+    Path(PathError),
+}
+
+impl Unroutable {
+    fn answer(&self, request_id: &str) -> Result<web_sys::Response> {
+        match self {
+            Self::Method => respond::method_not_allowed(request_id),
+            Self::Path(error) => respond::error(400, error.code(), &error.to_string(), request_id),
+        }
+    }
+}
+
+impl Target {
+    fn of(request: &Request) -> std::result::Result<Self, Unroutable> {
+        let inner = request.inner();
+        let method = KeyMethod::parse(&inner.method()).ok_or(Unroutable::Method)?;
+        let url = inner.url();
+        let (path, query) = gateway::path_and_query(&url);
+        Ok(Self {
+            method,
+            path: canonical_path(path).map_err(Unroutable::Path)?,
+            query: query.to_owned(),
+        })
     }
 }
 
@@ -107,26 +153,35 @@ struct Call<'a> {
     client: Option<IpAddr>,
     /// Read once per request: the decision and the cache see the same instant.
     now_ms: i64,
+    target: Target,
 }
 
 /// A request that ends before it is decided (no route, no credential, KV trouble): its answer.
 type Answered = Result<web_sys::Response>;
 
+/// What spending one request of a key's rate limit gave.
+enum Spent {
+    /// Go on; with the admission when the key has a limit (its headers go on the response).
+    Allowed(Option<keygate_shared::Admission>),
+    Refused(keygate_shared::Admission),
+    /// The limiter could not be reached and the deployment fails closed.
+    Unavailable,
+}
+
 impl Call<'_> {
     /// Gateway mode: route, take the credential, decide, spend the rate limit, forward or deny,
     /// report usage.
     async fn gateway(&self, request: Request) -> Result<web_sys::Response> {
-        let method = request.method();
-        let path = request.path();
-        let Some(route) = self.isolate.config.routes.find(method.as_ref(), &path) else {
+        let Target { method, path, .. } = &self.target;
+        let Some(route) = self.isolate.config.routes.find(*method, path) else {
             let message = format!("No route for {method} {path}.");
             return respond::error(404, "no_route", &message, self.request_id);
         };
         if route.route.public {
             return self.forward(&request, Caller::Anonymous).await;
         }
-        let (candidate, in_authorization) = match self.credential(&request) {
-            Ok(found) => found,
+        let candidate = match self.credential(&request) {
+            Ok(candidate) => candidate,
             Err(answered) => return answered,
         };
         let cached = match self.record(candidate.key_id()).await {
@@ -139,35 +194,45 @@ impl Call<'_> {
             client_ip: self.client,
             required: &route.route.permissions,
             customer_id: route.customer,
+            customer_keys: route.route.customer_keys,
         };
         let (outcome, response) = match candidate.decide(Some(&cached.record), &needs) {
-            Decision::Allowed(identity) => {
-                let caller = Caller::Verified {
-                    identity: cached.identity_headers(&identity),
-                    strip_authorization: in_authorization,
-                };
-                let (outcome, response) = self.pass(&request, &candidate, &cached, caller).await?;
-                (Some(outcome), response)
-            }
+            Decision::Allowed(identity) => match self.spend(&candidate, &cached).await {
+                Spent::Allowed(admission) => {
+                    let caller = Caller::Verified(cached.identity_headers(&identity));
+                    let response = self.forward(&request, caller).await?;
+                    let response = match admission {
+                        Some(admission) => limiter::annotate(response, &admission)?,
+                        None => response,
+                    };
+                    (Some(Outcome::Ok), response)
+                }
+                Spent::Refused(admission) => (
+                    Some(Outcome::RateLimited),
+                    respond::rate_limited(&admission, self.request_id)?,
+                ),
+                Spent::Unavailable => (
+                    Some(Outcome::RateLimiterUnavailable),
+                    respond::limiter_unavailable(self.request_id)?,
+                ),
+            },
             Decision::Denied(denial) => (
                 denial.usage_outcome(),
                 respond::denial(&denial, self.request_id)?,
             ),
         };
         if let Some(outcome) = outcome {
-            self.report(&request, &candidate, outcome, response.status());
+            self.report(&candidate, outcome, response.status(), request.cf());
         }
         Ok(response)
     }
 
-    /// The key the request presents, and whether it came in `Authorization` (which then must not
-    /// reach the origin), or the 401 that ends the request.
-    fn credential(&self, request: &Request) -> std::result::Result<(Candidate, bool), Answered> {
+    /// The key the request presents, or the 401 that ends the request.
+    fn credential(&self, request: &Request) -> std::result::Result<Candidate, Answered> {
         let headers = request.headers();
         let authorization = headers.get("authorization").map_err(Err)?;
-        let in_authorization = authorization.as_deref().is_some_and(Verifier::carries_key);
         // X-API-Key matters only when Authorization does not carry the key: skip reading it.
-        let x_api_key = if in_authorization {
+        let x_api_key = if authorization.as_deref().is_some_and(Verifier::carries_key) {
             None
         } else {
             headers.get("x-api-key").map_err(Err)?
@@ -176,69 +241,57 @@ impl Call<'_> {
             .config
             .verifier
             .identify(authorization.as_deref(), x_api_key.as_deref())
-            .map(|candidate| (candidate, in_authorization))
             .map_err(|denial| respond::denial(&denial, self.request_id))
     }
 
-    /// An allowed request: through the key's rate limit, if it has one, to the origin.
-    async fn pass(
-        &self,
-        request: &Request,
-        candidate: &Candidate,
-        cached: &cache::CachedRecord,
-        caller: Caller<'_>,
-    ) -> Result<(Outcome, web_sys::Response)> {
+    /// Spends one request of the key's rate limit, if it has one: at its Durable Object, or, when
+    /// that cannot be reached, as `KEYGATE_RATE_LIMIT_UNAVAILABLE` says.
+    async fn spend(&self, candidate: &Candidate, cached: &cache::CachedRecord) -> Spent {
         let Some(limit) = cached.rate_limit() else {
-            return Ok((Outcome::Ok, self.forward(request, caller).await?));
+            return Spent::Allowed(None);
         };
-        Ok(
-            match limiter::admit(self.env, &candidate.key_id(), limit).await {
-                Ok(admission) if admission.allowed => (
-                    Outcome::Ok,
-                    limiter::annotate(self.forward(request, caller).await?, &admission)?,
-                ),
-                Ok(admission) => (
-                    Outcome::RateLimited,
-                    respond::rate_limited(&admission, self.request_id)?,
-                ),
-                Err(error) => {
-                    console_error!("{} rate limiter unavailable: {error}", self.request_id);
-                    match self.isolate.config.rate_limit_unavailable {
-                        LimiterUnavailable::Open => {
-                            (Outcome::Ok, self.forward(request, caller).await?)
-                        }
-                        LimiterUnavailable::Closed => (
-                            Outcome::RateLimiterUnavailable,
-                            respond::error(
-                                503,
-                                "unavailable",
-                                "The rate limiter is unavailable; try again shortly.",
-                                self.request_id,
-                            )?,
-                        ),
-                    }
+        let admission = match limiter::admit(self.env, &candidate.key_id(), limit).await {
+            Ok(admission) => admission,
+            Err(error) => {
+                console_error!("{} rate limiter unavailable: {error}", self.request_id);
+                match self.isolate.config.rate_limit_unavailable {
+                    LimiterUnavailable::Local => self.isolate.local_buckets.borrow_mut().take(
+                        candidate.key_id(),
+                        limit,
+                        self.now_ms,
+                    ),
+                    LimiterUnavailable::Closed => return Spent::Unavailable,
                 }
-            },
-        )
+            }
+        };
+        if admission.allowed {
+            Spent::Allowed(Some(admission))
+        } else {
+            Spent::Refused(admission)
+        }
     }
 
     /// Queues the usage event of a decision that identified the key, after the response.
-    fn report(&self, request: &Request, candidate: &Candidate, outcome: Outcome, status: u16) {
+    fn report(
+        &self,
+        candidate: &Candidate,
+        outcome: Outcome,
+        status: u16,
+        cf: Option<&worker::Cf>,
+    ) {
         if !self.isolate.reports_usage {
             return;
         }
-        let path = request.path();
         let finished_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
-        let colo = request.cf().map(|cf| cf.colo());
         let event = UsageEvent {
             event_id: self.request_id.to_owned(),
             key_id: candidate.key_id().as_str().to_owned(),
             occurred_at_ms: self.now_ms,
-            method: request.method().to_string(),
-            route: UsageEvent::route_of(&path).to_owned(),
+            method: self.target.method.as_str().to_owned(),
+            route: UsageEvent::route_of(&self.target.path).to_owned(),
             outcome: outcome.into(),
             status: i64::from(status),
-            colo: colo.unwrap_or_else(|| "local".to_owned()),
+            colo: cf.map_or_else(|| "local".to_owned(), |cf| cf.colo()),
             latency_ms: (finished_ms - self.now_ms).max(0),
         };
         usage::report(self.ctx, self.env, &event);
@@ -246,7 +299,7 @@ impl Call<'_> {
 
     /// Verify mode: the decision for a key in a JSON body, as JSON.
     async fn verify(&self, mut request: Request) -> Result<web_sys::Response> {
-        if request.method() != Method::Post {
+        if self.target.method != KeyMethod::Post {
             return respond::error(
                 405,
                 "method_not_allowed",
@@ -274,6 +327,21 @@ impl Call<'_> {
                 return respond::error(400, "invalid_request", &message, self.request_id);
             }
         };
+        if let Some(expected) = &self.isolate.config.verify_secret {
+            let presented = request.headers().get("authorization")?;
+            let presented = presented
+                .as_deref()
+                .and_then(|value| value.strip_prefix("Bearer "));
+            // Digest equality is constant-time.
+            if presented.map(Digest::of_key).as_ref() != Some(expected) {
+                return respond::error(
+                    401,
+                    "invalid_verifier",
+                    "Verify mode needs the verifier secret: 'Authorization: Bearer <secret>'.",
+                    self.request_id,
+                );
+            }
+        }
         let verifier = &self.isolate.config.verifier;
         if asked
             .environment
@@ -286,8 +354,9 @@ impl Call<'_> {
             Ok(candidate) => candidate,
             Err(denial) => return self.verdict(Decision::Denied(denial)),
         };
-        let record = match self.record(candidate.key_id()).await {
-            Ok(record) => record,
+        let cached = match self.record(candidate.key_id()).await {
+            Ok(Some(cached)) => cached,
+            Ok(None) => return self.verdict(Decision::Denied(Denial::UnknownKey)),
             Err(answered) => return answered,
         };
         let needs = Needs {
@@ -295,8 +364,36 @@ impl Call<'_> {
             client_ip: asked.client_ip,
             required: &asked.permissions,
             customer_id: asked.customer_id.as_deref(),
+            customer_keys: false,
         };
-        self.verdict(candidate.decide(record.as_ref().map(|cached| &cached.record), &needs))
+        // A verification is a use of the key: it spends the rate limit and is reported.
+        let (outcome, response) = match candidate.decide(Some(&cached.record), &needs) {
+            Decision::Allowed(identity) => match self.spend(&candidate, &cached).await {
+                Spent::Allowed(_) => (
+                    Some(Outcome::Ok),
+                    self.verdict(Decision::Allowed(identity))?,
+                ),
+                Spent::Refused(admission) => (
+                    Some(Outcome::RateLimited),
+                    self.verdict(Decision::Denied(Denial::RateLimited {
+                        retry_after_seconds: u32::try_from(admission.retry_after_seconds)
+                            .unwrap_or(u32::MAX),
+                    }))?,
+                ),
+                Spent::Unavailable => (
+                    Some(Outcome::RateLimiterUnavailable),
+                    respond::limiter_unavailable(self.request_id)?,
+                ),
+            },
+            Decision::Denied(denial) => (
+                denial.usage_outcome(),
+                self.verdict(Decision::Denied(denial))?,
+            ),
+        };
+        if let Some(outcome) = outcome {
+            self.report(&candidate, outcome, response.status(), request.cf());
+        }
+        Ok(response)
     }
 
     fn verdict(&self, decision: Decision<'_>) -> Result<web_sys::Response> {
@@ -339,7 +436,21 @@ impl Call<'_> {
     }
 
     async fn forward(&self, request: &Request, caller: Caller<'_>) -> Result<web_sys::Response> {
-        match gateway::forward(request, &self.isolate.config, caller, self.request_id).await {
+        let Target { path, query, .. } = &self.target;
+        let target = if query.is_empty() {
+            path.clone()
+        } else {
+            format!("{path}?{query}")
+        };
+        match gateway::forward(
+            request,
+            &self.isolate.config,
+            &target,
+            caller,
+            self.request_id,
+        )
+        .await
+        {
             Ok(response) => Ok(response),
             Err(error) => {
                 console_error!("{} origin unreachable: {error}", self.request_id);

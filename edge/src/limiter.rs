@@ -3,6 +3,7 @@
 //! the limit holds exactly across every isolate and location. Keys without a limit never reach it.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 
 use keygate_shared::{Admission, KeyId, RateLimit, TokenBucket};
 use worker::{
@@ -64,6 +65,37 @@ pub(crate) async fn admit(env: &Env, key_id: &KeyId, limit: RateLimit) -> Result
         .with_body(Some(serde_json::to_string(&limit)?.into()));
     let request = Request::new_with_init("https://key-limiter/take", &init)?;
     stub.fetch_with_request(request).await?.json().await
+}
+
+/// Buckets kept in this isolate, for keys whose limiter cannot be reached: the same limit, counted
+/// per isolate (so approximate across isolates), never unlimited. Bounded: when full, an
+/// arbitrary entry makes room.
+#[derive(Debug)]
+pub(crate) struct LocalBuckets {
+    buckets: HashMap<KeyId, TokenBucket>,
+    capacity: usize,
+}
+
+impl LocalBuckets {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            buckets: HashMap::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub(crate) fn take(&mut self, key_id: KeyId, limit: RateLimit, now_ms: i64) -> Admission {
+        if self.buckets.len() >= self.capacity && !self.buckets.contains_key(&key_id) {
+            let evicted = self.buckets.keys().next().copied();
+            if let Some(evicted) = evicted {
+                self.buckets.remove(&evicted);
+            }
+        }
+        let (bucket, admission) =
+            TokenBucket::take(self.buckets.get(&key_id).copied(), limit, now_ms);
+        self.buckets.insert(key_id, bucket);
+        admission
+    }
 }
 
 /// The IETF RateLimit headers (draft-ietf-httpapi-ratelimit-headers) for an admission.

@@ -39,7 +39,7 @@ pub(crate) async fn record(
         .rate_limiter(LIMITER_BINDING)
         .map_err(|error| unavailable(LIMITER_BINDING, error))?;
     let outcome = limiter
-        .limit(client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()))
+        .limit(client.map_or_else(|| "unknown".to_owned(), client_bucket))
         .await
         .map_err(|error| unavailable(LIMITER_BINDING, error))?;
     if !outcome.success {
@@ -65,6 +65,40 @@ pub(crate) async fn record(
         .borrow_mut()
         .insert(key_id, lookup.clone(), now_ms);
     Ok(lookup)
+}
+
+/// Whose budget a lookup spends: the client's address, or for IPv6 its /64, which one subscriber
+/// usually holds whole (so rotating through its addresses buys no more lookups).
+pub(crate) fn client_bucket(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_bucket;
+
+    #[test]
+    fn ipv6_clients_share_a_budget_per_64_and_ipv4_per_address() {
+        let bucket = |text: &str| client_bucket(text.parse().unwrap());
+        assert_eq!(
+            bucket("2001:db8:1:2:aaaa::1"),
+            bucket("2001:db8:1:2:ffff:1:2:3")
+        );
+        assert_ne!(bucket("2001:db8:1:2::1"), bucket("2001:db8:1:3::1"));
+        assert_eq!(bucket("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(bucket("192.0.2.7"), "192.0.2.7");
+        assert_ne!(bucket("192.0.2.7"), bucket("192.0.2.8"));
+        assert_eq!(bucket("::ffff:192.0.2.7"), "192.0.2.7");
+    }
 }
 
 fn unavailable(binding: &str, error: impl std::fmt::Display) -> LookupError {

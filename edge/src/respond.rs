@@ -48,6 +48,31 @@ pub(crate) fn error(
     )
 }
 
+/// 405 for a method outside the fixed set, with the set in `Allow`.
+pub(crate) fn method_not_allowed(request_id: &str) -> Result<web_sys::Response> {
+    let body = ErrorBody::new(
+        "method_not_allowed",
+        "keygate routes GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS only.",
+        request_id,
+    );
+    json_with(
+        405,
+        &body,
+        request_id,
+        &[("allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")],
+    )
+}
+
+/// 503 when a limited key's limiter cannot be reached and the deployment fails closed.
+pub(crate) fn limiter_unavailable(request_id: &str) -> Result<web_sys::Response> {
+    error(
+        503,
+        "unavailable",
+        "The rate limiter is unavailable; try again shortly.",
+        request_id,
+    )
+}
+
 /// A refusal from the decision, with the headers its status calls for.
 pub(crate) fn denial(denial: &Denial, request_id: &str) -> Result<web_sys::Response> {
     let retry_after;

@@ -41,6 +41,7 @@ fn decision_vs_sha256(c: &mut Criterion) {
                 client_ip: None,
                 required: &required,
                 customer_id: None,
+                customer_keys: false,
             };
             let decision = verifier.verify(
                 Some(black_box(header.as_str())),

@@ -34,7 +34,9 @@ use crate::usage::Outcome;
 pub enum Denial {
     MissingCredential,
     Malformed(KeyError),
-    WrongEnvironment { presented: Environment },
+    WrongEnvironment {
+        presented: Environment,
+    },
     UnknownKey,
     SecretMismatch,
     Revoked,
@@ -43,16 +45,23 @@ pub enum Denial {
     NotYetValid,
     IpNotAllowed,
     CustomerMismatch,
-    InsufficientPermissions { required: Permission },
-    RateLimited { retry_after_seconds: u32 },
+    /// A customer-scoped key where no customer is named (and the route does not serve such keys).
+    CustomerRequired,
+    InsufficientPermissions {
+        required: Permission,
+    },
+    RateLimited {
+        retry_after_seconds: u32,
+    },
 }
 
 impl Denial {
     pub fn status(&self) -> u16 {
         match self {
-            Self::IpNotAllowed | Self::CustomerMismatch | Self::InsufficientPermissions { .. } => {
-                403
-            }
+            Self::IpNotAllowed
+            | Self::CustomerMismatch
+            | Self::CustomerRequired
+            | Self::InsufficientPermissions { .. } => 403,
             Self::RateLimited { .. } => 429,
             _ => 401,
         }
@@ -99,6 +108,9 @@ impl Denial {
                 Cow::Borrowed("This API key may not be used from this IP address.")
             }
             Self::CustomerMismatch => Cow::Borrowed("This API key may not act for this customer."),
+            Self::CustomerRequired => Cow::Borrowed(
+                "This API key is scoped to a customer and may only be used where one is named.",
+            ),
             Self::InsufficientPermissions { required } => {
                 Cow::Owned(format!("This API key lacks the permission {required}."))
             }
@@ -126,6 +138,7 @@ impl Denial {
             Self::NotYetValid => Outcome::NotYetValid,
             Self::IpNotAllowed => Outcome::IpNotAllowed,
             Self::CustomerMismatch => Outcome::CustomerMismatch,
+            Self::CustomerRequired => Outcome::CustomerRequired,
             Self::InsufficientPermissions { .. } => Outcome::InsufficientPermissions,
             Self::RateLimited { .. } => Outcome::RateLimited,
         })
@@ -270,6 +283,9 @@ pub struct Request<'a> {
     pub required: &'a [Permission],
     /// The customer the request acts for (e.g. from the path), if the route is customer-scoped.
     pub customer_id: Option<&'a str>,
+    /// With no `customer_id`: the route serves customer-scoped keys anyway (it says so). Without
+    /// this, a customer-scoped key is refused where no customer is named: its scope fails closed.
+    pub customer_keys: bool,
 }
 
 impl Request<'_> {
@@ -280,6 +296,7 @@ impl Request<'_> {
             client_ip: None,
             required: &[],
             customer_id: None,
+            customer_keys: false,
         }
     }
 }
@@ -541,6 +558,7 @@ impl Candidate {
             }
             Status::Active => match (&stored.customer_id, request.customer_id) {
                 (Some(own), Some(asked)) if own.as_str() != asked => Some(Denial::CustomerMismatch),
+                (Some(_), None) if !request.customer_keys => Some(Denial::CustomerRequired),
                 _ => stored
                     .permissions
                     .first_missing(request.required)

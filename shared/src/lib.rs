@@ -7,6 +7,8 @@
 //! - the verification sequence ([`Verifier::identify`], then [`Candidate::decide`]) and its public
 //!   answer ([`Denial`]);
 //! - the usage event the edge reports and the control plane ingests ([`UsageEvent`], [`Outcome`]);
+//! - the request target as it is authorised: [`Method`] and [`canonical_path`];
+//! - the identity assertion the edge signs for the origin ([`AssertionClaims`], [`signing_input`]);
 //! - per-key rate limiting ([`TokenBucket`]), exact integer arithmetic the edge runs per key.
 //!
 //! It deliberately does no I/O, reads no clock and draws no randomness of its own: time comes in as
@@ -16,6 +18,7 @@
 //! The `openapi` feature derives utoipa schemas for the types the control plane's API carries, so
 //! its OpenAPI document describes these very types; the Worker builds without it.
 
+mod assertion;
 mod base62;
 mod bucket;
 mod cidr;
@@ -27,8 +30,13 @@ mod key;
 mod openapi;
 mod permission;
 mod record;
+mod target;
 mod usage;
 
+pub use assertion::{
+    ASSERTION_ALGORITHM, ASSERTION_HEADER, AssertionClaims, AssertionHeader, Jwks, PublicJwk,
+    SigningJwk, compact, signing_input,
+};
 pub use bucket::{Admission, TokenBucket};
 pub use cidr::{CidrError, IpAllowlist, IpNetwork, MAX_NETWORKS};
 pub use decision::{
@@ -49,6 +57,7 @@ pub use record::{
     MAX_RECORD_BYTES, MAX_REFERENCE_LEN, OwnerId, PreviousDigest, RECORD_FORMAT, RateLimit,
     RateLimitFields, RecordError, RecordState, SnapshotRecord, Status, UnixSeconds, is_expired,
 };
+pub use target::{MAX_PATH_LEN, Method, PathError, canonical_path};
 pub use usage::{
     CheckedEvent, MAX_COLO_LEN, MAX_EVENT_ID_LEN, MAX_LATENCY_MS, MAX_METHOD_LEN, MAX_ROUTE_LEN,
     Outcome, UsageEvent, WireOutcome,

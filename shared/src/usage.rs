@@ -32,6 +32,7 @@ pub enum Outcome {
     NotYetValid,
     IpNotAllowed,
     CustomerMismatch,
+    CustomerRequired,
     InsufficientPermissions,
     RateLimited,
     /// The key has a rate limit and its limiter could not be reached (and the edge fails closed).
@@ -39,7 +40,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Self::Ok,
         Self::Revoked,
         Self::Disabled,
@@ -47,6 +48,7 @@ impl Outcome {
         Self::NotYetValid,
         Self::IpNotAllowed,
         Self::CustomerMismatch,
+        Self::CustomerRequired,
         Self::InsufficientPermissions,
         Self::RateLimited,
         Self::RateLimiterUnavailable,
@@ -62,6 +64,7 @@ impl Outcome {
             Self::NotYetValid => "not_yet_valid",
             Self::IpNotAllowed => "ip_not_allowed",
             Self::CustomerMismatch => "customer_mismatch",
+            Self::CustomerRequired => "customer_required",
             Self::InsufficientPermissions => "insufficient_permissions",
             Self::RateLimited => "rate_limited",
             Self::RateLimiterUnavailable => "rate_limiter_unavailable",

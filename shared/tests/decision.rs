@@ -21,6 +21,7 @@ struct Call<'a> {
     required: Vec<Permission>,
     client_ip: Option<&'a str>,
     customer_id: Option<&'a str>,
+    customer_keys: bool,
     now: i64,
 }
 
@@ -32,6 +33,7 @@ impl<'a> Call<'a> {
             required: permissions(&["customer:read"]),
             client_ip: None,
             customer_id: None,
+            customer_keys: false,
             now: NOW,
         }
     }
@@ -46,6 +48,7 @@ impl<'a> Call<'a> {
             client_ip: self.client_ip.map(|ip| ip.parse().unwrap()),
             required: &self.required,
             customer_id: self.customer_id,
+            customer_keys: self.customer_keys,
         };
         match candidate.decide(self.record, &request) {
             Decision::Allowed(identity) => {
@@ -71,6 +74,7 @@ fn a_valid_key_is_allowed_with_its_identity() {
         client_ip: None,
         required: &required,
         customer_id: Some("cus_42"),
+        customer_keys: false,
     };
     let Decision::Allowed(identity) =
         verifier.verify(Some(&header), None, |_| Some(&record), &request)
@@ -116,6 +120,7 @@ fn credentials_are_found_in_each_supported_header() {
         client_ip: None,
         required: &required,
         customer_id: None,
+        customer_keys: false,
     };
     for (authorization, x_api_key) in headers {
         let decision = verifier.verify(
@@ -295,6 +300,7 @@ fn rotation_grace_accepts_the_old_secret_until_it_ends() {
             client_ip: None,
             required: &required,
             customer_id: None,
+            customer_keys: false,
         };
         let candidate = verifier.identify_key(key.expose_secret()).unwrap();
         match candidate.decide(Some(&record), &request) {
@@ -348,11 +354,24 @@ fn customer_scope_binds_only_scoped_keys() {
     assert_eq!(call(&scoped, Some("cus_2")), Err(Denial::CustomerMismatch));
     assert_eq!(
         call(&scoped, None),
-        Ok(()),
-        "a route without a customer parameter"
+        Err(Denial::CustomerRequired),
+        "a route without a customer parameter refuses a scoped key: the scope fails closed"
     );
+    let on_a_route_that_serves_scoped_keys = Call {
+        customer_keys: true,
+        ..Call::new(&key, &scoped)
+    };
+    assert_eq!(on_a_route_that_serves_scoped_keys.run(), Ok(()));
     assert_eq!(call(&unscoped, Some("cus_2")), Ok(()));
+    assert_eq!(call(&unscoped, None), Ok(()));
     assert_eq!(Denial::CustomerMismatch.status(), 403);
+    assert_eq!(
+        (
+            Denial::CustomerRequired.status(),
+            Denial::CustomerRequired.code()
+        ),
+        (403, "customer_required")
+    );
 }
 
 #[test]

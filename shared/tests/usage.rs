@@ -110,6 +110,7 @@ fn only_denials_after_the_secret_matched_are_logged_under_the_key_id() {
         (Denial::NotYetValid, Some(Outcome::NotYetValid)),
         (Denial::IpNotAllowed, Some(Outcome::IpNotAllowed)),
         (Denial::CustomerMismatch, Some(Outcome::CustomerMismatch)),
+        (Denial::CustomerRequired, Some(Outcome::CustomerRequired)),
         (
             Denial::InsufficientPermissions { required },
             Some(Outcome::InsufficientPermissions),

@@ -45,6 +45,7 @@ async fn verify_key(
         client_ip: request.client_ip,
         required: &request.permissions,
         customer_id: request.customer_id.as_deref(),
+        customer_keys: false,
     };
     answer(&candidate.decide(record.as_ref(), &needs))
 }

@@ -125,6 +125,7 @@ fn base_case(
         client_ip: None,
         required: super::permissions(&["customer:read"]),
         customer_id: None,
+        customer_keys: false,
         expected: Value::Null,
     }
 }
@@ -529,6 +530,27 @@ fn decisions() -> Vec<DecisionVector> {
                     present(r).customer_id = Some(CustomerId::parse("cus_7").unwrap());
                     present(r).expires_at = Some(NOW + 86_400);
                 }),
+                customer_id: Some("cus_7".into()),
+                ..base()
+            },
+        ),
+        case(
+            "customer_required",
+            "scoped_key_where_no_customer_is_named",
+            DecisionVector {
+                record: with(&|r| {
+                    present(r).customer_id = Some(CustomerId::parse("cus_1").unwrap())
+                }),
+                ..base()
+            },
+        ),
+        ok(
+            "scoped_key_on_a_route_that_serves_scoped_keys",
+            DecisionVector {
+                record: with(&|r| {
+                    present(r).customer_id = Some(CustomerId::parse("cus_1").unwrap())
+                }),
+                customer_keys: true,
                 ..base()
             },
         ),

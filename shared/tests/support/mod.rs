@@ -98,6 +98,8 @@ pub struct DecisionVector {
     pub required: Vec<Permission>,
     #[serde(default)]
     pub customer_id: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub customer_keys: bool,
     pub expected: Value,
 }
 
@@ -108,6 +110,7 @@ pub fn evaluate_decision(case: &DecisionVector) -> Value {
         client_ip: case.client_ip,
         required: &case.required,
         customer_id: case.customer_id.as_deref(),
+        customer_keys: case.customer_keys,
     };
     let decision = verifier.verify(
         case.authorization.as_deref(),
