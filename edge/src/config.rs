@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use keygate_shared::{Digest, Environment, KeyFormat, Verifier};
+use keygate_shared::{Digest, Environment, Jwks, KeyFormat, SigningJwk, Verifier};
 use worker::Url;
 
 use crate::routes::{PathCase, RouteTable};
@@ -26,6 +26,26 @@ pub(crate) struct Config {
     /// `KEYGATE_VERIFY_SECRET` (a Worker secret, at least 32 characters), as a digest: when set,
     /// verify mode answers only callers that present it as `Authorization: Bearer <secret>`.
     pub(crate) verify_secret: Option<Digest>,
+    /// The identity assertion's signing settings; `None` only under `KEYGATE_ASSERTION=off`.
+    pub(crate) assertion: Option<AssertionConfig>,
+}
+
+/// How the edge signs the identity assertion it attaches for the origin. `Debug` shows the key's
+/// id, never the key.
+pub(crate) struct AssertionConfig {
+    /// `KEYGATE_ASSERTION_KEY`: the private Ed25519 JWK (a Worker secret).
+    pub(crate) jwk: SigningJwk,
+    /// The same JWK as text, for WebCrypto's import (wiped on drop).
+    pub(crate) jwk_json: zeroize::Zeroizing<String>,
+    /// `KEYGATE_ASSERTION_ISSUER` (default `keygate`).
+    pub(crate) issuer: String,
+    /// `KEYGATE_ASSERTION_AUDIENCE` (default: `KEYGATE_ORIGIN`).
+    pub(crate) audience: String,
+    /// `KEYGATE_ASSERTION_TTL_SECONDS` (default 60).
+    pub(crate) lifetime_seconds: i64,
+    /// What `/.keygate/jwks.json` serves: `KEYGATE_ASSERTION_JWKS`, which must list the signing
+    /// key (and may list the next or previous one during a rotation), or the signing key alone.
+    pub(crate) jwks_json: String,
 }
 
 /// `KEYGATE_RATE_LIMIT_UNAVAILABLE`: `local` (the default) falls back to a bucket of the same limit
@@ -41,6 +61,17 @@ pub(crate) enum LimiterUnavailable {
 pub(crate) struct ConfigError {
     pub(crate) setting: &'static str,
     pub(crate) problem: String,
+}
+
+impl fmt::Debug for AssertionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AssertionConfig")
+            .field("kid", &self.jwk.kid)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("lifetime_seconds", &self.lifetime_seconds)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -142,7 +173,44 @@ impl Config {
                 ));
             }
         };
+        let assertion = match choice("KEYGATE_ASSERTION", &["required", "off"])? {
+            0 => {
+                let jwk_json = required("KEYGATE_ASSERTION_KEY")?;
+                let jwk = SigningJwk::parse(&jwk_json)
+                    .map_err(|problem| invalid("KEYGATE_ASSERTION_KEY", problem))?;
+                let jwks_json = match var("KEYGATE_ASSERTION_JWKS") {
+                    None => serde_json::json!({ "keys": [jwk.public()] }).to_string(),
+                    Some(text) => {
+                        let jwks: Jwks = serde_json::from_str(&text).map_err(|_| {
+                            invalid(
+                                "KEYGATE_ASSERTION_JWKS",
+                                "is not a JWKS {\"keys\": [...]}".into(),
+                            )
+                        })?;
+                        if !jwks.keys.contains(&jwk.public()) || jwks.keys.len() > 4 {
+                            return Err(invalid(
+                                "KEYGATE_ASSERTION_JWKS",
+                                "must list the signing key's public JWK, and at most 4 keys".into(),
+                            ));
+                        }
+                        text
+                    }
+                };
+                Some(AssertionConfig {
+                    jwk,
+                    jwk_json: zeroize::Zeroizing::new(jwk_json),
+                    issuer: var("KEYGATE_ASSERTION_ISSUER").unwrap_or_else(|| "keygate".into()),
+                    audience: var("KEYGATE_ASSERTION_AUDIENCE")
+                        .unwrap_or_else(|| origin_text.trim().to_owned()),
+                    lifetime_seconds: number("KEYGATE_ASSERTION_TTL_SECONDS", 60, 10..=3_600)?
+                        as i64,
+                    jwks_json,
+                })
+            }
+            _ => None,
+        };
         Ok(Self {
+            assertion,
             verify_secret,
             verifier: Verifier::new(format, environment),
             rate_limit_unavailable,
@@ -165,8 +233,12 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// The private JWK of origin/tests/vector.json (a test key, secret bytes all 7).
+    const JWK: &str = r#"{"kty":"OKP","crv":"Ed25519","x":"6kpsY-KcUgq-9VB7Ey7F-ZVHdq6-vnuSQh7qaRRG0iw","d":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc","kid":"kg-2026-11"}"#;
+
     fn vars(overrides: &[(&str, Option<&str>)]) -> Result<Config, ConfigError> {
         let mut vars: HashMap<&str, Option<&str>> = HashMap::from([
+            ("KEYGATE_ASSERTION_KEY", Some(JWK)),
             ("KEYGATE_ENVIRONMENT", Some("production")),
             ("KEYGATE_ISSUER_PREFIX", Some("kg")),
             ("KEYGATE_ORIGIN", Some("https://api.example.com/base")),
@@ -195,13 +267,34 @@ mod tests {
             (60, 5_000, 10_000)
         );
         assert_eq!(config.rate_limit_unavailable, LimiterUnavailable::Local);
+        let assertion = config.assertion.as_ref().expect("required by default");
+        assert_eq!(
+            (
+                assertion.issuer.as_str(),
+                assertion.audience.as_str(),
+                assertion.lifetime_seconds
+            ),
+            ("keygate", "https://api.example.com/base", 60)
+        );
+        assert!(assertion.jwks_json.contains("\"kid\":\"kg-2026-11\""));
+        assert!(!assertion.jwks_json.contains("\"d\""), "the JWKS is public");
+        assert!(
+            !format!("{assertion:?}").contains("BwcHBwcH"),
+            "Debug hides the key"
+        );
+        let off = vars(&[
+            ("KEYGATE_ASSERTION", Some("off")),
+            ("KEYGATE_ASSERTION_KEY", None),
+        ]);
+        assert!(off.unwrap().assertion.is_none());
         let closed = vars(&[("KEYGATE_RATE_LIMIT_UNAVAILABLE", Some("closed"))]).unwrap();
         assert_eq!(closed.rate_limit_unavailable, LimiterUnavailable::Closed);
     }
 
     #[test]
     fn every_bad_setting_is_named() {
-        let cases: [(&str, Option<&str>); 17] = [
+        let other_key = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AAAA","kid":"x"}]}"#;
+        let cases: [(&str, Option<&str>); 22] = [
             ("KEYGATE_ENVIRONMENT", None),
             ("KEYGATE_ENVIRONMENT", Some("prod")),
             ("KEYGATE_ISSUER_PREFIX", Some("K_G")),
@@ -218,6 +311,11 @@ mod tests {
             ("KEYGATE_RATE_LIMIT_UNAVAILABLE", Some("open")),
             ("KEYGATE_PATH_CASE", Some("lower")),
             ("KEYGATE_VERIFY_SECRET", Some("short")),
+            ("KEYGATE_ASSERTION_KEY", None),
+            ("KEYGATE_ASSERTION_KEY", Some(r#"{"kty":"RSA"}"#)),
+            ("KEYGATE_ASSERTION_JWKS", Some(other_key)),
+            ("KEYGATE_ASSERTION_TTL_SECONDS", Some("5")),
+            ("KEYGATE_ASSERTION", Some("maybe")),
             ("KEYGATE_ROUTES", Some(r#"[{"method": "*", "path": "/*"}]"#)),
         ];
         for (setting, value) in cases {

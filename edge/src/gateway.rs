@@ -6,7 +6,7 @@
 //! crosses as few as it can: one call copies all headers, only names are read back, and the
 //! identity headers of a key are JS strings made once per cached record.
 
-use keygate_shared::{Identity, Verifier};
+use keygate_shared::{ASSERTION_HEADER, Identity, Verifier};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
@@ -65,11 +65,15 @@ impl IdentityHeaders {
     }
 }
 
-/// What to forward with: nothing extra (a public route), or the verified identity.
-#[derive(Clone, Copy, Debug)]
+/// What to forward with: nothing extra (a public route), or the verified identity and, unless
+/// the deployment turned it off, its signed assertion.
+#[derive(Clone, Debug)]
 pub(crate) enum Caller<'a> {
     Anonymous,
-    Verified(&'a IdentityHeaders),
+    Verified {
+        identity: &'a IdentityHeaders,
+        assertion: Option<js_sys::JsString>,
+    },
 }
 
 /// Headers that belong to one connection (RFC 9110 section 7.6.1): never forwarded, whatever
@@ -96,7 +100,7 @@ pub(crate) fn passes(name: &str, authorization_carries_key: bool, connection: &[
         || read_as == "x-api-key"
         || (read_as == "authorization" && authorization_carries_key)
         || HOP_BY_HOP.contains(&read_as.as_str())
-        || connection.iter().any(|listed| *listed == read_as))
+        || connection.contains(&read_as))
 }
 
 /// Forwards the request to the origin at the authorised `target` (canonical path and query),
@@ -137,10 +141,17 @@ pub(crate) async fn forward(
         headers.delete(&name)?;
     }
     headers.set("x-keygate-request-id", request_id)?;
-    if let Caller::Verified(identity) = caller {
+    if let Caller::Verified {
+        identity,
+        assertion,
+    } = caller
+    {
         let target: &JsHeaders = headers.0.unchecked_ref();
         for (name, value) in &identity.0 {
             target.append(name, value)?;
+        }
+        if let Some(assertion) = assertion {
+            target.append(&ASSERTION_HEADER.into(), &assertion)?;
         }
     }
 

@@ -10,6 +10,7 @@
 //! It writes nothing: records come from the control plane through KV. Nothing on the request path
 //! panics; a missing binding or bad setting is a 500/503 that names it, and KV trouble fails closed.
 
+mod assertion;
 mod cache;
 mod config;
 mod gateway;
@@ -35,6 +36,9 @@ use crate::config::{Config, ConfigError, LimiterUnavailable};
 use crate::gateway::Caller;
 use crate::lookup::LookupError;
 
+/// Where the edge publishes the public keys of its identity assertions.
+const JWKS_PATH: &str = "/.keygate/jwks.json";
+
 /// Largest verify-mode body read; a key and a few permissions fit many times over.
 const MAX_VERIFY_BODY: usize = 8 * 1024;
 
@@ -44,6 +48,8 @@ pub use crate::limiter::KeyLimiter;
 pub(crate) struct Isolate {
     pub(crate) config: Config,
     pub(crate) cache: RefCell<RecordCache>,
+    /// Signs the identity assertion (when the deployment has one).
+    pub(crate) signer: assertion::Signer,
     /// Per-key buckets for when a key's limiter cannot be reached (`local` fallback).
     pub(crate) local_buckets: RefCell<limiter::LocalBuckets>,
     /// Whether the `USAGE` queue is bound: without it, no event is built at all.
@@ -61,9 +67,11 @@ fn isolate(env: &Env) -> std::result::Result<Rc<Isolate>, ConfigError> {
             let config = Config::from_vars(|name| env.var(name).ok().map(|var| var.to_string()))?;
             let cache = RecordCache::new(config.cache_capacity, config.cache_ttl_ms);
             let local_buckets = limiter::LocalBuckets::new(config.cache_capacity);
+            let signer = assertion::Signer::new(config.cache_capacity);
             Ok(Rc::new(Isolate {
                 config,
                 local_buckets: RefCell::new(local_buckets),
+                signer,
                 cache: RefCell::new(cache),
                 reports_usage: env.queue(usage::USAGE_BINDING).is_ok(),
             }))
@@ -103,6 +111,8 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Resp
     };
     if call.target.path == isolate.config.verify_path {
         call.verify(request).await
+    } else if call.target.path == JWKS_PATH {
+        call.jwks()
     } else {
         call.gateway(request).await
     }
@@ -199,7 +209,14 @@ impl Call<'_> {
         let (outcome, response) = match candidate.decide(Some(&cached.record), &needs) {
             Decision::Allowed(identity) => match self.spend(&candidate, &cached).await {
                 Spent::Allowed(admission) => {
-                    let caller = Caller::Verified(cached.identity_headers(&identity));
+                    let assertion = match self.assertion(&identity, &cached).await {
+                        Ok(assertion) => assertion,
+                        Err(answered) => return answered,
+                    };
+                    let caller = Caller::Verified {
+                        identity: cached.identity_headers(&identity),
+                        assertion,
+                    };
                     let response = self.forward(&request, caller).await?;
                     let response = match admission {
                         Some(admission) => limiter::annotate(response, &admission)?,
@@ -225,6 +242,45 @@ impl Call<'_> {
             self.report(&candidate, outcome, response.status(), request.cf());
         }
         Ok(response)
+    }
+
+    /// The signed identity assertion for an allowed key (none under `KEYGATE_ASSERTION=off`), or
+    /// the 503 that ends the request: nothing is forwarded without it.
+    async fn assertion(
+        &self,
+        identity: &keygate_shared::Identity<'_>,
+        cached: &cache::CachedRecord,
+    ) -> std::result::Result<Option<worker::js_sys::JsString>, Answered> {
+        let Some(config) = &self.isolate.config.assertion else {
+            return Ok(None);
+        };
+        self.isolate
+            .signer
+            .token(config, identity, cached.record.version, self.now_ms)
+            .await
+            .map(Some)
+            .map_err(|error| {
+                console_error!("{} assertion not signed: {error}", self.request_id);
+                respond::error(
+                    503,
+                    "unavailable",
+                    "The identity assertion could not be signed.",
+                    self.request_id,
+                )
+            })
+    }
+
+    /// `GET /.keygate/jwks.json`: the public keys origins verify assertions with.
+    fn jwks(&self) -> Result<web_sys::Response> {
+        match (&self.isolate.config.assertion, self.target.method) {
+            (Some(assertion), KeyMethod::Get | KeyMethod::Head) => {
+                respond::public_json(&assertion.jwks_json, self.request_id)
+            }
+            (Some(_), _) => respond::method_not_allowed(self.request_id),
+            (None, _) => {
+                respond::error(404, "no_route", "No assertion keys here.", self.request_id)
+            }
+        }
     }
 
     /// The key the request presents, or the 401 that ends the request.

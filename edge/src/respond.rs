@@ -48,6 +48,15 @@ pub(crate) fn error(
     )
 }
 
+/// Public JSON that caches can keep for five minutes (the JWKS).
+pub(crate) fn public_json(json: &str, request_id: &str) -> Result<web_sys::Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    headers.set("cache-control", "public, max-age=300")?;
+    headers.set("x-request-id", request_id)?;
+    Ok(Response::ok(json)?.with_headers(headers).into())
+}
+
 /// 405 for a method outside the fixed set, with the set in `Allow`.
 pub(crate) fn method_not_allowed(request_id: &str) -> Result<web_sys::Response> {
     let body = ErrorBody::new(

@@ -61,7 +61,10 @@ fn main() {
     let origin = EchoOrigin::start(&runtime);
     let edge = WranglerDev::start(&[
         ("KEYGATE_ORIGIN", &origin.url()),
-        ("KEYGATE_ROUTES", r#"[{"method": "*", "path": "/*"}]"#),
+        (
+            "KEYGATE_ROUTES",
+            r#"[{"method": "*", "path": "/*", "any_key": true}]"#,
+        ),
     ]);
     let format = KeyFormat::new("kg").expect("prefix");
     let mut rng = rand::rng();

@@ -46,7 +46,10 @@ fn main() {
     let origin = EchoOrigin::start(&runtime);
     let edge = WranglerDev::start(&[
         ("KEYGATE_ORIGIN", &origin.url()),
-        ("KEYGATE_ROUTES", r#"[{"method": "*", "path": "/*"}]"#),
+        (
+            "KEYGATE_ROUTES",
+            r#"[{"method": "*", "path": "/*", "any_key": true}]"#,
+        ),
     ]);
     let url = format!("sqlite://{}", dir.path().join("loop.db").display());
     let token = bootstrap(&url);

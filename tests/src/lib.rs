@@ -47,6 +47,17 @@ pub fn active_record(key: &ApiKey, permissions: &[&str], owner: &str) -> Snapsho
     }
 }
 
+/// The Ed25519 key the Workers of these tests sign identity assertions with (a fixed test key),
+/// as the edge's private JWK.
+pub fn assertion_key() -> keygate_shared::SigningJwk {
+    keygate_origin::generate("kg-e2e", &[5; 32])
+}
+
+/// The JWKS origins verify the test Workers' assertions with.
+pub fn assertion_jwks() -> String {
+    json!({ "keys": [assertion_key().public()] }).to_string()
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -102,6 +113,7 @@ pub struct WranglerDev {
 
 impl WranglerDev {
     /// Starts `wrangler dev` with `vars` overriding wrangler.toml's, and waits until it answers.
+    /// The Worker signs assertions with [`assertion_key`] unless `vars` say otherwise.
     pub fn start(vars: &[(&str, &str)]) -> Self {
         let state = tempfile::tempdir().expect("temp dir");
         let port = free_port();
@@ -114,6 +126,13 @@ impl WranglerDev {
             "--show-interactive-dev-session=false",
         ]);
         command.arg("--persist-to").arg(state.path().join("kv"));
+        let key = serde_json::to_string(&assertion_key()).expect("JSON");
+        if !vars
+            .iter()
+            .any(|(name, _)| name.starts_with("KEYGATE_ASSERTION"))
+        {
+            command.args(["--var", &format!("KEYGATE_ASSERTION_KEY:{key}")]);
+        }
         for (name, value) in vars {
             command.args(["--var", &format!("{name}:{value}")]);
         }
@@ -245,6 +264,7 @@ impl StandaloneWorkerd {
         .expect("miniflare's rate limiter (npm ci)");
         std::fs::write(dir.path().join("kv.js"), kv_js).expect("kv.js");
         let port = free_port();
+        let key = serde_json::to_string(&assertion_key()).expect("JSON");
         let extra: String = vars
             .iter()
             .map(|(name, value)| format!("\n    (name = {name:?}, text = {value:?}),"))
@@ -263,7 +283,8 @@ const keygate :Workerd.Worker = (
     (name = "KEYGATE_ENVIRONMENT", text = "production"),
     (name = "KEYGATE_ISSUER_PREFIX", text = "kg"),
     (name = "KEYGATE_ORIGIN", text = "http://origin.invalid"),
-    (name = "KEYGATE_ROUTES", text = "[{{\"method\": \"*\", \"path\": \"/*\"}}]"),
+    (name = "KEYGATE_ROUTES", text = "[{{\"method\": \"*\", \"path\": \"/*\", \"any_key\": true}}]"),
+    (name = "KEYGATE_ASSERTION_KEY", text = {key:?}),
     (name = "KEYS", kvNamespace = (name = "kv")),{extra}
     (name = "LOOKUP_LIMITER", wrapped = (moduleName = "cloudflare-internal:ratelimit:module",
       innerBindings = [(name = "namespaceId", json = "\"1\""), (name = "limit", json = "1000"), (name = "period", json = "60")])),
@@ -372,4 +393,106 @@ pub fn poll<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>
         assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A reply read off the wire by [`raw_request`].
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    /// Header lines, lower-cased names.
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+/// Sends `method target` exactly as written, on a socket of its own: no client library
+/// normalises the request target first (reqwest would resolve `..` and re-encode escapes).
+pub fn raw_request(port: u16, method: &str, target: &str, headers: &[(&str, &str)]) -> RawReply {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("Content-Length: 0\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    // Read one response, by its own framing: the server may keep the connection open.
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    let text = loop {
+        let read = stream.read(&mut buffer).unwrap_or(0);
+        raw.extend_from_slice(&buffer[..read]);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        if read == 0 || response_complete(&text, method == "HEAD") {
+            break text;
+        }
+    };
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    RawReply {
+        status,
+        headers,
+        body: serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    }
+}
+
+/// Whether `text` holds a whole response: headers, then a body of its `Content-Length`, or a
+/// chunked body up to its last chunk (no body for HEAD).
+fn response_complete(text: &str, head_request: bool) -> bool {
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let header = |wanted: &str| {
+        head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case(wanted)
+                .then(|| value.trim().to_ascii_lowercase())
+        })
+    };
+    if head_request {
+        return true;
+    }
+    if header("transfer-encoding").is_some_and(|value| value.contains("chunked")) {
+        return body.ends_with("0\r\n\r\n");
+    }
+    header("content-length")
+        .and_then(|length| length.parse::<usize>().ok())
+        .is_none_or(|length| body.len() >= length)
+}
+
+/// The payload of a chunked body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
 }

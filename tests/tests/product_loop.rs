@@ -21,7 +21,7 @@ const INGEST_TOKEN: &str = "product-loop-ingest-token-0123456789abcdef";
 
 const ROUTES: &str = r#"[
   {"method": "GET", "path": "/v1/customers/{customer}/*", "permissions": ["customer:read"], "customer": "customer"},
-  {"method": "*", "path": "/*"}
+  {"method": "*", "path": "/*", "any_key": true}
 ]"#;
 
 struct Loop {
