@@ -30,6 +30,9 @@ pub enum Command {
     Bootstrap(SetupArgs),
     /// Push the pending snapshot records to KV and exit; `--full` rebuilds the whole snapshot.
     Sync(SyncCommand),
+    /// The edge's identity-assertion signing keys.
+    #[command(subcommand)]
+    AssertionKey(AssertionKeyCommand),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -79,6 +82,11 @@ pub struct ServeConfig {
     /// it can do nothing else). Unset: usage ingest is refused.
     #[arg(long, env = "KEYGATE_INGEST_TOKEN", hide_env_values = true)]
     pub ingest_token: Option<IngestToken>,
+    /// A file holding the JWKS origins verify the edge's identity assertions with (the public
+    /// half of every key the edge may sign with: two during a rotation), served at
+    /// `/.well-known/jwks.json`. Unset: that route answers 404.
+    #[arg(long, env = "KEYGATE_ASSERTION_JWKS_FILE")]
+    pub assertion_jwks_file: Option<PathBuf>,
     /// Days the request log (`GET /v1/logs`) keeps events; hourly usage counts are kept.
     #[arg(long, env = "KEYGATE_LOG_RETENTION_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
@@ -104,6 +112,21 @@ impl std::str::FromStr for IngestToken {
         }
         Ok(Self(text.to_owned()))
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AssertionKeyCommand {
+    /// Make an Ed25519 key pair for the edge's identity assertions: the private JWK goes to
+    /// `--output` (mode 0600, never overwritten) for `wrangler secret put KEYGATE_ASSERTION_KEY`;
+    /// the public JWK is printed, for the JWKS (`KEYGATE_ASSERTION_JWKS`).
+    Generate {
+        /// The key's id, e.g. `kg-2026-12`: name it for when it was made, so rotations read well.
+        #[arg(long)]
+        kid: String,
+        /// Where the private JWK is written.
+        #[arg(long)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

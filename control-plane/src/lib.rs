@@ -10,6 +10,7 @@
 //! It does not verify edge traffic (the Worker does, from KV) and it never stores a key or token:
 //! only their SHA-256 digests, compared by keygate-shared.
 
+mod assertion_key;
 pub mod cli;
 mod clock;
 pub mod config;
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         config::Command::Serve(config) => serve::serve(config).await,
         config::Command::Bootstrap(args) => serve::bootstrap(args).await,
         config::Command::Sync(command) => serve::sync_once(command).await,
+        config::Command::AssertionKey(command) => assertion_key::run(command),
         config::Command::Client(command) => cli::run(command).await,
     }
 }

@@ -93,10 +93,20 @@ pub(crate) async fn serve(config: ServeConfig) -> ExitCode {
 
 async fn run(config: ServeConfig) -> Result<(), String> {
     let setup = &config.setup;
-    let settings = settings(&setup.issuer, config.max_body_bytes)?.with_usage(
-        config.ingest_token.as_ref().map(|token| token.0.as_str()),
-        config.log_retention_days,
-    );
+    let jwks = config
+        .assertion_jwks_file
+        .as_ref()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .map_err(|error| format!("cannot read {}: {error}", path.display()))
+        })
+        .transpose()?;
+    let settings = settings(&setup.issuer, config.max_body_bytes)?
+        .with_usage(
+            config.ingest_token.as_ref().map(|token| token.0.as_str()),
+            config.log_retention_days,
+        )
+        .with_assertion_jwks(jwks.as_deref())?;
     let db = Db::connect(&setup.database.database_url, setup.database.max_connections)
         .await
         .map_err(|error| error.to_string())?;

@@ -519,8 +519,13 @@ async fn verify_gives_the_edge_decision(app: &TestApp) {
 
     let cases = [
         (
-            json!({ "client_ip": "10.0.0.1", "permissions": ["customer:write"] }),
+            json!({ "client_ip": "10.0.0.1", "customer_id": "acme", "permissions": ["customer:write"] }),
             "insufficient_permissions",
+        ),
+        // A customer-scoped key where no customer is named: its scope fails closed.
+        (
+            json!({ "client_ip": "10.0.0.1", "permissions": ["customer:read"] }),
+            "customer_required",
         ),
         (
             json!({ "client_ip": "10.0.0.1", "customer_id": "globex" }),
@@ -538,7 +543,7 @@ async fn verify_gives_the_edge_decision(app: &TestApp) {
     let insufficient = app
         .verify(
             &key,
-            json!({ "client_ip": "10.0.0.1", "permissions": ["customer:write"] }),
+            json!({ "client_ip": "10.0.0.1", "customer_id": "acme", "permissions": ["customer:write"] }),
         )
         .await;
     assert_eq!(insufficient["required_permission"], "customer:write");
@@ -653,6 +658,7 @@ async fn the_openapi_document_lists_every_route_served(app: &TestApp) {
         ("GET", "/readyz"),
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
+        ("GET", "/.well-known/jwks.json"),
     ];
     let expected: BTreeSet<(String, String)> = expected
         .iter()

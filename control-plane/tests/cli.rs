@@ -36,10 +36,15 @@ fn free_port() -> u16 {
 }
 
 fn start(database_url: &str, dir: &Path) -> Server {
+    start_with(database_url, dir, &[])
+}
+
+fn start_with(database_url: &str, dir: &Path, env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let log = dir.join("server.log");
     let mut child = Command::new(KEYGATE)
         .arg("serve")
+        .envs(env.iter().copied())
         .env("DATABASE_URL", database_url)
         .env("KEYGATE_LISTEN", format!("127.0.0.1:{port}"))
         .env("KEYGATE_BOOTSTRAP_EMAIL", "root@example.com")
@@ -406,4 +411,84 @@ async fn cli_against_the_real_binary_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_against_the_real_binary_on_postgres() {
     drive(Backend::Postgres).await;
+}
+
+/// `keygate assertion-key generate` writes the private JWK owner-only (and never over a file),
+/// prints only the public one, and `serve` publishes the JWKS at `/.well-known/jwks.json`; an
+/// assertion signed with the private key verifies against what is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assertion_keys_are_generated_owner_only_and_their_jwks_served() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_file = dir.path().join("assertion.jwk");
+    let generate = || {
+        Command::new(KEYGATE)
+            .args([
+                "assertion-key",
+                "generate",
+                "--kid",
+                "kg-2026-12",
+                "--output",
+            ])
+            .arg(&key_file)
+            .output()
+            .expect("keygate runs")
+    };
+    let first = generate();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let public: Value = serde_json::from_slice(&first.stdout).expect("the public JWK");
+    assert_eq!(public["kid"], "kg-2026-12");
+    assert!(public.get("d").is_none(), "the private part is not printed");
+    let mode = std::fs::metadata(&key_file)
+        .expect("key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let private = std::fs::read_to_string(&key_file).expect("read");
+    let jwk = keygate_shared::SigningJwk::parse(private.trim()).expect("an edge-readable key");
+    let again = generate();
+    assert!(
+        !again.status.success(),
+        "an existing key file is never overwritten"
+    );
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), private);
+
+    let jwks = serde_json::json!({ "keys": [public] }).to_string();
+    let jwks_file = dir.path().join("jwks.json");
+    std::fs::write(&jwks_file, &jwks).expect("jwks file");
+    let url = format!("sqlite://{}", dir.path().join("keygate.db").display());
+    let server = start_with(
+        &url,
+        dir.path(),
+        &[("KEYGATE_ASSERTION_JWKS_FILE", jwks_file.to_str().unwrap())],
+    );
+    let served = reqwest::get(format!("{}/.well-known/jwks.json", server.url))
+        .await
+        .expect("served");
+    assert_eq!(served.status(), 200);
+    let served = served.text().await.expect("body");
+    let claims = keygate_shared::AssertionClaims {
+        iss: "keygate".into(),
+        aud: "https://api.example.com".into(),
+        sub: "4fJ0tq8HvQmZ2cL9sWbN1e".into(),
+        owner_id: "usr_1".into(),
+        customer_id: None,
+        permissions: vec!["customer:read".into()],
+        environment: "production".into(),
+        iat: 1_800_000_000,
+        exp: 1_800_000_060,
+    };
+    let token = keygate_origin::sign(&jwk, &claims).expect("signs");
+    let verifier =
+        keygate_origin::AssertionVerifier::new(&served, "keygate", "https://api.example.com")
+            .expect("the served JWKS");
+    assert_eq!(verifier.verify(&token, 1_800_000_001), Ok(claims));
+    let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+    assert!(
+        !log.contains(jwk.d.as_str()),
+        "the private key reached the log"
+    );
 }

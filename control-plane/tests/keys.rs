@@ -474,8 +474,11 @@ async fn patch_changes_only_what_it_names(app: &TestApp) {
     assert_eq!(renamed["expires_at"], created["expires_at"]);
     assert_eq!(renamed["version"], 2);
     assert_eq!(
-        app.verify(&key, json!({ "permissions": ["customer:write"] }))
-            .await["valid"],
+        app.verify(
+            &key,
+            json!({ "permissions": ["customer:write"], "customer_id": "acme" })
+        )
+        .await["valid"],
         true
     );
 

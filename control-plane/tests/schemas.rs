@@ -191,7 +191,8 @@ async fn verify_answers_match_their_schema(app: &TestApp) {
     let asks = [
         json!({ "key": key, "permissions": ["customer:read"], "customer_id": "cus_1" }),
         json!({ "key": plain }),
-        json!({ "key": key, "permissions": ["invoice:read"] }),
+        json!({ "key": key, "permissions": ["invoice:read"], "customer_id": "cus_1" }),
+        json!({ "key": key }),
         json!({ "key": "kg_live_nothing" }),
     ];
     let mut codes = Vec::new();
@@ -205,7 +206,13 @@ async fn verify_answers_match_their_schema(app: &TestApp) {
     }
     assert_eq!(
         codes,
-        ["ok", "ok", "insufficient_permissions", "invalid_key"]
+        [
+            "ok",
+            "ok",
+            "insufficient_permissions",
+            "customer_required",
+            "invalid_key"
+        ]
     );
 }
 

@@ -102,6 +102,7 @@ pub fn compact(signing_input: &str, signature: &[u8]) -> String {
 
 /// One public key as a JWK: `{"kty":"OKP","crv":"Ed25519","x":...,"kid":...,"alg":"EdDSA","use":"sig"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublicJwk {
     pub kty: String,
     pub crv: String,
@@ -115,6 +116,7 @@ pub struct PublicJwk {
 
 /// A JWKS: `{"keys": [...]}`, what keygate publishes for origins.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Jwks {
     pub keys: Vec<PublicJwk>,
 }

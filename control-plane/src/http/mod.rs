@@ -51,6 +51,8 @@ pub struct Settings {
     pub ingest_token: Option<keygate_shared::Digest>,
     /// Days the request log keeps events (usage counts are kept).
     pub log_retention_days: u32,
+    /// The JWKS of the edge's assertion keys, served at `/.well-known/jwks.json`.
+    pub assertion_jwks: Option<keygate_shared::Jwks>,
 }
 
 impl Settings {
@@ -71,12 +73,25 @@ impl Settings {
             token_format: format(token_prefix, "token")?,
             environment,
             max_body_bytes,
+            assertion_jwks: None,
             ingest_token: None,
             log_retention_days: 30,
         })
     }
 
     /// Turns on usage ingest with `token`, keeping the request log for `retention_days`.
+    /// Publishes `jwks` (checked as origins will read it) at `/.well-known/jwks.json`.
+    pub fn with_assertion_jwks(mut self, jwks: Option<&str>) -> Result<Self, String> {
+        self.assertion_jwks = jwks
+            .map(|text| {
+                keygate_origin::AssertionVerifier::new(text, "keygate", "check")
+                    .map_err(|error| format!("the assertion JWKS: {error}"))?;
+                serde_json::from_str(text).map_err(|error| format!("the assertion JWKS: {error}"))
+            })
+            .transpose()?;
+        Ok(self)
+    }
+
     pub fn with_usage(mut self, token: Option<&str>, retention_days: u32) -> Self {
         self.ingest_token = token
             .filter(|token| !token.is_empty())

@@ -22,6 +22,27 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(readyz))
         .routes(routes!(metrics))
         .routes(routes!(openapi_document))
+        .routes(routes!(jwks))
+}
+
+/// The public keys of the edge's identity assertions, for origins to verify them with.
+#[utoipa::path(
+    get, path = "/.well-known/jwks.json", tag = "operations",
+    responses(
+        (status = 200, description = "The JWKS (Ed25519 public keys, one per `kid`)", body = keygate_shared::Jwks),
+        (status = 404, description = "No JWKS configured (`KEYGATE_ASSERTION_JWKS_FILE`)", body = ErrorResponse),
+    )
+)]
+async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let jwks = state
+        .settings()
+        .assertion_jwks
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("JWKS"))?;
+    Ok((
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(jwks.clone()),
+    ))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -1,0 +1,51 @@
+//! `keygate assertion-key generate`: an Ed25519 key pair for the edge's identity assertions. The
+//! private JWK goes to a file only its owner can read (it is a Worker secret); the public JWK is
+//! printed, to go into the JWKS origins verify with.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use rand_core::{OsRng, TryRngCore};
+
+use crate::config::AssertionKeyCommand;
+
+pub(crate) fn run(command: AssertionKeyCommand) -> ExitCode {
+    let AssertionKeyCommand::Generate { kid, output } = command;
+    match generate(&kid, &output) {
+        Ok(public) => {
+            println!("{public}");
+            eprintln!(
+                "keygate: the private key is in {} (mode 0600). Put it with\n    wrangler secret put KEYGATE_ASSERTION_KEY < {}\nand add the public key above to KEYGATE_ASSERTION_JWKS.",
+                output.display(),
+                output.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("keygate: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn generate(kid: &str, output: &Path) -> Result<String, String> {
+    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+    OsRng
+        .try_fill_bytes(secret.as_mut())
+        .map_err(|error| format!("no randomness: {error}"))?;
+    let jwk = keygate_origin::generate(kid, &secret);
+    // Checked as the edge will check it, so a bad kid fails here and not at deploy.
+    let text = zeroize::Zeroizing::new(serde_json::to_string(&jwk).map_err(|e| e.to_string())?);
+    keygate_shared::SigningJwk::parse(&text)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(output)
+        .map_err(|error| format!("cannot create {}: {error}", output.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.write_all(b"\n"))
+        .map_err(|error| format!("cannot write {}: {error}", output.display()))?;
+    serde_json::to_string(&jwk.public()).map_err(|error| error.to_string())
+}
