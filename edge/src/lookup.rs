@@ -82,6 +82,10 @@ pub(crate) fn client_bucket(ip: IpAddr) -> String {
     }
 }
 
+fn unavailable(binding: &str, error: impl std::fmt::Display) -> LookupError {
+    LookupError::Unavailable(format!("{binding}: {error}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::client_bucket;
@@ -99,8 +103,4 @@ mod tests {
         assert_ne!(bucket("192.0.2.7"), bucket("192.0.2.8"));
         assert_eq!(bucket("::ffff:192.0.2.7"), "192.0.2.7");
     }
-}
-
-fn unavailable(binding: &str, error: impl std::fmt::Display) -> LookupError {
-    LookupError::Unavailable(format!("{binding}: {error}"))
 }

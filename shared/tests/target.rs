@@ -115,7 +115,7 @@ fn respell(canonical: &str, choices: &[u8]) -> String {
         let pick = *choice.next().unwrap_or(&0);
         if bytes[at] == b'%' {
             let escape = &canonical[at..at + 3];
-            out.push_str(&if pick % 2 == 0 {
+            out.push_str(&if pick.is_multiple_of(2) {
                 escape.to_ascii_lowercase()
             } else {
                 escape.to_owned()

@@ -1,5 +1,6 @@
 //! Keys and KV records for `scripts/bench-edge`, made by keygate-shared itself: a hot production
-//! key, a mistyped one, a staging one, and the records (`{key id: encoded record}`) behind them.
+//! key, a mistyped one, a staging one, the records (`{key id: encoded record}`) behind them, and
+//! the private JWK the Worker signs identity assertions with.
 
 use keygate_e2e::active_record;
 use keygate_shared::{Environment, KeyFormat};
@@ -20,6 +21,7 @@ fn main() {
         "junk": typo,
         "wrong_environment": staging.expose_secret(),
         "records": { hot.key_id().as_str(): record.encode() },
+        "assertion_key": serde_json::to_string(&keygate_e2e::assertion_key()).expect("JSON"),
     });
     println!("{fixtures}");
 }
