@@ -4,7 +4,6 @@
 use std::fmt;
 
 use keygate_shared::{Digest, Environment, Jwks, KeyFormat, SigningJwk, Verifier};
-use worker::Url;
 
 use crate::routes::{PathCase, RouteTable};
 
@@ -123,15 +122,12 @@ impl Config {
         let format = KeyFormat::new(prefix.trim())
             .map_err(|error| invalid("KEYGATE_ISSUER_PREFIX", error.to_string()))?;
         let origin_text = required("KEYGATE_ORIGIN")?;
-        let origin = Url::parse(origin_text.trim())
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https") && url.query().is_none())
-            .ok_or_else(|| {
-                invalid(
-                    "KEYGATE_ORIGIN",
-                    format!("{origin_text:?} is not an http(s) URL without a query"),
-                )
-            })?;
+        let origin = origin_url(origin_text.trim()).ok_or_else(|| {
+            invalid(
+                "KEYGATE_ORIGIN",
+                format!("{origin_text:?} is not an http(s) URL without a query"),
+            )
+        })?;
         let choice = |setting: &'static str, choices: &[&'static str]| {
             let value = var(setting);
             let value = value.as_deref().map_or(choices[0], str::trim);
@@ -179,7 +175,10 @@ impl Config {
                 let jwk = SigningJwk::parse(&jwk_json)
                     .map_err(|problem| invalid("KEYGATE_ASSERTION_KEY", problem))?;
                 let jwks_json = match var("KEYGATE_ASSERTION_JWKS") {
-                    None => serde_json::json!({ "keys": [jwk.public()] }).to_string(),
+                    None => serde_json::to_string(&Jwks {
+                        keys: vec![jwk.public()],
+                    })
+                    .map_err(|error| invalid("KEYGATE_ASSERTION_KEY", error.to_string()))?,
                     Some(text) => {
                         let jwks: Jwks = serde_json::from_str(&text).map_err(|_| {
                             invalid(
@@ -214,7 +213,7 @@ impl Config {
             verify_secret,
             verifier: Verifier::new(format, environment),
             rate_limit_unavailable,
-            origin: origin.as_str().trim_end_matches('/').to_owned(),
+            origin,
             routes,
             verify_path,
             kv_cache_ttl: number(
@@ -226,6 +225,36 @@ impl Config {
             cache_capacity: number("KEYGATE_CACHE_CAPACITY", 10_000, 1..=1_000_000)? as usize,
         })
     }
+}
+
+/// The origin as requests are appended to it: `http(s)://host[:port][/base]`, with no user info,
+/// query or fragment, and no trailing `/`. Checked by hand, not with a URL parser: the Worker
+/// would carry a URL crate and its Unicode tables for this one check.
+fn origin_url(text: &str) -> Option<String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = match authority.rfind(']') {
+        // An IPv6 literal: its colons are not a port's.
+        Some(end) => match authority[end + 1..].strip_prefix(':') {
+            Some(port) => (&authority[..=end], port),
+            None if end + 1 == authority.len() => (authority, ""),
+            None => return None,
+        },
+        None => authority.rsplit_once(':').unwrap_or((authority, "")),
+    };
+    let host_ok = !host.is_empty()
+        && (host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            || host.starts_with('[') && host.ends_with(']'));
+    let port_ok = port.is_empty() && !authority.ends_with(':')
+        || (port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()) && !port.is_empty());
+    let path_ok = path
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !matches!(b, b'?' | b'#' | b'\\'));
+    (host_ok && port_ok && path_ok).then(|| text.trim_end_matches('/').to_owned())
 }
 
 #[cfg(test)]
@@ -289,6 +318,36 @@ mod tests {
         assert!(off.unwrap().assertion.is_none());
         let closed = vars(&[("KEYGATE_RATE_LIMIT_UNAVAILABLE", Some("closed"))]).unwrap();
         assert_eq!(closed.rate_limit_unavailable, LimiterUnavailable::Closed);
+    }
+
+    #[test]
+    fn origins_are_http_urls_without_query_or_user_info() {
+        for (text, origin) in [
+            ("https://api.example.com", "https://api.example.com"),
+            ("https://api.example.com/", "https://api.example.com"),
+            ("http://127.0.0.1:8789", "http://127.0.0.1:8789"),
+            (
+                "https://api.example.com/base/",
+                "https://api.example.com/base",
+            ),
+            ("http://[::1]:8080/x", "http://[::1]:8080/x"),
+            ("http://[::1]/x", "http://[::1]/x"),
+        ] {
+            assert_eq!(origin_url(text).as_deref(), Some(origin), "{text}");
+        }
+        for text in [
+            "ftp://x",
+            "https://",
+            "https://x/?a=b",
+            "https://x#f",
+            "https://user@x",
+            "https://x:port",
+            "https://x:",
+            "not a url",
+            "https://x y",
+        ] {
+            assert_eq!(origin_url(text), None, "{text}");
+        }
     }
 
     #[test]
