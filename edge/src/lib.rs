@@ -2,8 +2,11 @@
 //! keygate-shared against the record in the Workers KV snapshot; the Worker adds only what needs the
 //! platform: configuration, the isolate cache, KV, the per-client lookup limiter, and forwarding.
 //!
+//! - Before anything else, the method is checked against a fixed set (405) and the path made
+//!   canonical (400 if it cannot be safely): routing, authorisation and forwarding all use it.
 //! - Gateway mode: a request matching a route in `KEYGATE_ROUTES` is verified and forwarded to
-//!   `KEYGATE_ORIGIN` with the caller's identity, or refused with 401/403/429.
+//!   `KEYGATE_ORIGIN` with the caller's identity and its signed assertion
+//!   (`x-keygate-assertion`, public keys at `/.keygate/jwks.json`), or refused with 401/403/429.
 //! - Verify mode: `POST <KEYGATE_VERIFY_PATH>` (default `/.keygate/verify`) with
 //!   `{"key": ..., "permissions": [...], "customer_id": ...}` answers the decision as JSON.
 //!
