@@ -167,36 +167,9 @@ pub(crate) async fn forward(
     Ok(response.dyn_into()?)
 }
 
-/// The path and the query (without its `?`) of a serialised absolute URL: the path starts at the
-/// first `/` after `scheme://host` (a serialised http(s) URL always has one, and percent-encodes
-/// any `?` or `#` inside its path); a fragment is dropped.
-pub(crate) fn path_and_query(url: &str) -> (&str, &str) {
-    let from_path = url
-        .find("://")
-        .and_then(|scheme| url[scheme + 3..].find('/').map(|path| scheme + 3 + path))
-        .map_or("/", |at| &url[at..]);
-    let without_fragment = from_path.split('#').next().unwrap_or(from_path);
-    without_fragment
-        .split_once('?')
-        .unwrap_or((without_fragment, ""))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{passes, path_and_query};
-
-    #[test]
-    fn path_and_query_are_taken_verbatim() {
-        assert_eq!(
-            path_and_query("https://edge.example.com/v1/a%20b?x=1&y=%2F"),
-            ("/v1/a%20b", "x=1&y=%2F")
-        );
-        assert_eq!(path_and_query("http://127.0.0.1:8787/"), ("/", ""));
-        assert_eq!(path_and_query("http://127.0.0.1:8787/?q"), ("/", "q"));
-        assert_eq!(path_and_query("http://user@host:1/p//q"), ("/p//q", ""));
-        assert_eq!(path_and_query("http://h/p?a#frag"), ("/p", "a"));
-        assert_eq!(path_and_query("not a url"), ("/", ""));
-    }
+    use super::passes;
 
     #[test]
     fn credentials_forged_identity_and_hop_by_hop_headers_never_pass() {

@@ -21,6 +21,7 @@ mod limiter;
 mod lookup;
 mod respond;
 mod routes;
+mod target;
 mod usage;
 
 use std::cell::{OnceCell, RefCell};
@@ -29,8 +30,8 @@ use std::rc::Rc;
 
 use futures_util::StreamExt as _;
 use keygate_shared::{
-    Candidate, Decision, Denial, Digest, KeyId, Method as KeyMethod, Outcome, PathError,
-    Request as Needs, UsageEvent, Verifier, VerifyRequest, canonical_path,
+    Candidate, Decision, Denial, Digest, KeyId, Method as KeyMethod, Outcome, Request as Needs,
+    UsageEvent, Verifier, VerifyRequest,
 };
 use worker::{Context, Date, Env, Request, Result, console_error, event, web_sys};
 
@@ -38,6 +39,7 @@ use crate::cache::RecordCache;
 use crate::config::{Config, ConfigError, LimiterUnavailable};
 use crate::gateway::Caller;
 use crate::lookup::LookupError;
+use crate::target::Target;
 
 /// Where the edge publishes the public keys of its identity assertions.
 const JWKS_PATH: &str = "/.keygate/jwks.json";
@@ -121,43 +123,6 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Resp
     }
 }
 
-/// The request target as it is routed, authorised and forwarded: a method of the fixed set, the
-/// canonical path, and the query as received.
-struct Target {
-    method: KeyMethod,
-    path: String,
-    query: String,
-}
-
-/// Why a request target is refused before routing.
-enum Unroutable {
-    Method,
-    Path(PathError),
-}
-
-impl Unroutable {
-    fn answer(&self, request_id: &str) -> Result<web_sys::Response> {
-        match self {
-            Self::Method => respond::method_not_allowed(request_id),
-            Self::Path(error) => respond::error(400, error.code(), &error.to_string(), request_id),
-        }
-    }
-}
-
-impl Target {
-    fn of(request: &Request) -> std::result::Result<Self, Unroutable> {
-        let inner = request.inner();
-        let method = KeyMethod::parse(&inner.method()).ok_or(Unroutable::Method)?;
-        let url = inner.url();
-        let (path, query) = gateway::path_and_query(&url);
-        Ok(Self {
-            method,
-            path: canonical_path(path).map_err(Unroutable::Path)?,
-            query: query.to_owned(),
-        })
-    }
-}
-
 struct Call<'a> {
     isolate: &'a Isolate,
     env: &'a Env,
@@ -172,13 +137,28 @@ struct Call<'a> {
 /// A request that ends before it is decided (no route, no credential, KV trouble): its answer.
 type Answered = Result<web_sys::Response>;
 
-/// What spending one request of a key's rate limit gave.
-enum Spent {
+/// A key's request decided, its rate limit spent: what both modes answer from.
+enum Verdict<'r> {
     /// Go on; with the admission when the key has a limit (its headers go on the response).
-    Allowed(Option<keygate_shared::Admission>),
-    Refused(keygate_shared::Admission),
-    /// The limiter could not be reached and the deployment fails closed.
-    Unavailable,
+    Allowed(
+        keygate_shared::Identity<'r>,
+        Option<keygate_shared::Admission>,
+    ),
+    /// Refused; with the admission when the rate limit refused it.
+    Denied(Denial, Option<keygate_shared::Admission>),
+    /// The key's limiter could not be reached and the deployment fails closed.
+    LimiterUnavailable,
+}
+
+impl Verdict<'_> {
+    /// How the usage log records it; `None` for denials before the secret matched.
+    fn outcome(&self) -> Option<Outcome> {
+        match self {
+            Self::Allowed(..) => Some(Outcome::Ok),
+            Self::Denied(denial, _) => denial.usage_outcome(),
+            Self::LimiterUnavailable => Some(Outcome::RateLimiterUnavailable),
+        }
+    }
 }
 
 impl Call<'_> {
@@ -209,37 +189,29 @@ impl Call<'_> {
             customer_id: route.customer,
             customer_keys: route.route.customer_keys,
         };
-        let (outcome, response) = match candidate.decide(Some(&cached.record), &needs) {
-            Decision::Allowed(identity) => match self.spend(&candidate, &cached).await {
-                Spent::Allowed(admission) => {
-                    let assertion = match self.assertion(&identity, &cached).await {
-                        Ok(assertion) => assertion,
-                        Err(answered) => return answered,
-                    };
-                    let caller = Caller::Verified {
-                        identity: cached.identity_headers(&identity),
-                        assertion,
-                    };
-                    let response = self.forward(&request, caller).await?;
-                    let response = match admission {
-                        Some(admission) => limiter::annotate(response, &admission)?,
-                        None => response,
-                    };
-                    (Some(Outcome::Ok), response)
+        let verdict = self.judge(&candidate, &cached, &needs).await;
+        let outcome = verdict.outcome();
+        let response = match verdict {
+            Verdict::Allowed(identity, admission) => {
+                let assertion = match self.assertion(&identity, &cached).await {
+                    Ok(assertion) => assertion,
+                    Err(answered) => return answered,
+                };
+                let caller = Caller::Verified {
+                    identity: cached.identity_headers(&identity),
+                    assertion,
+                };
+                let response = self.forward(&request, caller).await?;
+                match admission {
+                    Some(admission) => limiter::annotate(response, &admission)?,
+                    None => response,
                 }
-                Spent::Refused(admission) => (
-                    Some(Outcome::RateLimited),
-                    respond::rate_limited(&admission, self.request_id)?,
-                ),
-                Spent::Unavailable => (
-                    Some(Outcome::RateLimiterUnavailable),
-                    respond::limiter_unavailable(self.request_id)?,
-                ),
-            },
-            Decision::Denied(denial) => (
-                denial.usage_outcome(),
-                respond::denial(&denial, self.request_id)?,
-            ),
+            }
+            Verdict::Denied(_, Some(admission)) => {
+                respond::rate_limited(&admission, self.request_id)?
+            }
+            Verdict::Denied(denial, None) => respond::denial(&denial, self.request_id)?,
+            Verdict::LimiterUnavailable => respond::limiter_unavailable(self.request_id)?,
         };
         if let Some(outcome) = outcome {
             self.report(&candidate, outcome, response.status(), request.cf());
@@ -303,11 +275,21 @@ impl Call<'_> {
             .map_err(|denial| respond::denial(&denial, self.request_id))
     }
 
-    /// Spends one request of the key's rate limit, if it has one: at its Durable Object, or, when
-    /// that cannot be reached, as `KEYGATE_RATE_LIMIT_UNAVAILABLE` says.
-    async fn spend(&self, candidate: &Candidate, cached: &cache::CachedRecord) -> Spent {
+    /// The decision and, for an allowed key, one request spent of its rate limit, if it has one:
+    /// at its Durable Object or, when that cannot be reached, as `KEYGATE_RATE_LIMIT_UNAVAILABLE`
+    /// says. Both modes act on this.
+    async fn judge<'r>(
+        &self,
+        candidate: &Candidate,
+        cached: &'r cache::CachedRecord,
+        needs: &Needs<'_>,
+    ) -> Verdict<'r> {
+        let identity = match candidate.decide(Some(&cached.record), needs) {
+            Decision::Allowed(identity) => identity,
+            Decision::Denied(denial) => return Verdict::Denied(denial, None),
+        };
         let Some(limit) = cached.rate_limit() else {
-            return Spent::Allowed(None);
+            return Verdict::Allowed(identity, None);
         };
         let admission = match limiter::admit(self.env, &candidate.key_id(), limit).await {
             Ok(admission) => admission,
@@ -319,14 +301,21 @@ impl Call<'_> {
                         limit,
                         self.now_ms,
                     ),
-                    LimiterUnavailable::Closed => return Spent::Unavailable,
+                    LimiterUnavailable::Closed => return Verdict::LimiterUnavailable,
                 }
             }
         };
         if admission.allowed {
-            Spent::Allowed(Some(admission))
+            Verdict::Allowed(identity, Some(admission))
         } else {
-            Spent::Refused(admission)
+            let retry_after_seconds =
+                u32::try_from(admission.retry_after_seconds).unwrap_or(u32::MAX);
+            Verdict::Denied(
+                Denial::RateLimited {
+                    retry_after_seconds,
+                },
+                Some(admission),
+            )
         }
     }
 
@@ -426,28 +415,12 @@ impl Call<'_> {
             customer_keys: false,
         };
         // A verification is a use of the key: it spends the rate limit and is reported.
-        let (outcome, response) = match candidate.decide(Some(&cached.record), &needs) {
-            Decision::Allowed(identity) => match self.spend(&candidate, &cached).await {
-                Spent::Allowed(_) => (
-                    Some(Outcome::Ok),
-                    self.verdict(Decision::Allowed(identity))?,
-                ),
-                Spent::Refused(admission) => (
-                    Some(Outcome::RateLimited),
-                    self.verdict(Decision::Denied(Denial::RateLimited {
-                        retry_after_seconds: u32::try_from(admission.retry_after_seconds)
-                            .unwrap_or(u32::MAX),
-                    }))?,
-                ),
-                Spent::Unavailable => (
-                    Some(Outcome::RateLimiterUnavailable),
-                    respond::limiter_unavailable(self.request_id)?,
-                ),
-            },
-            Decision::Denied(denial) => (
-                denial.usage_outcome(),
-                self.verdict(Decision::Denied(denial))?,
-            ),
+        let verdict = self.judge(&candidate, &cached, &needs).await;
+        let outcome = verdict.outcome();
+        let response = match verdict {
+            Verdict::Allowed(identity, _) => self.verdict(Decision::Allowed(identity))?,
+            Verdict::Denied(denial, _) => self.verdict(Decision::Denied(denial))?,
+            Verdict::LimiterUnavailable => respond::limiter_unavailable(self.request_id)?,
         };
         if let Some(outcome) = outcome {
             self.report(&candidate, outcome, response.status(), request.cf());
