@@ -18,6 +18,7 @@ pub mod http;
 mod serve;
 pub mod store;
 pub mod sync;
+mod text;
 
 pub use clock::Clock;
 pub use config::Cli;

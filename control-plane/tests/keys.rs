@@ -199,10 +199,37 @@ async fn invalid_creates_are_refused_and_write_nothing(app: &TestApp) {
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_owner",
         ),
+        // Text that would steer a terminal, or hide or reorder what a person reads.
+        (
+            json!({ "name": "evil\u{1b}[2Jname" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_name",
+        ),
+        (
+            json!({ "name": "invoice\u{202e}gnp.exe" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_name",
+        ),
+        (
+            json!({ "name": "x", "description": "zero\u{200b}width" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_description",
+        ),
     ];
     for (body, status, code) in cases {
         let response = app.post("/v1/keys", &app.admin, body.clone()).await;
         assert_eq!(response.status, status, "{body} -> {}", response.text);
+        let field = code.trim_start_matches("invalid_");
+        if ["name", "description"].contains(&field) {
+            assert!(
+                response.json["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(field),
+                "{}",
+                response.text
+            );
+        }
         response.expect_error(status, code);
     }
 
@@ -307,9 +334,11 @@ async fn disable_enable_revoke_and_delete(app: &TestApp) {
     assert_eq!(enabled["status"], "active");
     assert_eq!(app.verify(&key, json!({})).await["valid"], true);
 
-    app.post(&path("revoke"), &app.admin, json!({ "reason": "" }))
-        .await
-        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reason");
+    for reason in ["", "gone\u{1b}]0;pwned\u{7}"] {
+        app.post(&path("revoke"), &app.admin, json!({ "reason": reason }))
+            .await
+            .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reason");
+    }
     let revoked = app
         .post(
             &path("revoke"),

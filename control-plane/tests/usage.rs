@@ -191,6 +191,24 @@ async fn ingest_refuses_strangers_and_bad_batches(app: &TestApp) {
             .await
             .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
     }
+    // The token is checked before the body is read: without it, even a body that is not JSON,
+    // or one over the 1 MiB limit, is 401, never 400 or 413.
+    for body in ["not json at all".to_owned(), "x".repeat(2 * 1024 * 1024)] {
+        let request = axum::http::Request::post("/v1/usage/events")
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer not-the-ingest-token")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        app.raw(request)
+            .await
+            .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let request = axum::http::Request::post("/v1/usage/events")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {INGEST_TOKEN}"))
+        .body(axum::body::Body::from("not json at all"))
+        .unwrap();
+    app.raw(request).await.expect(StatusCode::BAD_REQUEST);
     let too_many: Vec<Value> = (0..1001)
         .map(|n| event(&format!("e{n}"), &key_id, START * 1000, "ok", 200))
         .collect();

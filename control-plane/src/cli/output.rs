@@ -2,9 +2,10 @@
 
 use serde_json::Value;
 
-/// A cell: strings as they are, null as `-`, anything else as compact JSON.
+/// A cell: strings as they are (any hidden character escaped, so no server text can steer the
+/// terminal), null as `-`, anything else as compact JSON.
 pub(crate) fn cell(value: &Value) -> String {
-    match value {
+    let shown = match value {
         Value::Null => "-".to_owned(),
         Value::String(text) => text.clone(),
         Value::Array(items) if items.iter().all(Value::is_string) => {
@@ -16,7 +17,8 @@ pub(crate) fn cell(value: &Value) -> String {
             }
         }
         other => other.to_string(),
-    }
+    };
+    crate::text::printable(&shown).into_owned()
 }
 
 /// `rows` as a table with these `columns` (JSON field names, upper-cased as headings).

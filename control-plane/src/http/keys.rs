@@ -161,13 +161,17 @@ struct Config {
 }
 
 fn check_description(description: Option<String>) -> Result<Option<String>, Refusal> {
-    match description {
-        Some(text) if text.chars().count() > MAX_DESCRIPTION_CHARS => Err(Refusal::invalid(
-            "invalid_description",
-            format!("description must be at most {MAX_DESCRIPTION_CHARS} characters"),
-        )),
-        other => Ok(other),
-    }
+    description
+        .map(|text| {
+            crate::text::check(
+                "description",
+                "invalid_description",
+                &text,
+                0..=MAX_DESCRIPTION_CHARS,
+                true,
+            )
+        })
+        .transpose()
 }
 
 fn check_customer(customer: Option<String>) -> Result<Option<CustomerId>, Refusal> {
@@ -685,13 +689,13 @@ async fn revoke_key(
     Path(id): Path<String>,
     ApiJson(request): ApiJson<RevokeKeyRequest>,
 ) -> Result<Json<KeyView>, ApiError> {
-    let reason = request.reason.trim().to_owned();
-    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
-        return Err(ApiError::invalid(
-            "invalid_reason",
-            format!("reason must be 1 to {MAX_REASON_CHARS} characters"),
-        ));
-    }
+    let reason = crate::text::check(
+        "reason",
+        "invalid_reason",
+        &request.reason,
+        1..=MAX_REASON_CHARS,
+        false,
+    )?;
     let actor = actor(&state, &caller);
     let now = actor.now;
     let key = modify(&state, &key_id(&id)?, &actor, "key.revoke", |key| {

@@ -6,6 +6,8 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use keygate_shared::Method;
+
 /// Latency bucket bounds, in seconds.
 const BUCKETS: [f64; 12] = [
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -25,9 +27,11 @@ struct Route {
 }
 
 impl Metrics {
-    /// `route` is the matched route template (`/v1/keys/{key_id}`), never the raw path, so the
-    /// label set stays bounded and no path segment supplied by a client becomes a label.
+    /// `route` is the matched route template (`/v1/keys/{key_id}`), never the raw path, and a
+    /// method outside the standard set is counted as `OTHER`: the label set stays bounded and
+    /// nothing a client makes up becomes a label.
     pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let method = Method::parse(method).map_or("OTHER", Method::as_str);
         let seconds = elapsed.as_secs_f64();
         let mut routes = self
             .routes
@@ -81,5 +85,29 @@ impl Metrics {
                 entry.count, entry.sum_seconds, entry.count
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        let metrics = Metrics::default();
+        for method in ["GET", "BREW", "X-ANYTHING", "get", "PROPFIND"] {
+            metrics.observe(method, "unmatched", 405, Duration::from_millis(1));
+        }
+        let mut out = String::new();
+        metrics.render(&mut out);
+        let methods: std::collections::BTreeSet<&str> = out
+            .lines()
+            .filter_map(|line| line.split("method=\"").nth(1))
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        assert_eq!(methods, ["GET", "OTHER"].into_iter().collect());
+        assert!(out.contains(
+            "keygate_http_requests_total{method=\"OTHER\",route=\"unmatched\",status=\"405\"} 4"
+        ));
     }
 }

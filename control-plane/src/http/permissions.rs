@@ -42,13 +42,13 @@ pub(super) struct PutPermissionSetRequest {
 }
 
 fn check_description(description: &str) -> Result<String, ApiError> {
-    if description.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(ApiError::invalid(
-            "invalid_description",
-            format!("description must be at most {MAX_DESCRIPTION_CHARS} characters"),
-        ));
-    }
-    Ok(description.trim().to_owned())
+    Ok(crate::text::check(
+        "description",
+        "invalid_description",
+        description,
+        0..=MAX_DESCRIPTION_CHARS,
+        false,
+    )?)
 }
 
 /// The catalogue: every permission and every named set.

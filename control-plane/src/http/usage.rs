@@ -8,8 +8,9 @@
 )]
 
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use keygate_shared::{Digest, KeyId, Outcome, UsageEvent};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -59,6 +60,30 @@ pub(super) struct Rejected {
     message: String,
 }
 
+/// The edge's usage consumer, known by the ingest token. An extractor of the request's head, so
+/// it runs before the body is read: a caller without the token gets 401 before a byte of its
+/// (up to 1 MiB) body is parsed.
+#[derive(Debug)]
+pub(super) struct IngestCaller;
+
+impl FromRequestParts<AppState> for IngestCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(Digest::of_key);
+        match (&state.settings().ingest_token, presented) {
+            // Digest equality is constant-time.
+            (Some(expected), Some(presented)) if *expected == presented => Ok(Self),
+            _ => Err(ApiError::unauthorized("missing or invalid ingest token")),
+        }
+    }
+}
+
 /// Store a batch of usage events from the edge. Idempotent by event id; valid events are stored
 /// even when others in the batch are refused.
 #[utoipa::path(
@@ -74,22 +99,9 @@ pub(super) struct Rejected {
 )]
 async fn ingest_events(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _edge: IngestCaller,
     ApiJson(batch): ApiJson<IngestRequest>,
 ) -> Result<Json<IngestResponse>, ApiError> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(Digest::of_key);
-    let authorized = match (&state.settings().ingest_token, presented) {
-        // Digest equality is constant-time.
-        (Some(expected), Some(presented)) => *expected == presented,
-        _ => false,
-    };
-    if !authorized {
-        return Err(ApiError::unauthorized("missing or invalid ingest token"));
-    }
     if batch.events.len() > MAX_BATCH {
         return Err(ApiError::invalid(
             "batch_too_large",

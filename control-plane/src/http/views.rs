@@ -33,17 +33,10 @@ pub(crate) fn parse_rfc3339(field: &str, text: &str) -> Result<i64, Refusal> {
         })
 }
 
-/// A name people give a key or token: trimmed, 1 to `max_chars` characters, none of them control
-/// characters.
+/// A name people give a key or token: trimmed, 1 to `max_chars` characters, none of them hidden
+/// (control, bidi or zero-width characters).
 pub(crate) fn check_name(name: &str, max_chars: usize) -> Result<String, Refusal> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > max_chars || name.chars().any(char::is_control) {
-        return Err(Refusal::invalid(
-            "invalid_name",
-            format!("name must be 1 to {max_chars} printable characters"),
-        ));
-    }
-    Ok(name.to_owned())
+    crate::text::check("name", "invalid_name", name, 1..=max_chars, false)
 }
 
 /// A key as listings and lookups show it. Never the key itself, nor its digest.
