@@ -13,6 +13,7 @@ both!(
     tokens_authenticate_and_stop_at_once,
     members_manage_only_their_own_keys,
     admins_manage_users_and_keep_one_admin,
+    two_admins_demoting_each_other_at_once_leave_one,
     the_catalogue_is_read_by_all_and_extended_by_admins,
     the_audit_log_filters_pages_and_scopes_members,
     verify_gives_the_edge_decision,
@@ -701,5 +702,71 @@ async fn the_openapi_document_lists_every_route_served(app: &TestApp) {
                 }
             }
         }
+    }
+}
+
+/// The last-admin rule under concurrency: two admins demote each other at the same moment,
+/// again and again. Each time exactly one demotion wins and one admin remains (on PostgreSQL the
+/// active admins' rows are locked first; SQLite's writer is one at a time).
+async fn two_admins_demoting_each_other_at_once_leave_one(app: &TestApp) {
+    let first = app.user("first@example.com", "admin").await;
+    let second = app.user("second@example.com", "admin").await;
+    // The bootstrap admin steps down, so first and second are the only admins.
+    app.send(
+        "PATCH",
+        &format!("/v1/users/{}", app.admin.id),
+        Some(&first.token),
+        Some(json!({ "role": "member" })),
+    )
+    .await
+    .expect(StatusCode::OK);
+    for round in 0..25 {
+        let (second_path, first_path) = (
+            format!("/v1/users/{}", second.id),
+            format!("/v1/users/{}", first.id),
+        );
+        let (a, b) = tokio::join!(
+            app.send(
+                "PATCH",
+                &second_path,
+                Some(&first.token),
+                Some(json!({ "role": "member" }))
+            ),
+            app.send(
+                "PATCH",
+                &first_path,
+                Some(&second.token),
+                Some(json!({ "role": "member" }))
+            ),
+        );
+        let statuses = [a.status, b.status];
+        let won = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        // The loser is refused by the rule (409), or, when the winner committed first, finds
+        // itself no longer an admin (403).
+        let lost = statuses
+            .iter()
+            .filter(|s| [StatusCode::CONFLICT, StatusCode::FORBIDDEN].contains(*s))
+            .count();
+        assert_eq!(
+            (won, lost),
+            (1, 1),
+            "round {round}: {statuses:?}: {} {}",
+            a.text,
+            b.text
+        );
+        // Put the loser back for the next round.
+        let (winner, loser) = if a.status == StatusCode::OK {
+            (&first, &second)
+        } else {
+            (&second, &first)
+        };
+        app.send(
+            "PATCH",
+            &format!("/v1/users/{}", loser.id),
+            Some(&winner.token),
+            Some(json!({ "role": "admin" })),
+        )
+        .await
+        .expect(StatusCode::OK);
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{AnyConnection, FromRow, Row};
 
-use super::{Actor, Db, Refusal, StoreError, audit};
+use super::{Actor, Backend, Db, Refusal, StoreError, audit};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -302,6 +302,18 @@ pub async fn change(
     actor: &Actor,
 ) -> Result<User, StoreError> {
     let mut tx = db.begin().await?;
+    // Changes that may remove an admin take turns: under READ COMMITTED, two admins demoting each
+    // other at once would each count the other and leave none. Locking every active admin's row
+    // first makes the second wait and then count what the first committed. (SQLite has one
+    // writer at a time already.)
+    if db.backend() == Backend::Postgres {
+        sqlx::query(
+            "SELECT app_user_id FROM app_user WHERE role = 'admin' AND deactivated_at IS NULL \
+             FOR UPDATE",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+    }
     let user = active_user(&mut tx, user_id).await?;
     let (action, summary) = match change {
         UserChange::Role(role) => {
