@@ -8,7 +8,6 @@
 //! Run it with `scripts/bench-control-plane` (it builds the release binary and passes its path).
 //! Usage: bench_api KEYGATE_BINARY [POSTGRES_ADMIN_URL]
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,8 +40,11 @@ fn start(binary: &str, database_url: &str) -> Server {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port();
-    let mut child = Command::new(binary)
+    let token_file = std::env::temp_dir().join(format!("keygate-bench-{port}.token"));
+    let _ = std::fs::remove_file(&token_file);
+    let child = Command::new(binary)
         .arg("serve")
+        .env("KEYGATE_BOOTSTRAP_TOKEN_FILE", &token_file)
         .env("DATABASE_URL", database_url)
         .env("KEYGATE_LISTEN", format!("127.0.0.1:{port}"))
         .env("KEYGATE_LOG", "warn")
@@ -51,20 +53,16 @@ fn start(binary: &str, database_url: &str) -> Server {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("keygate serve starts");
-    let token = BufReader::new(child.stdout.take().expect("stdout"))
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.trim()
-                .starts_with("kgcp_")
-                .then(|| line.trim().to_owned())
-        })
-        .expect("the bootstrap token");
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "keygate serve did not listen");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let token = std::fs::read_to_string(&token_file)
+        .expect("the bootstrap token file")
+        .trim()
+        .to_owned();
+    let _ = std::fs::remove_file(&token_file);
     Server {
         child,
         url: format!("http://127.0.0.1:{port}"),

@@ -81,7 +81,11 @@ pub struct ServeConfig {
     /// The token the edge's usage consumer presents to `POST /v1/usage/events` (long and random;
     /// it can do nothing else). Unset: usage ingest is refused.
     #[arg(long, env = "KEYGATE_INGEST_TOKEN", hide_env_values = true)]
-    pub ingest_token: Option<IngestToken>,
+    pub ingest_token: Option<SecretToken>,
+    /// When set, `/metrics` answers only scrapers that send `Authorization: Bearer <token>` (long
+    /// and random). Unset: `/metrics` is open, for a scraper on a private network.
+    #[arg(long, env = "KEYGATE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<SecretToken>,
     /// A file holding the JWKS origins verify the edge's identity assertions with (the public
     /// half of every key the edge may sign with: two during a rotation), served at
     /// `/.well-known/jwks.json`. Unset: that route answers 404.
@@ -93,22 +97,23 @@ pub struct ServeConfig {
     pub log_retention_days: u32,
 }
 
-/// A secret from the command line or environment, never printed.
+/// A shared secret from the command line or environment (the ingest and metrics tokens), never
+/// printed.
 #[derive(Clone)]
-pub struct IngestToken(pub String);
+pub struct SecretToken(pub String);
 
-impl std::fmt::Debug for IngestToken {
+impl std::fmt::Debug for SecretToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("IngestToken(<redacted>)")
+        f.write_str("SecretToken(<redacted>)")
     }
 }
 
-impl std::str::FromStr for IngestToken {
+impl std::str::FromStr for SecretToken {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
         if text.len() < 32 {
-            return Err("the ingest token must be at least 32 characters".into());
+            return Err("the token must be at least 32 characters".into());
         }
         Ok(Self(text.to_owned()))
     }
@@ -227,6 +232,11 @@ pub struct SetupArgs {
         default_value = "admin@localhost"
     )]
     pub bootstrap_email: String,
+    /// Where the first admin's token is written, in a new file only its owner can read, when this
+    /// start creates that admin. Without it `serve` creates no admin (and says so), and
+    /// `bootstrap` shows the token only on a terminal: it never goes to a log or a pipe.
+    #[arg(long, env = "KEYGATE_BOOTSTRAP_TOKEN_FILE")]
+    pub bootstrap_token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

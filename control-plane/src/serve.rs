@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -36,33 +37,107 @@ fn settings(issuer: &IssuerArgs, max_body_bytes: usize) -> Result<Settings, Stri
     )
 }
 
-/// Creates the first admin if the database has none. The token goes to stdout, once; logs go to
-/// stderr and never carry it.
-async fn bootstrap_admin(db: &Db, settings: &Settings, email: &str) -> Result<bool, String> {
+/// Where the first admin's token goes: a new file only its owner can read, or the terminal of
+/// an explicit `keygate bootstrap`. Never a log stream or a pipe.
+enum TokenOut {
+    File(PathBuf, std::fs::File),
+    Terminal,
+}
+
+impl TokenOut {
+    /// The file, created now (before any admin exists), so a path that cannot be used fails
+    /// before the database is touched.
+    fn file(path: &Path) -> Result<Self, String> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options
+            .open(path)
+            .map(|file| Self::File(path.to_owned(), file))
+            .map_err(|error| format!("cannot create the token file {}: {error}", path.display()))
+    }
+
+    /// Nothing was created: an empty file is not left behind.
+    fn unused(self) {
+        if let Self::File(path, file) = self {
+            drop(file);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Creates the first admin if the database has none, and hands its token to `out`, once.
+async fn bootstrap_admin(
+    db: &Db,
+    settings: &Settings,
+    email: &str,
+    out: TokenOut,
+) -> Result<bool, String> {
     let now = Clock::system().now();
     let created = users::bootstrap(db, email, &settings.token_format, settings.environment, now)
         .await
-        .map_err(|error| format!("bootstrap failed: {error}"))?;
-    let Some((user, token)) = created else {
-        return Ok(false);
+        .map_err(|error| format!("bootstrap failed: {error}"));
+    let (user, token) = match created {
+        Ok(Some(created)) => created,
+        Ok(None) => {
+            out.unused();
+            return Ok(false);
+        }
+        Err(error) => {
+            out.unused();
+            return Err(error);
+        }
     };
-    println!(
-        "keygate: created the first admin {} ({}). Its token, shown only this once:\n\n    {}\n",
-        user.email,
-        user.user_id,
-        token.token.expose_secret()
-    );
+    match out {
+        TokenOut::File(path, mut file) => {
+            use std::io::Write as _;
+            writeln!(file, "{}", token.token.expose_secret())
+                .and_then(|()| file.sync_all())
+                .map_err(|error| {
+                    format!(
+                        "the first admin {} was created, but its token could not be written to {}: {error}; revoke it and issue another",
+                        user.user_id,
+                        path.display()
+                    )
+                })?;
+            tracing::info!(
+                user_id = %user.user_id,
+                path = %path.display(),
+                "created the first admin; its token is in the file (owner-only)"
+            );
+        }
+        TokenOut::Terminal => println!(
+            "keygate: created the first admin {} ({}). Its token, shown only this once:\n\n    {}\n",
+            user.email,
+            user.user_id,
+            token.token.expose_secret()
+        ),
+    }
     Ok(true)
 }
 
 pub(crate) async fn bootstrap(args: SetupArgs) -> ExitCode {
     init_logging(LogFormat::Text);
     let outcome = async {
+        let out = match &args.bootstrap_token_file {
+            Some(path) => TokenOut::file(path)?,
+            None if std::io::stdout().is_terminal() => TokenOut::Terminal,
+            None => {
+                return Err(
+                    "stdout is not a terminal: pass --bootstrap-token-file PATH (the token never goes to a pipe or a log)"
+                        .to_owned(),
+                );
+            }
+        };
         let settings = settings(&args.issuer, 0)?;
-        let db = Db::connect(&args.database.database_url, 1)
-            .await
-            .map_err(|error| error.to_string())?;
-        let created = bootstrap_admin(&db, &settings, &args.bootstrap_email).await;
+        let db = match Db::connect(&args.database.database_url, 1).await {
+            Ok(db) => db,
+            Err(error) => {
+                out.unused();
+                return Err(error.to_string());
+            }
+        };
+        let created = bootstrap_admin(&db, &settings, &args.bootstrap_email, out).await;
         db.close().await;
         created
     }
@@ -106,12 +181,32 @@ async fn run(config: ServeConfig) -> Result<(), String> {
             config.ingest_token.as_ref().map(|token| token.0.as_str()),
             config.log_retention_days,
         )
+        .with_metrics_token(config.metrics_token.as_ref().map(|token| token.0.as_str()))
         .with_assertion_jwks(jwks.as_deref())?;
     let db = Db::connect(&setup.database.database_url, setup.database.max_connections)
         .await
         .map_err(|error| error.to_string())?;
     tracing::info!(backend = db.backend().name(), "database ready");
-    bootstrap_admin(&db, &settings, &setup.bootstrap_email).await?;
+    match &setup.bootstrap_token_file {
+        Some(path) => {
+            bootstrap_admin(
+                &db,
+                &settings,
+                &setup.bootstrap_email,
+                TokenOut::file(path)?,
+            )
+            .await?;
+        }
+        None if !users::bootstrapped(&db)
+            .await
+            .map_err(|error| error.to_string())? =>
+        {
+            tracing::warn!(
+                "this database has no admin yet: run `keygate bootstrap` on a terminal, or start with --bootstrap-token-file PATH"
+            );
+        }
+        None => {}
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;

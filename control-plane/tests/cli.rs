@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -42,27 +41,19 @@ fn start(database_url: &str, dir: &Path) -> Server {
 fn start_with(database_url: &str, dir: &Path, env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let log = dir.join("server.log");
-    let mut child = Command::new(KEYGATE)
+    let token_file = dir.join(format!("admin-{port}.token"));
+    let child = Command::new(KEYGATE)
         .arg("serve")
         .envs(env.iter().copied())
         .env("DATABASE_URL", database_url)
         .env("KEYGATE_LISTEN", format!("127.0.0.1:{port}"))
         .env("KEYGATE_BOOTSTRAP_EMAIL", "root@example.com")
+        .env("KEYGATE_BOOTSTRAP_TOKEN_FILE", &token_file)
         .env("KEYGATE_LOG", "debug")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).expect("a log file"))
         .spawn()
         .expect("keygate serve starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let token = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.trim()
-                .starts_with("kgcp_live_")
-                .then(|| line.trim().to_owned())
-        })
-        .expect("serve prints the first admin's token");
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -72,6 +63,17 @@ fn start_with(database_url: &str, dir: &Path, env: &[(&str, &str)]) -> Server {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The first admin's token is in an owner-only file, never on stdout or in the log.
+    let mode = std::fs::metadata(&token_file)
+        .expect("serve wrote the first admin's token file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let token = std::fs::read_to_string(&token_file)
+        .expect("the token")
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("kgcp_live_"), "{token}");
     Server {
         child,
         url,
@@ -368,14 +370,25 @@ async fn drive(backend: Backend) {
     assert_eq!(anonymous.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&anonymous.stderr).contains("KEYGATE_TOKEN"));
 
-    // The database already has its admin: bootstrap refuses and prints no token.
+    // The database already has its admin: bootstrap refuses, prints no token and leaves no file.
+    let again = dir.path().join("again.token");
     let bootstrap = Command::new(KEYGATE)
-        .args(["bootstrap"])
+        .args(["bootstrap", "--bootstrap-token-file"])
+        .arg(&again)
         .env("DATABASE_URL", &database_url)
         .output()
         .unwrap();
     assert_eq!(bootstrap.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&bootstrap.stdout).contains("kgcp_"));
+    assert!(!again.exists());
+    // Without a file, and with no terminal to show it on, bootstrap writes the token nowhere.
+    let piped = Command::new(KEYGATE)
+        .args(["bootstrap"])
+        .env("DATABASE_URL", &database_url)
+        .output()
+        .unwrap();
+    assert_eq!(piped.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&piped.stderr).contains("--bootstrap-token-file"));
 
     // SIGTERM: a graceful stop, exit 0.
     let mut server = server;
@@ -491,4 +504,42 @@ async fn assertion_keys_are_generated_owner_only_and_their_jwks_served() {
         !log.contains(jwk.d.as_str()),
         "the private key reached the log"
     );
+}
+
+/// With `KEYGATE_METRICS_TOKEN`, `/metrics` answers only the scraper that sends it; the health
+/// routes stay open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_require_a_token() {
+    const TOKEN: &str = "a-metrics-token-of-at-least-32-chars";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("keygate.db").display());
+    let server = start_with(&url, dir.path(), &[("KEYGATE_METRICS_TOKEN", TOKEN)]);
+    let client = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = client.get(format!("{}{path}", server.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(get("/metrics", None).await.unwrap().status(), 401);
+    assert_eq!(
+        get("/metrics", Some("wrong-token-wrong-token-wrong-token"))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let scraped = get("/metrics", Some(TOKEN)).await.unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert!(
+        scraped
+            .text()
+            .await
+            .unwrap()
+            .contains("keygate_keys{status=\"active\"}")
+    );
+    assert_eq!(get("/healthz", None).await.unwrap().status(), 200);
+    let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+    assert!(!log.contains(TOKEN), "the metrics token reached the log");
 }

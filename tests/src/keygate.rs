@@ -42,20 +42,27 @@ pub fn pushing_to_wrangler(edge: &WranglerDev) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Creates the first admin of `database_url` and returns its token.
+/// Creates the first admin of `database_url` and returns its token, read from the owner-only
+/// file `keygate bootstrap` writes it to.
 pub fn bootstrap(database_url: &str) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("admin.token");
     let output = Command::new(binary())
         .arg("bootstrap")
+        .arg("--bootstrap-token-file")
+        .arg(&file)
         .env("DATABASE_URL", database_url)
         .env("KEYGATE_LOG", "warn")
         .output()
         .expect("keygate bootstrap runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "bootstrap failed: {stdout}");
-    stdout
-        .split_whitespace()
-        .find(|word| word.starts_with("kgcp_"))
-        .expect("the token is printed")
+    assert!(
+        output.status.success(),
+        "bootstrap failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::read_to_string(&file)
+        .expect("the token file")
+        .trim()
         .to_owned()
 }
 

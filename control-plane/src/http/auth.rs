@@ -16,6 +16,17 @@ use super::error::ApiError;
 use super::{AppState, ClientIp, RequestId};
 use crate::store::users::{self, Role};
 
+/// Whether the request's `Authorization: Bearer` is the shared secret whose digest is `expected`
+/// (the ingest token, the metrics token). Digest equality is constant-time.
+pub(super) fn bearer_is(parts: &Parts, expected: &keygate_shared::Digest) -> bool {
+    parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_some_and(|token| keygate_shared::Digest::of_key(token) == *expected)
+}
+
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub user_id: String,

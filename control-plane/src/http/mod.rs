@@ -53,6 +53,8 @@ pub struct Settings {
     pub log_retention_days: u32,
     /// The JWKS of the edge's assertion keys, served at `/.well-known/jwks.json`.
     pub assertion_jwks: Option<keygate_shared::Jwks>,
+    /// The digest of the token `/metrics` asks for; `None`: `/metrics` is open.
+    pub metrics_token: Option<keygate_shared::Digest>,
 }
 
 impl Settings {
@@ -74,12 +76,19 @@ impl Settings {
             environment,
             max_body_bytes,
             assertion_jwks: None,
+            metrics_token: None,
             ingest_token: None,
             log_retention_days: 30,
         })
     }
 
     /// Turns on usage ingest with `token`, keeping the request log for `retention_days`.
+    /// `/metrics` asks for `token` (as a bearer token); `None` leaves it open.
+    pub fn with_metrics_token(mut self, token: Option<&str>) -> Self {
+        self.metrics_token = token.map(keygate_shared::Digest::of_key);
+        self
+    }
+
     /// Publishes `jwks` (checked as origins will read it) at `/.well-known/jwks.json`.
     pub fn with_assertion_jwks(mut self, jwks: Option<&str>) -> Result<Self, String> {
         self.assertion_jwks = jwks

@@ -3,7 +3,8 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
@@ -13,6 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::auth::bearer_is;
 use super::error::{ApiError, ErrorResponse};
 use crate::store::{keys, outbox};
 
@@ -74,15 +76,36 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
     Ok(Json(Health { status: "ready" }))
 }
 
+/// Who may read `/metrics`: anyone, or under `KEYGATE_METRICS_TOKEN` the scraper that sends it.
+#[derive(Debug)]
+pub(super) struct Scraper;
+
+impl FromRequestParts<AppState> for Scraper {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match &state.settings().metrics_token {
+            Some(expected) if !bearer_is(parts, expected) => {
+                Err(ApiError::unauthorized("missing or invalid metrics token"))
+            }
+            _ => Ok(Self),
+        }
+    }
+}
+
 /// Prometheus text: requests and latency by route, keys by status, the outbox and the pusher.
 #[utoipa::path(
     get, path = "/metrics", tag = "operations",
     responses(
         (status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String),
+        (status = 401, description = "`KEYGATE_METRICS_TOKEN` is set and the request does not carry it", body = ErrorResponse),
         (status = 500, description = "The database does not answer", body = ErrorResponse),
     )
 )]
-async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+async fn metrics(
+    State(state): State<AppState>,
+    _scraper: Scraper,
+) -> Result<impl IntoResponse, ApiError> {
     let mut out = String::new();
     state.metrics().render(&mut out);
     out.push_str("# HELP keygate_keys Keys by status.\n# TYPE keygate_keys gauge\n");

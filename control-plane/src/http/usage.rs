@@ -9,14 +9,15 @@
 
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
-use keygate_shared::{Digest, KeyId, Outcome, UsageEvent};
+use keygate_shared::{KeyId, Outcome, UsageEvent};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::auth::bearer_is;
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorResponse};
 use super::views::{Page, decode_cursor, page_size, parse_rfc3339, rfc3339};
 use super::{AppState, Caller};
@@ -70,15 +71,8 @@ impl FromRequestParts<AppState> for IngestCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(Digest::of_key);
-        match (&state.settings().ingest_token, presented) {
-            // Digest equality is constant-time.
-            (Some(expected), Some(presented)) if *expected == presented => Ok(Self),
+        match &state.settings().ingest_token {
+            Some(expected) if bearer_is(parts, expected) => Ok(Self),
             _ => Err(ApiError::unauthorized("missing or invalid ingest token")),
         }
     }

@@ -175,6 +175,15 @@ async fn insert_token(
     })
 }
 
+/// Whether the first admin was created (here or on another replica).
+pub async fn bootstrapped(db: &Db) -> Result<bool, StoreError> {
+    let done: i64 = sqlx::query("SELECT COUNT(*) AS done FROM bootstrap")
+        .fetch_one(db.reader())
+        .await?
+        .try_get("done")?;
+    Ok(done > 0)
+}
+
 /// Creates the first admin and its token, once per database: `None` if that already happened
 /// (here or on another replica).
 pub async fn bootstrap(
