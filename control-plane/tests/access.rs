@@ -14,6 +14,7 @@ both!(
     members_manage_only_their_own_keys,
     admins_manage_users_and_keep_one_admin,
     two_admins_demoting_each_other_at_once_leave_one,
+    deactivating_a_user_disables_their_keys_unless_told_not_to,
     the_catalogue_is_read_by_all_and_extended_by_admins,
     the_audit_log_filters_pages_and_scopes_members,
     verify_gives_the_edge_decision,
@@ -769,4 +770,104 @@ async fn two_admins_demoting_each_other_at_once_leave_one(app: &TestApp) {
         .await
         .expect(StatusCode::OK);
     }
+}
+
+/// Deactivating a user disables every active key they own in the same transaction (by default),
+/// each with its next version queued for the edge; with `disable_keys: false` the keys keep
+/// working, and a listing finds them by their deactivated owner.
+async fn deactivating_a_user_disables_their_keys_unless_told_not_to(app: &TestApp) {
+    let leaver = app.user("leaver@example.com", "member").await;
+    let stayer = app.user("stayer@example.com", "member").await;
+    let (key, key_id, created) = app.create_key(&leaver, json!({ "name": "live" })).await;
+    let (_, paused_id, _) = app.create_key(&leaver, json!({ "name": "paused" })).await;
+    app.send(
+        "POST",
+        &format!("/v1/keys/{paused_id}/disable"),
+        Some(&app.admin.token),
+        None,
+    )
+    .await
+    .expect(StatusCode::OK);
+    let paused = app
+        .get(&format!("/v1/keys/{paused_id}"), &app.admin)
+        .await
+        .expect(StatusCode::OK);
+    app.send(
+        "POST",
+        &format!("/v1/users/{}/deactivate", leaver.id),
+        Some(&app.admin.token),
+        None,
+    )
+    .await
+    .expect(StatusCode::OK);
+    let live = app
+        .get(&format!("/v1/keys/{key_id}"), &app.admin)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(live["status"], "disabled");
+    assert_eq!(live["version"], created["version"].as_u64().unwrap() + 1);
+    let queued = keygate_control_plane::store::outbox::latest(app.db(), &key_id)
+        .await
+        .unwrap()
+        .expect("the edge gets the change");
+    assert!(matches!(
+        queued.state,
+        keygate_shared::RecordState::Present(ref body) if body.status == keygate_shared::Status::Disabled
+    ));
+    assert_eq!(app.verify(&key, json!({})).await["code"], "disabled");
+    let untouched = app
+        .get(&format!("/v1/keys/{paused_id}"), &app.admin)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        untouched["version"], paused["version"],
+        "an already disabled key is left as it is"
+    );
+    let audit = app
+        .get(&format!("/v1/audit-log?target_id={key_id}"), &app.admin)
+        .await
+        .expect(StatusCode::OK);
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|item| item["action"] == "key.disable"),
+        "{audit}"
+    );
+
+    let (_, kept_id, _) = app.create_key(&stayer, json!({ "name": "service" })).await;
+    app.send(
+        "POST",
+        &format!("/v1/users/{}/deactivate", stayer.id),
+        Some(&app.admin.token),
+        Some(json!({ "disable_keys": false })),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let kept = app
+        .get(&format!("/v1/keys/{kept_id}"), &app.admin)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(kept["status"], "active");
+    let orphaned = app
+        .get("/v1/keys?owner_deactivated=true", &app.admin)
+        .await
+        .expect(StatusCode::OK);
+    let ids: BTreeSet<&str> = orphaned["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|item| item["key_id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [key_id.as_str(), paused_id.as_str(), kept_id.as_str()]
+            .into_iter()
+            .collect()
+    );
+    let (_, admin_key, _) = app
+        .create_key(&app.admin, json!({ "name": "admin's" }))
+        .await;
+    assert!(!ids.contains(admin_key.as_str()));
 }

@@ -142,6 +142,9 @@ pub enum KeysAction {
         /// Only keys not used for this many days (never used: created that long ago).
         #[arg(long)]
         unused_days: Option<u32>,
+        /// Only keys whose owner is deactivated.
+        #[arg(long)]
+        owner_deactivated: bool,
         #[arg(long, default_value_t = 50)]
         limit: u32,
         #[arg(long)]
@@ -213,9 +216,12 @@ pub enum UsersAction {
         user_id: String,
         role: String,
     },
-    /// Deactivate a user; their tokens stop at once.
+    /// Deactivate a user: their tokens stop at once, and their keys are disabled.
     Deactivate {
         user_id: String,
+        /// Leave the user's keys working (find them later with `keys list --owner-deactivated`).
+        #[arg(long)]
+        keep_keys: bool,
     },
     /// Issue a control-plane token for a user; prints it once (or writes it to --output).
     Token {
@@ -506,11 +512,16 @@ async fn keys(connection: &Connection, action: KeysAction) -> Result<(), CliErro
             customer_id,
             name,
             unused_days,
+            owner_deactivated,
             limit,
             cursor,
         } => {
             let pairs = query(&[
                 ("unused_days", unused_days.map(|days| days.to_string())),
+                (
+                    "owner_deactivated",
+                    owner_deactivated.then(|| "true".to_owned()),
+                ),
                 ("status", status),
                 ("environment", environment),
                 ("owner_id", owner_id),
@@ -600,7 +611,11 @@ async fn users(connection: &Connection, action: UsersAction) -> Result<(), CliEr
             path(&user_id, ""),
             Some(json!({ "role": role })),
         ),
-        UsersAction::Deactivate { user_id } => (Method::POST, path(&user_id, "/deactivate"), None),
+        UsersAction::Deactivate { user_id, keep_keys } => (
+            Method::POST,
+            path(&user_id, "/deactivate"),
+            Some(json!({ "disable_keys": !keep_keys })),
+        ),
         UsersAction::Token {
             user_id,
             name,

@@ -147,6 +147,8 @@ pub(super) struct ListKeysQuery {
     /// Keys not used for this many days (never used: created that long ago), as the edge
     /// reported use; for finding orphaned keys.
     unused_days: Option<u32>,
+    /// `true`: only keys whose owner is deactivated (kept working with `disable_keys: false`).
+    owner_deactivated: Option<bool>,
     /// 1 to 500; 50 if absent.
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
@@ -435,6 +437,7 @@ async fn list_keys(
         unused_since: query
             .unused_days
             .map(|days| state.now() - i64::from(days.min(36_500)) * 86_400),
+        owner_deactivated: query.owner_deactivated.unwrap_or(false),
         after,
     };
     let now = state.now();

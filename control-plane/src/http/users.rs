@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::{ApiError, ApiJson, ErrorResponse};
+use super::error::{ApiError, ApiJson, ErrorResponse, OptionalJson};
 use super::views::{Page, UserView, check_name, rfc3339};
 use super::{AppState, Caller, actor};
 use crate::store::users::{self, Role, UserChange};
@@ -214,10 +214,20 @@ async fn update_user(
     Ok(Json(UserView::from(&user)))
 }
 
-/// Deactivate a user: their tokens stop working at once. Their keys are not touched.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeactivateUserRequest {
+    /// Also disable every active key the user owns, in the same transaction (the edge stops them,
+    /// pushed first). Default: true. `false` leaves them working, for keys a service still needs
+    /// until someone else takes them over.
+    disable_keys: Option<bool>,
+}
+
+/// Deactivate a user: their tokens stop working at once, and (by default) their keys are disabled.
 #[utoipa::path(
     post, path = "/v1/users/{user_id}/deactivate", tag = "users", security(("bearer" = [])),
     params(("user_id" = String, Path, description = "The user's id")),
+    request_body(content = Option<DeactivateUserRequest>, description = "Optional; an empty body disables the user's keys"),
     responses(
         (status = 200, description = "The user, deactivated", body = UserView),
         (status = 401, description = "No or invalid token", body = ErrorResponse),
@@ -230,10 +240,15 @@ async fn deactivate_user(
     State(state): State<AppState>,
     caller: Caller,
     Path(user_id): Path<String>,
+    OptionalJson(request): OptionalJson<DeactivateUserRequest>,
 ) -> Result<Json<UserView>, ApiError> {
     caller.require_admin()?;
     let actor = actor(&state, &caller);
-    let user = users::change(state.db(), &user_id, UserChange::Deactivate, &actor).await?;
+    let change = UserChange::Deactivate {
+        disable_keys: request.disable_keys.unwrap_or(true),
+    };
+    let user = users::change(state.db(), &user_id, change, &actor).await?;
+    state.sync().changed();
     Ok(Json(UserView::from(&user)))
 }
 

@@ -371,6 +371,46 @@ pub async fn modify(
     Ok(key)
 }
 
+/// Disables every active key `owner_id` owns, in the caller's transaction (a user's
+/// deactivation): each gets its next version, its outbox record (a stop, pushed first) and an
+/// audit row. Returns how many keys were disabled.
+pub(crate) async fn disable_all_of(
+    connection: &mut AnyConnection,
+    owner_id: &str,
+    actor: &Actor,
+) -> Result<u64, StoreError> {
+    let rows = sqlx::query_as::<_, KeyRow>(&format!(
+        "SELECT {KEY_COLUMNS} FROM api_key WHERE owner_id = $1 AND status = 'active'"
+    ))
+    .bind(owner_id)
+    .fetch_all(&mut *connection)
+    .await?;
+    let mut disabled = 0;
+    for row in rows {
+        let mut key = Key::try_from(row)?;
+        let expected = key.version;
+        key.status = Status::Disabled;
+        key.version = expected + 1;
+        key.updated_at = actor.now;
+        if !write(connection, &key, Some(expected)).await? {
+            return Err(concurrent_update());
+        }
+        outbox::enqueue(connection, &key.snapshot(), actor.now).await?;
+        let summary = serde_json::json!({ "name": key.name, "because": "owner deactivated" });
+        audit::record(
+            connection,
+            actor,
+            "key.disable",
+            "key",
+            key.key_id.as_str(),
+            &summary,
+        )
+        .await?;
+        disabled += 1;
+    }
+    Ok(disabled)
+}
+
 /// Another request changed the key between this one's read and its write.
 fn concurrent_update() -> StoreError {
     Refusal::conflict(
@@ -434,6 +474,8 @@ pub struct KeyFilter {
     /// Only keys not used since this time (Unix seconds): last used before it, or never used
     /// and created before it.
     pub unused_since: Option<i64>,
+    /// Only keys whose owner is deactivated.
+    pub owner_deactivated: bool,
     /// Only keys after this one in listing order (newest first): the previous page's last key.
     pub after: Option<(i64, String)>,
 }
@@ -466,6 +508,12 @@ pub async fn list(
     }
     if let Some(owner) = &filter.owner_id {
         conditions.text("owner_id =", owner);
+    }
+    if filter.owner_deactivated {
+        conditions.clause(
+            "owner_id IN (SELECT app_user_id FROM app_user WHERE deactivated_at IS NOT NULL)"
+                .to_owned(),
+        );
     }
     if let Some(customer) = &filter.customer_id {
         conditions.text("customer_id =", customer);

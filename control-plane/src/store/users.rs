@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{AnyConnection, FromRow, Row};
 
-use super::{Actor, Backend, Db, Refusal, StoreError, audit};
+use super::{Actor, Backend, Db, Refusal, StoreError, audit, keys};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -335,7 +335,7 @@ pub async fn change(
             let summary = json!({ "from": user.role.as_str(), "to": role.as_str() });
             ("user.role", summary)
         }
-        UserChange::Deactivate => {
+        UserChange::Deactivate { disable_keys } => {
             sqlx::query(
                 "UPDATE app_user SET deactivated_at = $2, updated_at = $2 WHERE app_user_id = $1",
             )
@@ -343,7 +343,13 @@ pub async fn change(
             .bind(actor.now)
             .execute(&mut *tx)
             .await?;
-            ("user.deactivate", json!({ "email": user.email }))
+            let keys_disabled = if disable_keys {
+                keys::disable_all_of(&mut tx, user_id, actor).await?
+            } else {
+                0
+            };
+            let summary = json!({ "email": user.email, "keys_disabled": keys_disabled });
+            ("user.deactivate", summary)
         }
     };
     let admins: i64 = sqlx::query(
@@ -368,7 +374,11 @@ pub async fn change(
 #[derive(Clone, Copy, Debug)]
 pub enum UserChange {
     Role(Role),
-    Deactivate,
+    /// Deactivate; with `disable_keys`, every active key the user owns is disabled in the same
+    /// transaction.
+    Deactivate {
+        disable_keys: bool,
+    },
 }
 
 pub async fn issue_token(
