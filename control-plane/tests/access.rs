@@ -15,6 +15,7 @@ both!(
     admins_manage_users_and_keep_one_admin,
     two_admins_demoting_each_other_at_once_leave_one,
     deactivating_a_user_disables_their_keys_unless_told_not_to,
+    tokens_expire_and_users_manage_their_own,
     the_catalogue_is_read_by_all_and_extended_by_admins,
     the_audit_log_filters_pages_and_scopes_members,
     verify_gives_the_edge_decision,
@@ -653,6 +654,8 @@ async fn the_openapi_document_lists_every_route_served(app: &TestApp) {
         ("POST", "/v1/users/{user_id}/deactivate"),
         ("POST", "/v1/users/{user_id}/tokens"),
         ("POST", "/v1/users/{user_id}/tokens/{token_id}/revoke"),
+        ("GET", "/v1/users/me/tokens"),
+        ("POST", "/v1/users/me/tokens/{token_id}/revoke"),
         ("GET", "/v1/permissions"),
         ("POST", "/v1/permissions"),
         ("PUT", "/v1/permission-sets/{name}"),
@@ -870,4 +873,108 @@ async fn deactivating_a_user_disables_their_keys_unless_told_not_to(app: &TestAp
         .create_key(&app.admin, json!({ "name": "admin's" }))
         .await;
     assert!(!ids.contains(admin_key.as_str()));
+}
+
+/// Tokens expire (90 days unless the admin says otherwise; the first admin's never), and every
+/// user lists and revokes their own, and only their own.
+async fn tokens_expire_and_users_manage_their_own(app: &TestApp) {
+    let created = app
+        .post(
+            "/v1/users",
+            &app.admin,
+            json!({ "email": "t@example.com", "role": "member" }),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let id = created["user_id"].as_str().unwrap();
+    let tokens_path = format!("/v1/users/{id}/tokens");
+    let issue = |body: Value| app.post(&tokens_path, &app.admin, body);
+    let day = issue(json!({ "name": "day", "expires_in_days": 1 }))
+        .await
+        .expect(StatusCode::CREATED);
+    let default = issue(json!({ "name": "default" }))
+        .await
+        .expect(StatusCode::CREATED);
+    assert_eq!(day["expires_at"], "2026-11-23T00:00:00Z");
+    assert_eq!(default["expires_at"], "2027-02-20T00:00:00Z", "90 days");
+    for days in [0, 3651] {
+        issue(json!({ "name": "x", "expires_in_days": days }))
+            .await
+            .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_expiry");
+    }
+    let day_token = day["token"].as_str().unwrap().to_owned();
+    let default_token = default["token"].as_str().unwrap().to_owned();
+    let me = app
+        .send("GET", "/v1/users/me", Some(&day_token), None)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(me["token_expires_at"], "2026-11-23T00:00:00Z");
+    assert_eq!(me["token_id"], day["token_id"]);
+    let admin_me = app
+        .get("/v1/users/me", &app.admin)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        admin_me["token_expires_at"],
+        Value::Null,
+        "the first admin's token does not expire"
+    );
+
+    let listed = app
+        .send("GET", "/v1/users/me/tokens", Some(&day_token), None)
+        .await
+        .expect(StatusCode::OK);
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["day", "default"], "only the caller's own");
+    assert!(
+        !listed.to_string().contains(&day_token),
+        "never the tokens themselves"
+    );
+
+    app.clock.advance(86_400);
+    let expired = app
+        .send("GET", "/v1/users/me", Some(&day_token), None)
+        .await;
+    expired.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.send("GET", "/v1/users/me", Some(&default_token), None)
+        .await
+        .expect(StatusCode::OK);
+
+    // Revoking someone else's token through /me is no more than "not found".
+    let admin_token_id = app
+        .get("/v1/users/me", &app.admin)
+        .await
+        .expect(StatusCode::OK)["token_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.send(
+        "POST",
+        &format!("/v1/users/me/tokens/{admin_token_id}/revoke"),
+        Some(&default_token),
+        None,
+    )
+    .await
+    .expect_error(StatusCode::NOT_FOUND, "not_found");
+    app.get("/v1/users/me", &app.admin)
+        .await
+        .expect(StatusCode::OK);
+    let own = default["token_id"].as_str().unwrap();
+    let revoked = app
+        .send(
+            "POST",
+            &format!("/v1/users/me/tokens/{own}/revoke"),
+            Some(&default_token),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    app.send("GET", "/v1/users/me", Some(&default_token), None)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
 }

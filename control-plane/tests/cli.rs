@@ -306,6 +306,51 @@ async fn drive(backend: Backend) {
     let member_token = issued["token"].as_str().unwrap().to_owned();
     let me = json(&cli(&server, Some(&member_token), &["whoami", "--json"]));
     assert_eq!(me["role"], "member");
+    assert!(
+        me["token_expires_at"].is_string(),
+        "new tokens expire: {me}"
+    );
+    assert!(ok(&cli(&server, Some(&member_token), &["whoami"])).contains("token_expires_at:"));
+    // The member's own tokens: a second one, listed, then revoked by the member.
+    let spare = json(&cli(
+        &server,
+        admin,
+        &[
+            "users",
+            "token",
+            user_id,
+            "--name",
+            "spare",
+            "--expires-in-days",
+            "3",
+            "--json",
+        ],
+    ));
+    let spare_id = spare["token_id"].as_str().unwrap().to_owned();
+    let mine = json(&cli(
+        &server,
+        Some(&member_token),
+        &["tokens", "list", "--json"],
+    ));
+    let mut names: Vec<&str> = mine
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["laptop", "spare"]);
+    assert!(ok(&cli(&server, Some(&member_token), &["tokens", "list"])).contains("EXPIRES_AT"));
+    ok(&cli(
+        &server,
+        Some(&member_token),
+        &["tokens", "revoke", &spare_id],
+    ));
+    let spare_token = spare["token"].as_str().unwrap();
+    assert_eq!(
+        cli(&server, Some(spare_token), &["whoami"]).status.code(),
+        Some(1)
+    );
     let forbidden = cli(&server, Some(&member_token), &["users", "list"]);
     assert_eq!(forbidden.status.code(), Some(1));
 

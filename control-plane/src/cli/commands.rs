@@ -72,11 +72,26 @@ pub enum ClientCommand {
         #[arg(long)]
         cursor: Option<String>,
     },
-    /// Show the user the token belongs to.
+    /// Show the user the token belongs to, and when the token expires.
     Whoami {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Your own control-plane tokens: list them, revoke one.
+    Tokens {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        action: TokensAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensAction {
+    /// Your tokens: ids, names, when they expire or were revoked.
+    List,
+    /// Revoke one of your tokens, at once (the one you call with, too).
+    Revoke { token_id: String },
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +243,9 @@ pub enum UsersAction {
         user_id: String,
         #[arg(long)]
         name: String,
+        /// Days until it stops working (1 to 3650; the server's default is 90).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
         #[arg(long)]
         output: Option<PathBuf>,
     },
@@ -456,6 +474,32 @@ pub(crate) async fn execute(command: ClientCommand) -> Result<(), CliError> {
             print_answer(&answer.unwrap_or_default(), connection.json, output::record);
             Ok(())
         }
+        ClientCommand::Tokens { connection, action } => {
+            let client = Client::new(&connection.url, connection.token.as_deref())?;
+            match action {
+                TokensAction::List => {
+                    let answer = client
+                        .send(Method::GET, "/v1/users/me/tokens", &[], None)
+                        .await?
+                        .unwrap_or_default();
+                    print_answer(&answer, connection.json, |tokens| {
+                        let rows = tokens.as_array().cloned().unwrap_or_default();
+                        output::table(
+                            &rows,
+                            &["token_id", "name", "created_at", "expires_at", "revoked_at"],
+                        )
+                    });
+                }
+                TokensAction::Revoke { token_id } => {
+                    let path = format!("/v1/users/me/tokens/{}/revoke", encode_path(&token_id));
+                    client.send(Method::POST, &path, &[], None).await?;
+                    if !connection.json {
+                        println!("revoked token {}", output::cell(&json!(token_id)));
+                    }
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -619,6 +663,7 @@ async fn users(connection: &Connection, action: UsersAction) -> Result<(), CliEr
         UsersAction::Token {
             user_id,
             name,
+            expires_in_days,
             output,
         } => {
             refuse_existing(output.as_deref())?;
@@ -627,7 +672,7 @@ async fn users(connection: &Connection, action: UsersAction) -> Result<(), CliEr
                     Method::POST,
                     &path(&user_id, "/tokens"),
                     &[],
-                    Some(&json!({ "name": name })),
+                    Some(&json!({ "name": name, "expires_in_days": expires_in_days })),
                 )
                 .await?
                 .unwrap_or_default();

@@ -32,6 +32,8 @@ pub struct Caller {
     pub user_id: String,
     pub role: Role,
     pub token_id: String,
+    /// When the caller's token expires; `None`: never.
+    pub token_expires_at: Option<i64>,
     pub request_id: String,
     pub client_ip: Option<IpAddr>,
 }
@@ -76,6 +78,7 @@ impl FromRequestParts<AppState> for Caller {
                     } else {
                         Status::Active
                     },
+                    expires_at: holder.expires_at,
                     ..KeyRecord::active(
                         holder.digest,
                         verifier.environment(),
@@ -94,6 +97,7 @@ impl FromRequestParts<AppState> for Caller {
                 user_id: holder.user_id,
                 role: holder.role,
                 token_id: holder.token_id,
+                token_expires_at: holder.expires_at,
                 request_id: parts
                     .extensions
                     .get::<RequestId>()

@@ -23,10 +23,15 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(deactivate_user))
         .routes(routes!(issue_token))
         .routes(routes!(revoke_token))
+        .routes(routes!(my_tokens))
+        .routes(routes!(revoke_my_token))
 }
 
 const MAX_EMAIL_LEN: usize = 254;
 const MAX_TOKEN_NAME_CHARS: usize = 100;
+/// A new token's lifetime when the request names none.
+const DEFAULT_TOKEN_DAYS: u32 = 90;
+const MAX_TOKEN_DAYS: u32 = 3_650;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +51,9 @@ pub(super) struct UpdateUserRequest {
 pub(super) struct IssueTokenRequest {
     /// What the token is for (1 to 100 characters), e.g. `ci` or `laptop`.
     name: String,
+    /// Days until it stops working, 1 to 3650; 90 if absent.
+    #[schema(minimum = 1, maximum = 3650)]
+    expires_in_days: Option<u32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -54,6 +62,8 @@ pub(super) struct IssuedTokenView {
     token: String,
     token_id: String,
     name: String,
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -62,8 +72,34 @@ pub(super) struct TokenView {
     name: String,
     #[schema(format = DateTime)]
     created_at: String,
+    /// Null: it does not expire (the first admin's token).
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
     #[schema(format = DateTime)]
     revoked_at: Option<String>,
+}
+
+impl From<users::TokenInfo> for TokenView {
+    fn from(token: users::TokenInfo) -> Self {
+        Self {
+            token_id: token.token_id,
+            name: token.name,
+            created_at: rfc3339(token.created_at),
+            expires_at: token.expires_at.map(rfc3339),
+            revoked_at: token.revoked_at.map(rfc3339),
+        }
+    }
+}
+
+/// The caller, and the token it called with.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct CurrentUser {
+    #[serde(flatten)]
+    user: UserView,
+    token_id: String,
+    /// When the calling token stops working; null: never.
+    #[schema(format = DateTime)]
+    token_expires_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -139,18 +175,58 @@ async fn list_users(
 #[utoipa::path(
     get, path = "/v1/users/me", tag = "users", security(("bearer" = [])),
     responses(
-        (status = 200, description = "The calling user", body = UserView),
+        (status = 200, description = "The calling user and its token", body = CurrentUser),
         (status = 401, description = "No or invalid token", body = ErrorResponse),
     )
 )]
 async fn current_user(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<UserView>, ApiError> {
+) -> Result<Json<CurrentUser>, ApiError> {
     let user = users::get(state.db(), &caller.user_id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    Ok(Json(UserView::from(&user)))
+    Ok(Json(CurrentUser {
+        user: UserView::from(&user),
+        token_id: caller.token_id,
+        token_expires_at: caller.token_expires_at.map(rfc3339),
+    }))
+}
+
+/// The caller's own tokens (ids, names and times; never the tokens).
+#[utoipa::path(
+    get, path = "/v1/users/me/tokens", tag = "users", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's tokens, oldest first", body = Vec<TokenView>),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+    )
+)]
+async fn my_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<TokenView>>, ApiError> {
+    let tokens = users::tokens(state.db(), &caller.user_id).await?;
+    Ok(Json(tokens.into_iter().map(TokenView::from).collect()))
+}
+
+/// Revoke one of the caller's own tokens, at once (the one calling, too).
+#[utoipa::path(
+    post, path = "/v1/users/me/tokens/{token_id}/revoke", tag = "users", security(("bearer" = [])),
+    params(("token_id" = String, Path, description = "The token's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No or invalid token", body = ErrorResponse),
+        (status = 404, description = "No such active token of yours", body = ErrorResponse),
+    )
+)]
+async fn revoke_my_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(token_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let actor = actor(&state, &caller);
+    users::revoke_token(state.db(), &caller.user_id, &token_id, &actor).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// One user and their tokens (ids and names only).
@@ -176,15 +252,7 @@ async fn get_user(
     let tokens = users::tokens(state.db(), &user_id).await?;
     Ok(Json(UserDetail {
         user: UserView::from(&user),
-        tokens: tokens
-            .into_iter()
-            .map(|token| TokenView {
-                token_id: token.token_id,
-                name: token.name,
-                created_at: rfc3339(token.created_at),
-                revoked_at: token.revoked_at.map(rfc3339),
-            })
-            .collect(),
+        tokens: tokens.into_iter().map(TokenView::from).collect(),
     }))
 }
 
@@ -263,7 +331,7 @@ async fn deactivate_user(
         (status = 403, description = "Not an admin", body = ErrorResponse),
         (status = 404, description = "No such user", body = ErrorResponse),
         (status = 409, description = "The user is deactivated", body = ErrorResponse),
-        (status = 422, description = "Invalid name", body = ErrorResponse),
+        (status = 422, description = "Invalid name or lifetime", body = ErrorResponse),
     )
 )]
 async fn issue_token(
@@ -274,11 +342,22 @@ async fn issue_token(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require_admin()?;
     let name = check_name(&request.name, MAX_TOKEN_NAME_CHARS)?;
+    let days = request.expires_in_days.unwrap_or(DEFAULT_TOKEN_DAYS);
+    if !(1..=MAX_TOKEN_DAYS).contains(&days) {
+        return Err(ApiError::invalid(
+            "invalid_expiry",
+            format!("expires_in_days must be 1 to {MAX_TOKEN_DAYS}"),
+        ));
+    }
+    let spec = users::TokenSpec {
+        name: &name,
+        expires_at: Some(state.now() + i64::from(days) * 86_400),
+    };
     let settings = state.settings();
     let issued = users::issue_token(
         state.db(),
         &user_id,
-        &name,
+        spec,
         &settings.token_format,
         settings.environment,
         &actor(&state, &caller),
@@ -288,6 +367,7 @@ async fn issue_token(
         token: issued.token.expose_secret().to_owned(),
         token_id: issued.token.key_id().to_string(),
         name: issued.name,
+        expires_at: issued.expires_at.map(rfc3339),
     };
     Ok((
         StatusCode::CREATED,

@@ -86,6 +86,8 @@ const USER_COLUMNS: &str = "app_user_id, email, role, created_at, updated_at, de
 pub struct IssuedToken {
     pub token: ApiKey,
     pub name: String,
+    /// `None`: it does not expire (only the first admin's).
+    pub expires_at: Option<i64>,
 }
 
 /// What authenticating a token needs to know about it and its user.
@@ -97,6 +99,7 @@ pub struct TokenHolder {
     pub user_id: String,
     pub role: Role,
     pub user_active: bool,
+    pub expires_at: Option<i64>,
 }
 
 fn new_user_id() -> String {
@@ -138,19 +141,27 @@ async fn insert_user(
     }
 }
 
+/// What a token is issued as: its name, and when it expires (`None`: never).
+#[derive(Clone, Copy, Debug)]
+pub struct TokenSpec<'a> {
+    pub name: &'a str,
+    pub expires_at: Option<i64>,
+}
+
 async fn insert_token(
     connection: &mut AnyConnection,
     user_id: &str,
-    name: &str,
+    spec: TokenSpec<'_>,
     format: &KeyFormat,
     environment: Environment,
     actor: &Actor,
 ) -> Result<IssuedToken, StoreError> {
+    let TokenSpec { name, expires_at } = spec;
     let token = format.generate(environment, &mut UnwrapErr(OsRng));
     sqlx::query(
         "INSERT INTO access_token \
-         (access_token_id, app_user_id, name, digest, created_by, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+         (access_token_id, app_user_id, name, digest, created_by, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(token.key_id().as_str())
     .bind(user_id)
@@ -158,6 +169,7 @@ async fn insert_token(
     .bind(token.digest().to_hex())
     .bind(actor.user_id.as_deref())
     .bind(actor.now)
+    .bind(expires_at)
     .execute(&mut *connection)
     .await?;
     audit::record(
@@ -166,12 +178,13 @@ async fn insert_token(
         "token.issue",
         "user",
         user_id,
-        &json!({ "token_id": token.key_id().as_str(), "name": name }),
+        &json!({ "token_id": token.key_id().as_str(), "name": name, "expires_at": expires_at }),
     )
     .await?;
     Ok(IssuedToken {
         token,
         name: name.to_owned(),
+        expires_at,
     })
 }
 
@@ -234,15 +247,13 @@ pub async fn bootstrap(
         &json!({ "email": email, "role": "admin" }),
     )
     .await?;
-    let token = insert_token(
-        &mut tx,
-        &user.user_id,
-        "bootstrap",
-        format,
-        environment,
-        &actor,
-    )
-    .await?;
+    // The first admin's token does not expire: nobody could bootstrap again to replace it. Admins
+    // issue themselves expiring tokens and revoke this one.
+    let spec = TokenSpec {
+        name: "bootstrap",
+        expires_at: None,
+    };
+    let token = insert_token(&mut tx, &user.user_id, spec, format, environment, &actor).await?;
     tx.commit().await?;
     Ok(Some((user, token)))
 }
@@ -384,14 +395,14 @@ pub enum UserChange {
 pub async fn issue_token(
     db: &Db,
     user_id: &str,
-    name: &str,
+    spec: TokenSpec<'_>,
     format: &KeyFormat,
     environment: Environment,
     actor: &Actor,
 ) -> Result<IssuedToken, StoreError> {
     let mut tx = db.begin().await?;
     active_user(&mut tx, user_id).await?;
-    let token = insert_token(&mut tx, user_id, name, format, environment, actor).await?;
+    let token = insert_token(&mut tx, user_id, spec, format, environment, actor).await?;
     tx.commit().await?;
     Ok(token)
 }
@@ -433,12 +444,13 @@ pub struct TokenInfo {
     pub token_id: String,
     pub name: String,
     pub created_at: i64,
+    pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
 }
 
 pub async fn tokens(db: &Db, user_id: &str) -> Result<Vec<TokenInfo>, StoreError> {
     let rows = sqlx::query(
-        "SELECT access_token_id, name, created_at, revoked_at FROM access_token \
+        "SELECT access_token_id, name, created_at, expires_at, revoked_at FROM access_token \
          WHERE app_user_id = $1 ORDER BY created_at, access_token_id",
     )
     .bind(user_id)
@@ -450,6 +462,7 @@ pub async fn tokens(db: &Db, user_id: &str) -> Result<Vec<TokenInfo>, StoreError
                 token_id: row.try_get("access_token_id")?,
                 name: row.try_get("name")?,
                 created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
                 revoked_at: row.try_get("revoked_at")?,
             })
         })
@@ -459,7 +472,7 @@ pub async fn tokens(db: &Db, user_id: &str) -> Result<Vec<TokenInfo>, StoreError
 /// The token with this id and its user, for authenticating a request.
 pub async fn token_holder(db: &Db, token_id: &KeyId) -> Result<Option<TokenHolder>, StoreError> {
     let row = sqlx::query(
-        "SELECT t.digest, t.revoked_at, u.app_user_id, u.role, u.deactivated_at \
+        "SELECT t.digest, t.revoked_at, t.expires_at, u.app_user_id, u.role, u.deactivated_at \
          FROM access_token t JOIN app_user u ON u.app_user_id = t.app_user_id \
          WHERE t.access_token_id = $1",
     )
@@ -477,5 +490,6 @@ pub async fn token_holder(db: &Db, token_id: &KeyId) -> Result<Option<TokenHolde
         user_id: row.try_get("app_user_id")?,
         role: Role::parse(&role).ok_or_else(|| super::corrupt("token", id, "unknown role"))?,
         user_active: row.try_get::<Option<i64>, _>("deactivated_at")?.is_none(),
+        expires_at: row.try_get("expires_at")?,
     }))
 }
