@@ -383,8 +383,13 @@ async fn drive(backend: Backend) {
     ));
     assert_eq!(promoted["role"], "key_manager");
     let shown_user = json(&cli(&server, admin, &["users", "show", user_id, "--json"]));
-    let token_id = shown_user["tokens"][0]["token_id"]
-        .as_str()
+    // The member's "laptop" token (the "spare" one is revoked already; both may share a second).
+    let token_id = shown_user["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|token| token["name"] == "laptop")
+        .and_then(|token| token["token_id"].as_str())
         .unwrap()
         .to_owned();
     ok(&cli(
