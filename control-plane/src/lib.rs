@@ -4,6 +4,7 @@
 //! - [`store`]: SQLite or PostgreSQL through one set of queries; every mutation is one transaction
 //!   that also writes its audit row and, for keys, the outbox row the pusher sends to KV.
 //! - [`http`]: the `/v1` API, its OpenAPI document, health and metrics; [`app`] builds the router.
+//! - `policy`: grant ceilings and the restrictions members cannot lift, for every key change.
 //! - [`sync`]: the pusher that drains the outbox to Workers KV, and reconciliation.
 //! - [`cli`]: `keygate keys|users|permissions|audit ...`, a client of that API.
 //!
@@ -15,6 +16,7 @@ pub mod cli;
 mod clock;
 pub mod config;
 pub mod http;
+mod policy;
 mod serve;
 pub mod store;
 pub mod sync;

@@ -22,6 +22,9 @@ both!(
     operations_answer_without_a_token,
     sync_status_reports_the_backlog_to_key_managers,
     the_openapi_document_lists_every_route_served,
+    members_stay_within_their_grant_ceiling,
+    a_narrower_ceiling_changes_no_key_but_stops_its_widening,
+    restrictions_set_by_a_key_manager_stick,
 );
 
 /// Without a pusher in this process, the status shows every change waiting, its age, and no sink.
@@ -205,15 +208,21 @@ async fn members_manage_only_their_own_keys(app: &TestApp) {
         .await
         .expect_error(StatusCode::FORBIDDEN, "forbidden");
 
-    // Key managers manage anyone's keys; admins too. Members manage their own.
-    app.send(
-        "POST",
-        &format!("/v1/keys/{own}/disable"),
-        Some(&manager.token),
-        None,
-    )
-    .await
-    .expect(StatusCode::OK);
+    // Key managers manage anyone's keys; admins too. Members manage their own, but cannot undo
+    // what a key manager did to them.
+    let disabled = app
+        .send(
+            "POST",
+            &format!("/v1/keys/{own}/disable"),
+            Some(&manager.token),
+            None,
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        disabled["restrictions"]["disabled"]["set_by"],
+        manager.id.as_str()
+    );
     app.send(
         "POST",
         &format!("/v1/keys/{own}/enable"),
@@ -221,7 +230,28 @@ async fn members_manage_only_their_own_keys(app: &TestApp) {
         None,
     )
     .await
-    .expect(StatusCode::OK);
+    .expect_error(StatusCode::FORBIDDEN, "restricted");
+    let enabled = app
+        .send(
+            "POST",
+            &format!("/v1/keys/{own}/enable"),
+            Some(&manager.token),
+            None,
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(enabled["restrictions"], json!({}));
+    // What she did herself, she may undo.
+    for action in ["disable", "enable"] {
+        app.send(
+            "POST",
+            &format!("/v1/keys/{own}/{action}"),
+            Some(&alice.token),
+            None,
+        )
+        .await
+        .expect(StatusCode::OK);
+    }
     let all = app.get("/v1/keys", &manager).await.expect(StatusCode::OK);
     assert_eq!(all["items"].as_array().unwrap().len(), 2);
     app.send(
@@ -430,12 +460,20 @@ async fn the_catalogue_is_read_by_all_and_extended_by_admins(app: &TestApp) {
         catalogue["sets"],
         json!([{ "name": "licensing", "description": "", "permissions": ["license:*"] }])
     );
-    let (_, _, record) = app
-        .create_key(
-            &member,
-            json!({ "name": "set user", "permission_sets": ["licensing"] }),
-        )
-        .await;
+    // A set holding a wildcard is above a member's default ceiling, until an admin allows it.
+    let with_set = json!({ "name": "set user", "permission_sets": ["licensing"] });
+    app.post("/v1/keys", &member, with_set.clone())
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "above_ceiling");
+    app.send(
+        "PUT",
+        &format!("/v1/users/{}/ceiling", member.id),
+        Some(&app.admin.token),
+        Some(json!({ "permission_sets": ["licensing"] })),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let (_, _, record) = app.create_key(&member, with_set).await;
     assert_eq!(record["grants"], json!(["license:*"]));
 }
 
@@ -659,6 +697,13 @@ async fn the_openapi_document_lists_every_route_served(app: &TestApp) {
         ("GET", "/v1/permissions"),
         ("POST", "/v1/permissions"),
         ("PUT", "/v1/permission-sets/{name}"),
+        ("GET", "/v1/roles/{role}/ceiling"),
+        ("PUT", "/v1/roles/{role}/ceiling"),
+        ("DELETE", "/v1/roles/{role}/ceiling"),
+        ("GET", "/v1/users/me/ceiling"),
+        ("GET", "/v1/users/{user_id}/ceiling"),
+        ("PUT", "/v1/users/{user_id}/ceiling"),
+        ("DELETE", "/v1/users/{user_id}/ceiling"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
@@ -678,6 +723,7 @@ async fn the_openapi_document_lists_every_route_served(app: &TestApp) {
             .replace("{key_id}", "AAAAAAAAAAAAAAAAAAAAAA")
             .replace("{user_id}", "usr_x")
             .replace("{token_id}", "t")
+            .replace("{role}", "member")
             .replace("{name}", "n");
         let response = app
             .send(method, &concrete, Some(&app.admin.token), None)
@@ -809,6 +855,11 @@ async fn deactivating_a_user_disables_their_keys_unless_told_not_to(app: &TestAp
         .expect(StatusCode::OK);
     assert_eq!(live["status"], "disabled");
     assert_eq!(live["version"], created["version"].as_u64().unwrap() + 1);
+    // The admin's restriction: reactivated, the user could not switch the key back on.
+    assert_eq!(
+        live["restrictions"]["disabled"]["set_by"],
+        app.admin.id.as_str()
+    );
     let queued = keygate_control_plane::store::outbox::latest(app.db(), &key_id)
         .await
         .unwrap()
@@ -982,4 +1033,481 @@ async fn tokens_expire_and_users_manage_their_own(app: &TestApp) {
     app.send("GET", "/v1/users/me", Some(&default_token), None)
         .await
         .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+/// The within-ceiling key of the ceiling tests, with `change` applied to it.
+fn key_body(change: Value) -> Value {
+    let mut body = json!({
+        "name": "orders",
+        "permissions": ["orders:read"],
+        "customer_id": "acme",
+        "expires_in_days": 30,
+        "rate_limit": { "requests": 100, "window_seconds": 60 },
+    });
+    for (field, value) in change.as_object().expect("an object") {
+        if value.is_null() {
+            body.as_object_mut().unwrap().remove(field);
+        } else {
+            body[field] = value.clone();
+        }
+    }
+    body
+}
+
+/// Catalogue and member ceiling for the ceiling tests: `orders:read|write` and `billing:read`,
+/// the sets `reader` (orders:read) and `billing` (billing:read); members may hold the orders
+/// permissions, for 30 days at most, for one customer, at 100 requests a minute at most.
+async fn ceiling_fixture(app: &TestApp) {
+    app.catalogue(&["orders:read", "orders:write", "billing:read"])
+        .await;
+    for (set, grant) in [("reader", "orders:read"), ("billing", "billing:read")] {
+        app.send(
+            "PUT",
+            &format!("/v1/permission-sets/{set}"),
+            Some(&app.admin.token),
+            Some(json!({ "permissions": [grant] })),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    }
+    let set = app
+        .send(
+            "PUT",
+            "/v1/roles/member/ceiling",
+            Some(&app.admin.token),
+            Some(json!({
+                "permissions": ["orders:read", "orders:write"],
+                "max_lifetime_days": 30,
+                "require_customer": true,
+                "max_rate_limit": { "requests": 100, "window_seconds": 60 },
+            })),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(set["source"], "role");
+    assert_eq!(set["updated_by"], app.admin.id.as_str());
+}
+
+async fn members_stay_within_their_grant_ceiling(app: &TestApp) {
+    ceiling_fixture(app).await;
+    let alice = app.user("alice@example.com", "member").await;
+    let kim = app.user("kim@example.com", "key_manager").await;
+    let mine = app
+        .get("/v1/users/me/ceiling", &alice)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(mine["source"], "role");
+    assert_eq!(mine["ceiling"]["max_lifetime_days"], 30);
+
+    // Creating: every way above the ceiling is refused, and nothing is written.
+    let keys_before = app.count("api_key").await;
+    for change in [
+        json!({ "permissions": ["orders:*"] }),
+        json!({ "permissions": ["billing:read"] }),
+        json!({ "permissions": [], "permission_sets": ["billing"] }),
+        json!({ "customer_id": null }),
+        json!({ "expires_in_days": 31 }),
+        json!({ "expires_in_days": null }),
+        json!({ "rate_limit": { "requests": 101, "window_seconds": 60 } }),
+        json!({ "rate_limit": { "requests": 100, "window_seconds": 59 } }),
+        json!({ "rate_limit": null }),
+    ] {
+        let body = key_body(change.clone());
+        let refused = app
+            .post("/v1/keys", &alice, body)
+            .await
+            .expect_error(StatusCode::FORBIDDEN, "above_ceiling");
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("your grant ceiling"),
+            "{change}: {refused}"
+        );
+    }
+    assert_eq!(app.count("api_key").await, keys_before);
+    // ... and within it, allowed: sets too, when what they hold fits.
+    let (_, key_id, _) = app.create_key(&alice, key_body(json!({}))).await;
+    app.create_key(
+        &alice,
+        key_body(json!({ "permissions": [], "permission_sets": ["reader"] })),
+    )
+    .await;
+    // A key manager cannot give a member more than the member's ceiling either.
+    app.post(
+        "/v1/keys",
+        &kim,
+        json!({ "name": "wide", "permissions": ["*"], "owner_id": alice.id }),
+    )
+    .await
+    .expect_error(StatusCode::FORBIDDEN, "above_ceiling");
+
+    // Updating: each field's widening is refused; narrowing, or widening within, is allowed.
+    let path = format!("/v1/keys/{key_id}");
+    for patch in [
+        json!({ "permissions": ["billing:read"] }),
+        json!({ "permissions": ["*"] }),
+        json!({ "permission_sets": ["billing"] }),
+        json!({ "customer_id": null }),
+        json!({ "expires_at": null }),
+        json!({ "expires_in_days": 31 }),
+        json!({ "rate_limit": null }),
+        json!({ "rate_limit": { "requests": 200, "window_seconds": 60 } }),
+    ] {
+        app.send("PATCH", &path, Some(&alice.token), Some(patch.clone()))
+            .await
+            .expect_error(StatusCode::FORBIDDEN, "above_ceiling");
+    }
+    for patch in [
+        json!({ "permissions": ["orders:read", "orders:write"] }),
+        json!({ "rate_limit": { "requests": 50, "window_seconds": 60 } }),
+        json!({ "expires_in_days": 7 }),
+        json!({ "customer_id": "globex" }),
+    ] {
+        app.send("PATCH", &path, Some(&alice.token), Some(patch))
+            .await
+            .expect(StatusCode::OK);
+    }
+
+    // A set redefined wider changes no key; expanding it again is held to the ceiling.
+    let (_, set_key, _) = app
+        .create_key(
+            &alice,
+            key_body(json!({ "permissions": [], "permission_sets": ["reader"] })),
+        )
+        .await;
+    app.send(
+        "PUT",
+        "/v1/permission-sets/reader",
+        Some(&app.admin.token),
+        Some(json!({ "permissions": ["orders:read", "billing:read"] })),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let set_path = format!("/v1/keys/{set_key}");
+    let unchanged = app.get(&set_path, &alice).await.expect(StatusCode::OK);
+    assert_eq!(unchanged["grants"], json!(["orders:read"]));
+    app.send(
+        "PATCH",
+        &set_path,
+        Some(&alice.token),
+        Some(json!({ "permission_sets": ["reader"] })),
+    )
+    .await
+    .expect_error(StatusCode::FORBIDDEN, "above_ceiling");
+
+    // Owner change: only key managers give keys away, and only within the new owner's ceiling.
+    app.send(
+        "PATCH",
+        &path,
+        Some(&alice.token),
+        Some(json!({ "owner_id": kim.id })),
+    )
+    .await
+    .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    let (_, kims, _) = app
+        .create_key(&kim, json!({ "name": "kim's", "permissions": ["*"] }))
+        .await;
+    let kims_path = format!("/v1/keys/{kims}");
+    let to_alice = json!({ "owner_id": alice.id });
+    app.send(
+        "PATCH",
+        &kims_path,
+        Some(&kim.token),
+        Some(to_alice.clone()),
+    )
+    .await
+    .expect_error(StatusCode::FORBIDDEN, "above_ceiling");
+    let mut fitting = key_body(json!({}));
+    fitting["owner_id"] = json!(alice.id);
+    fitting.as_object_mut().unwrap().remove("expires_in_days");
+    fitting.as_object_mut().unwrap().remove("name");
+    fitting["expires_in_days"] = json!(10);
+    app.send("PATCH", &kims_path, Some(&kim.token), Some(fitting))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        app.get(&kims_path, &alice).await.expect(StatusCode::OK)["owner_id"],
+        alice.id.as_str()
+    );
+
+    // Admins are not bound: they set the ceilings, and what they do is audited.
+    app.create_key(
+        &app.admin,
+        json!({ "name": "granted", "permissions": ["*"], "owner_id": alice.id }),
+    )
+    .await;
+}
+
+async fn a_narrower_ceiling_changes_no_key_but_stops_its_widening(app: &TestApp) {
+    ceiling_fixture(app).await;
+    let alice = app.user("alice@example.com", "member").await;
+    let (_, key_id, created) = app.create_key(&alice, key_body(json!({}))).await;
+    let path = format!("/v1/keys/{key_id}");
+
+    // Alice alone gets 10 a minute: her key is left above, unchanged, and listed.
+    let narrowed = app
+        .send(
+            "PUT",
+            &format!("/v1/users/{}/ceiling", alice.id),
+            Some(&app.admin.token),
+            Some(json!({
+                "permissions": ["orders:read"],
+                "max_rate_limit": { "requests": 10, "window_seconds": 60 },
+            })),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(narrowed["source"], "user");
+    assert_eq!(
+        narrowed["keys_above"],
+        json!({ "count": 1, "key_ids": [key_id] })
+    );
+    let now = app.get(&path, &alice).await.expect(StatusCode::OK);
+    assert_eq!(now["rate_limit"], created["rate_limit"]);
+    assert_eq!(now["version"], created["version"]);
+
+    // She may rename or tighten it; not renew, re-enable or widen it. Once it fits, she may.
+    let limit =
+        |requests: u32| json!({ "rate_limit": { "requests": requests, "window_seconds": 60 } });
+    let above = Err("above_ceiling");
+    let steps = [
+        ("PATCH", "", Some(json!({ "name": "renamed" })), Ok(())),
+        ("POST", "/regenerate", None, above),
+        ("POST", "/disable", None, Ok(())),
+        ("POST", "/enable", None, above),
+        ("PATCH", "", Some(limit(20)), Ok(())),
+        ("POST", "/enable", None, above),
+        ("PATCH", "", Some(limit(10)), Ok(())),
+        ("POST", "/enable", None, Ok(())),
+        ("POST", "/regenerate", None, Ok(())),
+    ];
+    for (method, suffix, body, expected) in steps {
+        let answer = app
+            .send(method, &format!("{path}{suffix}"), Some(&alice.token), body)
+            .await;
+        match expected {
+            Ok(()) => drop(answer.expect(StatusCode::OK)),
+            Err(code) => drop(answer.expect_error(StatusCode::FORBIDDEN, code)),
+        }
+    }
+
+    // Back on the role's ceiling, nothing of hers is above it.
+    let reset = app
+        .send(
+            "DELETE",
+            &format!("/v1/users/{}/ceiling", alice.id),
+            Some(&app.admin.token),
+            None,
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(reset["source"], "role");
+    assert_eq!(reset["keys_above"]["count"], 0);
+    // Ceilings are the admin's: members cannot read others' or set any; admins have none.
+    app.get("/v1/roles/member/ceiling", &alice)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    app.send(
+        "PUT",
+        &format!("/v1/users/{}/ceiling", alice.id),
+        Some(&alice.token),
+        Some(json!({ "permissions": ["*"] })),
+    )
+    .await
+    .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    app.send(
+        "PUT",
+        "/v1/roles/admin/ceiling",
+        Some(&app.admin.token),
+        Some(json!({})),
+    )
+    .await
+    .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "admin_unbounded");
+    for (body, code) in [
+        (json!({ "permissions": ["orders"] }), "invalid_permission"),
+        (
+            json!({ "permission_sets": ["nope"] }),
+            "unknown_permission_set",
+        ),
+        (json!({ "max_lifetime_days": 0 }), "invalid_lifetime"),
+    ] {
+        app.send(
+            "PUT",
+            "/v1/roles/member/ceiling",
+            Some(&app.admin.token),
+            Some(body),
+        )
+        .await
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, code);
+    }
+    let default = app
+        .send(
+            "DELETE",
+            "/v1/roles/member/ceiling",
+            Some(&app.admin.token),
+            None,
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(default["source"], "default");
+    assert_eq!(default["ceiling"]["permissions"], Value::Null);
+    let audit = app
+        .get("/v1/audit-log?action=ceiling.set", &app.admin)
+        .await
+        .expect(StatusCode::OK);
+    let targets: BTreeSet<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|event| event["target_id"].as_str())
+        .collect();
+    let user_subject = format!("user:{}", alice.id);
+    assert_eq!(
+        targets,
+        BTreeSet::from(["role:member", user_subject.as_str()])
+    );
+}
+
+async fn restrictions_set_by_a_key_manager_stick(app: &TestApp) {
+    let alice = app.user("alice@example.com", "member").await;
+    let kim = app.user("kim@example.com", "key_manager").await;
+    let (_, key_id, _) = app.create_key(&alice, json!({ "name": "hers" })).await;
+    let path = format!("/v1/keys/{key_id}");
+    let restricted = app
+        .send(
+            "PATCH",
+            &path,
+            Some(&kim.token),
+            Some(json!({
+                "customer_id": "acme",
+                "rate_limit": { "requests": 10, "window_seconds": 60 },
+                "ip_allowlist": ["203.0.113.0/24"],
+                "expires_in_days": 7,
+            })),
+        )
+        .await
+        .expect(StatusCode::OK);
+    let fields: BTreeSet<&str> = restricted["restrictions"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        fields,
+        BTreeSet::from(["customer_id", "expires_at", "ip_allowlist", "rate_limit"])
+    );
+    assert_eq!(
+        restricted["restrictions"]["rate_limit"]["set_by"],
+        kim.id.as_str()
+    );
+
+    // Alice cannot loosen or lift any of them...
+    let version = restricted["version"].clone();
+    for patch in [
+        json!({ "customer_id": null }),
+        json!({ "customer_id": "globex" }),
+        json!({ "rate_limit": null }),
+        json!({ "rate_limit": { "requests": 20, "window_seconds": 60 } }),
+        json!({ "ip_allowlist": [] }),
+        json!({ "ip_allowlist": ["198.51.100.0/24"] }),
+        json!({ "ip_allowlist": ["203.0.112.0/23"] }),
+        json!({ "expires_at": null }),
+        json!({ "expires_in_days": 30 }),
+    ] {
+        let refused = app
+            .send("PATCH", &path, Some(&alice.token), Some(patch.clone()))
+            .await
+            .expect_error(StatusCode::FORBIDDEN, "restricted");
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&kim.id),
+            "{patch}: {refused}"
+        );
+    }
+    let unchanged = app.get(&path, &alice).await.expect(StatusCode::OK);
+    assert_eq!(unchanged["version"], version);
+    // ... but may tighten them.
+    for patch in [
+        json!({ "rate_limit": { "requests": 5, "window_seconds": 60 } }),
+        json!({ "ip_allowlist": ["203.0.113.0/25"] }),
+        json!({ "expires_in_days": 1 }),
+        json!({ "name": "still hers" }),
+    ] {
+        app.send("PATCH", &path, Some(&alice.token), Some(patch))
+            .await
+            .expect(StatusCode::OK);
+    }
+    // A disable by a key manager sticks too; revoking stays hers to do.
+    app.send("POST", &format!("{path}/disable"), Some(&kim.token), None)
+        .await
+        .expect(StatusCode::OK);
+    app.send("POST", &format!("{path}/enable"), Some(&alice.token), None)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "restricted");
+
+    // Kim lifts the rate limit: it is Alice's to set again, and the audit log says who did what.
+    let lifted = app
+        .send(
+            "PATCH",
+            &path,
+            Some(&kim.token),
+            Some(json!({ "rate_limit": null })),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert!(lifted["restrictions"].get("rate_limit").is_none());
+    app.send(
+        "PATCH",
+        &path,
+        Some(&alice.token),
+        Some(json!({ "rate_limit": { "requests": 1000, "window_seconds": 60 } })),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let audit = app
+        .get(&format!("/v1/audit-log?target_id={key_id}"), &app.admin)
+        .await
+        .expect(StatusCode::OK);
+    let by_kim: Vec<&Value> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["actor_id"] == kim.id.as_str())
+        .collect();
+    let noted = |field: &str| -> BTreeSet<String> {
+        by_kim
+            .iter()
+            .flat_map(|event| {
+                event["summary"][field]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|value| value.as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        noted("restricted"),
+        [
+            "customer_id",
+            "disabled",
+            "expires_at",
+            "ip_allowlist",
+            "rate_limit"
+        ]
+        .map(str::to_owned)
+        .into()
+    );
+    assert_eq!(noted("lifted"), ["rate_limit".to_owned()].into());
+    app.post(
+        &format!("{path}/revoke"),
+        &alice,
+        json!({ "reason": "done" }),
+    )
+    .await
+    .expect(StatusCode::OK);
 }

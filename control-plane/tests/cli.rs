@@ -376,6 +376,65 @@ async fn drive(backend: Backend) {
     ));
     assert!(plain.contains("shown only this once"));
 
+    // Ceilings: the admin allows members one permission for 30 days; the member sees it, and a
+    // key above it is refused with the reason.
+    let set = json(&cli(
+        &server,
+        admin,
+        &[
+            "ceilings",
+            "set",
+            "--role",
+            "member",
+            "--permission",
+            "customer:read",
+            "--max-lifetime-days",
+            "30",
+            "--json",
+        ],
+    ));
+    assert_eq!(set["source"], "role");
+    assert_eq!(
+        set["keys_above"]["count"], 1,
+        "the never-expiring 'printed' key"
+    );
+    let shown = ok(&cli(&server, Some(&member_token), &["ceilings", "show"]));
+    assert!(shown.contains("max_lifetime_days") && shown.contains("customer:read"));
+    let above = cli(
+        &server,
+        Some(&member_token),
+        &[
+            "keys",
+            "create",
+            "--name",
+            "forever",
+            "--permission",
+            "customer:read",
+        ],
+    );
+    assert_eq!(above.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&above.stderr).contains("never expires"));
+    ok(&cli(
+        &server,
+        Some(&member_token),
+        &[
+            "keys",
+            "create",
+            "--name",
+            "monthly",
+            "--permission",
+            "customer:read",
+            "--expires-in-days",
+            "30",
+        ],
+    ));
+    let reset = json(&cli(
+        &server,
+        admin,
+        &["ceilings", "reset", "--role", "member", "--json"],
+    ));
+    assert_eq!(reset["source"], "default");
+
     let promoted = json(&cli(
         &server,
         admin,

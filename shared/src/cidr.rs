@@ -105,6 +105,11 @@ impl IpNetwork {
         let (candidate, candidate_width) = bits(canonical(address));
         width == candidate_width && (candidate ^ network) & mask(self.prefix, width) == 0
     }
+
+    /// Whether every address of `other` is in this network.
+    pub fn covers(&self, other: &IpNetwork) -> bool {
+        other.prefix >= self.prefix && self.contains(other.address)
+    }
 }
 
 impl fmt::Display for IpNetwork {
@@ -154,6 +159,17 @@ impl IpAllowlist {
 
     pub fn iter(&self) -> impl Iterator<Item = &IpNetwork> {
         self.0.iter()
+    }
+
+    /// Whether this list lets in nobody that `wider` keeps out: `wider` is empty (anywhere), or
+    /// this list is not empty and each of its networks is inside one of `wider`'s.
+    pub fn within(&self, wider: &IpAllowlist) -> bool {
+        wider.is_empty()
+            || (!self.is_empty()
+                && self
+                    .0
+                    .iter()
+                    .all(|network| wider.0.iter().any(|outer| outer.covers(network))))
     }
 
     /// Whether a request from `client` passes: always for an empty list, never for an unknown

@@ -55,7 +55,8 @@ pub use permission::{
 pub use record::{
     CustomerId, KeyRecord, MAX_RATE_LIMIT_REQUESTS, MAX_RATE_LIMIT_WINDOW_SECONDS,
     MAX_RECORD_BYTES, MAX_REFERENCE_LEN, OwnerId, PreviousDigest, RECORD_FORMAT, RateLimit,
-    RateLimitFields, RecordError, RecordState, SnapshotRecord, Status, UnixSeconds, is_expired,
+    RateLimitFields, RecordError, RecordState, SnapshotRecord, Status, UnixSeconds, expires_by,
+    is_expired,
 };
 pub use target::{MAX_PATH_LEN, Method, PathError, canonical_path};
 pub use usage::{

@@ -121,6 +121,18 @@ impl Grant {
             Self::Exact(permission) => permission == required,
         }
     }
+
+    /// Whether holding `self` already gives everything `other` gives: `*` covers every grant,
+    /// `a:*` covers `a:*` and every `a:...`, an exact permission covers only itself.
+    pub fn covers(&self, other: &Grant) -> bool {
+        match (self, other) {
+            (Self::All, _) => true,
+            (Self::Resource(resource), Self::Resource(other)) => resource == other,
+            (Self::Resource(_), Self::Exact(permission)) => self.allows(permission),
+            (Self::Exact(permission), Self::Exact(other)) => permission == other,
+            _ => false,
+        }
+    }
 }
 
 impl Ord for Grant {
@@ -183,6 +195,17 @@ impl Grants {
 
     pub fn allows(&self, required: &Permission) -> bool {
         self.0.iter().any(|grant| grant.allows(required))
+    }
+
+    /// Whether one of these grants covers `grant` (see [`Grant::covers`]).
+    pub fn covers(&self, grant: &Grant) -> bool {
+        self.0.iter().any(|held| held.covers(grant))
+    }
+
+    /// The first of `other`'s grants that none of these covers: `None` when `other` gives
+    /// nothing these do not.
+    pub fn first_uncovered<'o>(&self, other: &'o Grants) -> Option<&'o Grant> {
+        other.iter().find(|grant| !self.covers(grant))
     }
 
     /// The first of `required` these grants do not allow.

@@ -219,6 +219,23 @@ impl RateLimit {
     pub fn window_seconds(&self) -> u32 {
         self.window_seconds
     }
+
+    /// Whether this limit is no looser than `other`: no larger burst (`requests`) and no higher
+    /// sustained rate (`requests / window_seconds`, compared without division).
+    pub fn within(&self, other: &RateLimit) -> bool {
+        self.requests <= other.requests
+            && u64::from(self.requests) * u64::from(other.window_seconds)
+                <= u64::from(other.requests) * u64::from(self.window_seconds)
+    }
+}
+
+/// Whether an expiry ends no later than `other` (`None`: never).
+pub fn expires_by(expires_at: Option<UnixSeconds>, other: Option<UnixSeconds>) -> bool {
+    match (expires_at, other) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(at), Some(other)) => at <= other,
+    }
 }
 
 /// The digest of the secret a regeneration replaced, accepted until `expires_at` so clients can

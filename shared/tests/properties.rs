@@ -4,7 +4,10 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use keygate_shared::{Environment, Grant, Grants, IpNetwork, KeyFormat, Permission};
+use keygate_shared::{
+    Environment, Grant, Grants, IpAllowlist, IpNetwork, KeyFormat, Permission, RateLimit,
+    TokenBucket,
+};
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -119,4 +122,85 @@ proptest! {
         prop_assume!(!mapped); // IPv4-mapped addresses are IPv4 (tested by hand in cidr.rs)
         prop_assert_eq!(net.contains(ip), candidate & mask == network & mask);
     }
+
+    /// `a` covers `b` exactly when every permission `b` allows, `a` allows too (checked over
+    /// every permission of a small universe that contains both).
+    #[test]
+    fn covering_is_allowing_everything(a in grant(), b in grant()) {
+        let a = Grant::parse(&a).unwrap();
+        let b = Grant::parse(&b).unwrap();
+        let universe = ["x", "y", "z"].iter().flat_map(|resource| {
+            ["r", "w", "q"].iter().map(move |action| Permission::parse(&format!("{resource}:{action}")).unwrap())
+        });
+        let implied = universe.clone().all(|p| !b.allows(&p) || a.allows(&p))
+            // `x:*` also allows actions outside the universe, which only `*` or `x:*` cover.
+            && (!matches!(b, Grant::All) || matches!(a, Grant::All))
+            && (!matches!(b, Grant::Resource(_)) || !matches!(a, Grant::Exact(_)));
+        prop_assert_eq!(a.covers(&b), implied, "{} covers {}", a, b);
+    }
+
+    /// One IPv4 network covers another exactly when it holds both ends of it; an allowlist is
+    /// within another when it lets in no address the other keeps out.
+    #[test]
+    fn ipv4_covering_matches_both_ends(a: u32, a_prefix in 0u8..=32, b: u32, b_prefix in 0u8..=32, probe: u32) {
+        let (outer, _) = network(a, a_prefix);
+        let (inner, (inner_first, inner_last)) = network(b, b_prefix);
+        prop_assert_eq!(
+            outer.covers(&inner),
+            outer.contains(v4(inner_first)) && outer.contains(v4(inner_last))
+        );
+        let narrow = IpAllowlist::parse(&[inner.to_string()]).unwrap();
+        let wide = IpAllowlist::parse(&[outer.to_string()]).unwrap();
+        if narrow.within(&wide) {
+            prop_assert!(!narrow.permits(Some(v4(probe))) || wide.permits(Some(v4(probe))));
+        }
+        prop_assert!(narrow.within(&IpAllowlist::default()));
+        prop_assert!(!IpAllowlist::default().within(&narrow));
+    }
+
+    /// A limit within another never lets a client through where the other would refuse: the same
+    /// requests, at the same times, pass the wider bucket whenever they pass the narrower one.
+    #[test]
+    fn a_limit_within_another_admits_no_more(
+        narrow in limit(), wide in limit(), gaps in prop::collection::vec(0i64..3_000, 1..200)
+    ) {
+        prop_assume!(narrow.within(&wide));
+        let (mut tight, mut loose) = (None, None);
+        let mut now_ms = 0;
+        let (mut tight_passed, mut loose_passed) = (0u32, 0u32);
+        for gap in gaps {
+            now_ms += gap;
+            let (bucket, admission) = TokenBucket::take(tight, narrow, now_ms);
+            tight = Some(bucket);
+            tight_passed += u32::from(admission.allowed);
+            let (bucket, admission) = TokenBucket::take(loose, wide, now_ms);
+            loose = Some(bucket);
+            loose_passed += u32::from(admission.allowed);
+            prop_assert!(tight_passed <= loose_passed);
+        }
+    }
+}
+
+fn grant() -> impl Strategy<Value = String> {
+    prop_oneof![Just("*".to_owned()), "[xyz]:\\*", "[xyz]:[rwq]",]
+}
+
+fn limit() -> impl Strategy<Value = RateLimit> {
+    (1u32..20, 1u32..20).prop_map(|(requests, window)| RateLimit::new(requests, window).unwrap())
+}
+
+fn v4(bits: u32) -> std::net::IpAddr {
+    std::net::IpAddr::V4(bits.into())
+}
+
+/// The network of `address/prefix` (host bits cleared), with its first and last address.
+fn network(address: u32, prefix: u8) -> (IpNetwork, (u32, u32)) {
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
+    let first = address & mask;
+    let text = format!("{}/{prefix}", std::net::Ipv4Addr::from(first));
+    (IpNetwork::parse(&text).unwrap(), (first, first | !mask))
 }

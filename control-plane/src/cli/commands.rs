@@ -84,6 +84,72 @@ pub enum ClientCommand {
         #[command(subcommand)]
         action: TokensAction,
     },
+    /// Grant ceilings: the most a role, or one user, may put on a key.
+    Ceilings {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        action: CeilingsAction,
+    },
+}
+
+/// Whose ceiling: a role's, or one user's.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct CeilingSubject {
+    /// `member` or `key_manager`.
+    #[arg(long)]
+    role: Option<String>,
+    /// A user's id.
+    #[arg(long = "user", value_name = "USER_ID")]
+    user_id: Option<String>,
+}
+
+impl CeilingSubject {
+    fn path(&self) -> String {
+        match (&self.role, &self.user_id) {
+            (Some(role), _) => format!("/v1/roles/{}/ceiling", encode_path(role)),
+            (None, Some(user)) => format!("/v1/users/{}/ceiling", encode_path(user)),
+            (None, None) => "/v1/users/me/ceiling".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CeilingsAction {
+    /// The ceiling that binds you; key managers and admins may name a role or a user.
+    Show {
+        #[arg(long, conflicts_with = "user_id")]
+        role: Option<String>,
+        #[arg(long = "user", value_name = "USER_ID")]
+        user_id: Option<String>,
+    },
+    /// Replace a role's or one user's ceiling (admins). Lists the keys it leaves above it.
+    Set {
+        #[command(flatten)]
+        subject: CeilingSubject,
+        /// A grant keys may hold, wildcards included (repeat for more). None: any catalogued
+        /// permission by its exact name, and no wildcard.
+        #[arg(long = "permission", value_name = "GRANT")]
+        permissions: Vec<String>,
+        /// A permission set keys may use whatever it holds (repeat for more).
+        #[arg(long = "set", value_name = "SET")]
+        permission_sets: Vec<String>,
+        /// Keys must expire within this many days of any change.
+        #[arg(long)]
+        max_lifetime_days: Option<u32>,
+        /// Keys must be scoped to a customer.
+        #[arg(long)]
+        require_customer: bool,
+        /// REQUESTS/SECONDS: keys must have a rate limit no looser than this.
+        #[arg(long, value_parser = parse_rate_limit)]
+        max_rate_limit: Option<Value>,
+    },
+    /// Put a role back on its default, or a user back on their role's ceiling (admins).
+    Reset {
+        #[command(flatten)]
+        subject: CeilingSubject,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -474,6 +540,7 @@ pub(crate) async fn execute(command: ClientCommand) -> Result<(), CliError> {
             print_answer(&answer.unwrap_or_default(), connection.json, output::record);
             Ok(())
         }
+        ClientCommand::Ceilings { connection, action } => ceilings(&connection, action).await,
         ClientCommand::Tokens { connection, action } => {
             let client = Client::new(&connection.url, connection.token.as_deref())?;
             match action {
@@ -732,5 +799,41 @@ async fn permissions(connection: &Connection, action: PermissionsAction) -> Resu
         }
     };
     print_answer(&answer.unwrap_or_default(), json, output::record);
+    Ok(())
+}
+
+async fn ceilings(connection: &Connection, action: CeilingsAction) -> Result<(), CliError> {
+    let client = Client::new(&connection.url, connection.token.as_deref())?;
+    let answer = match action {
+        CeilingsAction::Show { role, user_id } => {
+            let path = CeilingSubject { role, user_id }.path();
+            client.send(Method::GET, &path, &[], None).await?
+        }
+        CeilingsAction::Set {
+            subject,
+            permissions,
+            permission_sets,
+            max_lifetime_days,
+            require_customer,
+            max_rate_limit,
+        } => {
+            let body = json!({
+                "permissions": (!permissions.is_empty()).then_some(permissions),
+                "permission_sets": permission_sets,
+                "max_lifetime_days": max_lifetime_days,
+                "require_customer": require_customer,
+                "max_rate_limit": max_rate_limit,
+            });
+            client
+                .send(Method::PUT, &subject.path(), &[], Some(&body))
+                .await?
+        }
+        CeilingsAction::Reset { subject } => {
+            client
+                .send(Method::DELETE, &subject.path(), &[], None)
+                .await?
+        }
+    };
+    print_answer(&answer.unwrap_or_default(), connection.json, output::record);
     Ok(())
 }

@@ -93,7 +93,9 @@ impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {
         match refusal {
             Refusal::NotFound(what) => ApiError::not_found(what),
-            Refusal::Forbidden(message) => ApiError::forbidden(message),
+            Refusal::Forbidden { code, message } => {
+                ApiError::new(StatusCode::FORBIDDEN, code, message)
+            }
             Refusal::Conflict { code, message } => {
                 ApiError::new(StatusCode::CONFLICT, code, message)
             }

@@ -24,8 +24,9 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorResponse, OptionalJson};
 use super::views::{KeyView, Page, check_name, decode_cursor, page_size, parse_rfc3339};
 use super::{AppState, Caller, actor};
+use crate::policy::{self, Bound, Changer, Restricted};
 use crate::store::catalog::{self, Catalogue};
-use crate::store::keys::{self, Key, KeyFilter, KeyStatus};
+use crate::store::keys::{self, Key, KeyFilter, KeyStatus, Restrictions};
 use crate::store::{Refusal, StoreError, users};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -107,6 +108,9 @@ pub(super) struct UpdateKeyRequest {
     rate_limit: Option<Option<RateLimitFields>>,
     ip_allowlist: Option<Vec<String>>,
     metadata: Option<Map<String, Value>>,
+    /// Give the key to another active user (key managers and admins only). The key must be
+    /// within the new owner's grant ceiling.
+    owner_id: Option<String>,
 }
 
 fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
@@ -294,6 +298,86 @@ fn check_grants(
     })
 }
 
+/// The user a key is for, who must exist and be active.
+async fn active_owner(state: &AppState, owner_id: &str) -> Result<(), ApiError> {
+    let owner = users::get(state.db(), owner_id).await?;
+    if owner.is_none_or(|owner| owner.deactivated_at.is_some()) {
+        return Err(ApiError::invalid(
+            "unknown_owner",
+            format!("{owner_id:?} is not an active user"),
+        ));
+    }
+    Ok(())
+}
+
+fn changer(caller: &Caller) -> Changer<'_> {
+    Changer {
+        user_id: &caller.user_id,
+        authority: caller.role.manages_all_keys(),
+    }
+}
+
+/// `summary` with what the change restricted and lifted, when it did.
+fn noting(mut summary: Value, restricted: &Restricted) -> Value {
+    if let Value::Object(fields) = &mut summary {
+        if !restricted.placed.is_empty() {
+            fields.insert("restricted".into(), json!(restricted.placed));
+        }
+        if !restricted.lifted.is_empty() {
+            fields.insert("lifted".into(), json!(restricted.lifted));
+        }
+    }
+    summary
+}
+
+/// What a change to an existing key is held to: the ceilings that bind the caller for the key's
+/// owner, read before the change's transaction. The change itself re-reads the key and refuses
+/// to go on if its owner changed in between.
+struct Guard {
+    owner_id: String,
+    bounds: Vec<Bound>,
+    catalogue: Catalogue,
+}
+
+impl Guard {
+    async fn load(
+        state: &AppState,
+        caller: &Caller,
+        key_id: &KeyId,
+        owner_id: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let key = keys::get(state.db(), key_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("key"))?;
+        managed(caller, &key)?;
+        let owner_id = owner_id.unwrap_or(key.owner_id.as_str()).to_owned();
+        Ok(Self {
+            bounds: policy::bounds(state.db(), &caller.user_id, caller.role, &owner_id).await?,
+            catalogue: catalog::load(state.db()).await?,
+            owner_id,
+        })
+    }
+
+    /// Holds the change from `before` to `after` to the ceilings (`whole`: the whole key, as for
+    /// enabling, renewing or a new owner; otherwise only what the change widened) and to the
+    /// restrictions on the key.
+    fn admit(
+        &self,
+        caller: &Caller,
+        before: &Key,
+        after: &mut Key,
+        whole: bool,
+        now: i64,
+    ) -> Result<Restricted, StoreError> {
+        if after.owner_id.as_str() != self.owner_id {
+            return Err(keys::concurrent_update());
+        }
+        let from = (!whole).then_some(before);
+        policy::check(&self.bounds, &self.catalogue, after, from, now)?;
+        Ok(policy::restrict(changer(caller), Some(before), after, now)?)
+    }
+}
+
 fn created(
     key: &keygate_shared::ApiKey,
     record: KeyView,
@@ -346,13 +430,8 @@ async fn create_key(
             "members can only create keys for themselves",
         ));
     }
-    let owner = users::get(state.db(), &owner_id).await?;
-    if owner.is_none_or(|owner| owner.deactivated_at.is_some()) {
-        return Err(ApiError::invalid(
-            "unknown_owner",
-            format!("{owner_id:?} is not an active user"),
-        ));
-    }
+    active_owner(&state, &owner_id).await?;
+    let bounds = policy::bounds(state.db(), &caller.user_id, caller.role, &owner_id).await?;
     let catalogue = catalog::load(state.db()).await?;
     let config = check_grants(&catalogue, request.permissions, request.permission_sets)?;
     let environment = request.environment.unwrap_or(Environment::Production);
@@ -360,7 +439,7 @@ async fn create_key(
         .settings()
         .key_format
         .generate(environment, &mut UnwrapErr(OsRng));
-    let key = Key {
+    let mut key = Key {
         key_id: api_key.key_id(),
         name: check_name(&request.name, MAX_NAME_CHARS)?,
         description: check_description(request.description)?,
@@ -384,8 +463,12 @@ async fn create_key(
         revoked_reason: None,
         last_used_at: None,
         version: 1,
+        restrictions: Restrictions::new(),
     };
-    keys::create(state.db(), &key, &actor(&state, &caller), &summary_of(&key)).await?;
+    policy::check(&bounds, &catalogue, &key, None, now)?;
+    let restricted = policy::restrict(changer(&caller), None, &mut key, now)?;
+    let summary = noting(summary_of(&key), &restricted);
+    keys::create(state.db(), &key, &actor(&state, &caller), &summary).await?;
     state.sync().changed();
     Ok(created(
         &api_key,
@@ -521,12 +604,27 @@ async fn update_key(
 ) -> Result<Json<KeyView>, ApiError> {
     let id = key_id(&id)?;
     let now = state.now();
-    let catalogue = catalog::load(state.db()).await?;
+    let new_owner = patch.owner_id.clone();
+    if let Some(owner_id) = &new_owner {
+        if !caller.role.manages_all_keys() {
+            return Err(ApiError::forbidden(
+                "only key managers and admins can give a key to someone else",
+            ));
+        }
+        active_owner(&state, owner_id).await?;
+    }
+    let guard = Guard::load(&state, &caller, &id, new_owner.as_deref()).await?;
     let key = modify(&state, &id, &actor(&state, &caller), "key.update", |key| {
         managed(&caller, key)?;
         not_revoked(key, "updated")?;
-        let changed = apply_patch(key, patch, &catalogue, now)?;
-        Ok((!changed.is_empty()).then(|| json!({ "changed": changed })))
+        let before = key.clone();
+        let changed = apply_patch(key, patch, &guard.catalogue, now)?;
+        if changed.is_empty() {
+            return Ok(None);
+        }
+        let whole = changed.contains(&"owner_id");
+        let restricted = guard.admit(&caller, &before, key, whole, now)?;
+        Ok(Some(noting(json!({ "changed": changed }), &restricted)))
     })
     .await?;
     Ok(Json(KeyView::new(&key, now)))
@@ -602,6 +700,12 @@ fn apply_patch(
         note("metadata", metadata != key.metadata);
         key.metadata = metadata;
     }
+    if let Some(owner_id) = patch.owner_id {
+        let owner_id = OwnerId::parse(&owner_id)
+            .map_err(|error| Refusal::invalid("unknown_owner", error.to_string()))?;
+        note("owner_id", owner_id != key.owner_id);
+        key.owner_id = owner_id;
+    }
     Ok(changed)
 }
 
@@ -653,23 +757,23 @@ async fn set_status(
         Status::Disabled => ("key.disable", "disabled"),
         _ => ("key.enable", "enabled"),
     };
-    let key = modify(
-        &state,
-        &key_id(&id)?,
-        &actor(&state, &caller),
-        action,
-        |key| {
-            managed(&caller, key)?;
-            not_revoked(key, doing)?;
-            if key.status == status {
-                return Ok(None);
-            }
-            key.status = status;
-            Ok(Some(json!({ "name": key.name })))
-        },
-    )
+    let id = key_id(&id)?;
+    let guard = Guard::load(&state, &caller, &id, None).await?;
+    let now = state.now();
+    let key = modify(&state, &id, &actor(&state, &caller), action, |key| {
+        managed(&caller, key)?;
+        not_revoked(key, doing)?;
+        if key.status == status {
+            return Ok(None);
+        }
+        let before = key.clone();
+        key.status = status;
+        // Switching a key back on is held to the ceilings as a whole.
+        let restricted = guard.admit(&caller, &before, key, status == Status::Active, now)?;
+        Ok(Some(noting(json!({ "name": key.name }), &restricted)))
+    })
     .await?;
-    Ok(Json(KeyView::new(&key, state.now())))
+    Ok(Json(KeyView::new(&key, now)))
 }
 
 /// Revoke a key: immediate and permanent. The key and its history stay visible.
@@ -743,12 +847,16 @@ async fn regenerate_key(
         ));
     }
     let id = key_id(&id)?;
+    let guard = Guard::load(&state, &caller, &id, None).await?;
     let actor = actor(&state, &caller);
     let now = actor.now;
     let mut issued = None;
     let key = modify(&state, &id, &actor, "key.regenerate", |key| {
         managed(&caller, key)?;
         not_revoked(key, "regenerated")?;
+        // A new secret renews the key: it is held to the ceilings as a whole.
+        let before = key.clone();
+        guard.admit(&caller, &before, key, true, now)?;
         let api_key =
             state
                 .settings()

@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod ceilings;
 mod error;
 mod keys;
 mod metrics;
@@ -220,6 +221,7 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(keys::router())
         .merge(users::router())
+        .merge(ceilings::router())
         .merge(permissions::router())
         .merge(audit::router())
         .merge(sync::router())

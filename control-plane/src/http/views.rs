@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use crate::store::Refusal;
-use crate::store::keys::{Key, KeyStatus};
+use crate::store::keys::{Key, KeyStatus, Restriction};
 use crate::store::users::{Role, User};
 
 /// Unix seconds as RFC 3339 (`2026-11-22T10:00:00Z`).
@@ -76,6 +76,19 @@ pub(super) struct KeyView {
     pub previous_secret_expires_at: Option<String>,
     /// Bumped by every change; the edge's record carries the same number.
     pub version: u64,
+    /// What a key manager or admin restricted on this key (`disabled`, `customer_id`,
+    /// `expires_at`, `rate_limit`, `ip_allowlist`), and who: its owner may tighten these but not
+    /// loosen or lift them.
+    #[schema(value_type = std::collections::BTreeMap<String, RestrictionView>)]
+    pub restrictions: std::collections::BTreeMap<Restriction, RestrictionView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct RestrictionView {
+    /// The user who set it.
+    pub set_by: String,
+    #[schema(format = DateTime)]
+    pub set_at: String,
 }
 
 impl KeyView {
@@ -107,6 +120,17 @@ impl KeyView {
                 .filter(|previous| previous.accepted_at(now))
                 .map(|previous| rfc3339(previous.expires_at)),
             version: key.version,
+            restrictions: key
+                .restrictions
+                .iter()
+                .map(|(restriction, set_by)| {
+                    let view = RestrictionView {
+                        set_by: set_by.by.clone(),
+                        set_at: rfc3339(set_by.at),
+                    };
+                    (*restriction, view)
+                })
+                .collect(),
         }
     }
 }

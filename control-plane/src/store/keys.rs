@@ -6,6 +6,9 @@ use keygate_shared::{
     CustomerId, Digest, Environment, Grants, IpAllowlist, KeyId, KeyRecord, OwnerId,
     PreviousDigest, RateLimit, RecordState, SnapshotRecord, Status, is_expired,
 };
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlx::{AnyConnection, FromRow, Row};
 
@@ -39,7 +42,53 @@ pub struct Key {
     pub revoked_reason: Option<String>,
     pub last_used_at: Option<i64>,
     pub version: u64,
+    /// What a key manager or admin restricted on this key, which its owner cannot lift.
+    pub restrictions: Restrictions,
 }
+
+/// What a key manager or admin can restrict on someone else's key. The owner may tighten it
+/// further, but only someone who manages others' keys can loosen or lift it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Restriction {
+    /// The key is disabled.
+    Disabled,
+    CustomerId,
+    ExpiresAt,
+    RateLimit,
+    IpAllowlist,
+}
+
+impl Restriction {
+    pub const ALL: [Self; 5] = [
+        Self::Disabled,
+        Self::CustomerId,
+        Self::ExpiresAt,
+        Self::RateLimit,
+        Self::IpAllowlist,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::CustomerId => "customer_id",
+            Self::ExpiresAt => "expires_at",
+            Self::RateLimit => "rate_limit",
+            Self::IpAllowlist => "ip_allowlist",
+        }
+    }
+}
+
+/// Who placed a restriction, and when (Unix seconds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetBy {
+    pub by: String,
+    pub at: i64,
+}
+
+pub type Restrictions = BTreeMap<Restriction, SetBy>;
 
 /// The SQL mirror of [`is_expired`] for a key that is `active`: `expired` (or not) at the
 /// parameter `now`. The listing filters and the metrics' counts both use these, and a test holds
@@ -134,12 +183,14 @@ struct KeyRow {
     revoked_reason: Option<String>,
     last_used_at: Option<i64>,
     version: i64,
+    restrictions: String,
 }
 
 const KEY_COLUMNS: &str = "api_key_id, name, description, environment, status, digest, \
     previous_digest, previous_expires_at, permissions, permission_sets, grants, customer_id, \
     expires_at, rate_limit_requests, rate_limit_window_seconds, ip_allowlist, metadata, owner_id, \
-    created_by, created_at, updated_at, revoked_at, revoked_reason, last_used_at, version";
+    created_by, created_at, updated_at, revoked_at, revoked_reason, last_used_at, version, \
+    restrictions";
 
 impl TryFrom<KeyRow> for Key {
     type Error = StoreError;
@@ -195,6 +246,7 @@ impl TryFrom<KeyRow> for Key {
             revoked_reason: row.revoked_reason,
             last_used_at: row.last_used_at,
             version: u64::try_from(row.version).map_err(|error| bad(error.to_string()))?,
+            restrictions: from_json(&id, &row.restrictions)?,
         })
     }
 }
@@ -203,7 +255,7 @@ fn from_json<T: serde::de::DeserializeOwned>(id: &str, text: &str) -> Result<T, 
     serde_json::from_str(text).map_err(|error| super::corrupt("key", id, error))
 }
 
-fn to_json(value: &impl serde::Serialize) -> String {
+fn to_json(value: &impl Serialize) -> String {
     serde_json::to_string(value).expect("key fields serialise to JSON")
 }
 
@@ -217,7 +269,7 @@ async fn write(
     let sql = match expected {
         None => format!(
             "INSERT INTO api_key ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)"
         ),
         Some(_) => "UPDATE api_key SET name = $2, description = $3, environment = $4, \
              status = $5, digest = $6, previous_digest = $7, previous_expires_at = $8, \
@@ -225,8 +277,8 @@ async fn write(
              expires_at = $13, rate_limit_requests = $14, rate_limit_window_seconds = $15, \
              ip_allowlist = $16, metadata = $17, owner_id = $18, created_by = $19, \
              created_at = $20, updated_at = $21, revoked_at = $22, revoked_reason = $23, \
-             last_used_at = COALESCE(last_used_at, $24), version = $25 \
-             WHERE api_key_id = $1 AND version = $26"
+             last_used_at = COALESCE(last_used_at, $24), version = $25, restrictions = $26 \
+             WHERE api_key_id = $1 AND version = $27"
             .to_owned(),
     };
     let as_i64 = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
@@ -262,7 +314,8 @@ async fn write(
         .bind(key.revoked_at)
         .bind(key.revoked_reason.as_deref())
         .bind(key.last_used_at)
-        .bind(as_i64(key.version));
+        .bind(as_i64(key.version))
+        .bind(to_json(&key.restrictions));
     if let Some(expected) = expected {
         query = query.bind(as_i64(expected));
     }
@@ -371,6 +424,19 @@ pub async fn modify(
     Ok(key)
 }
 
+/// Every key `owner_id` owns that is not revoked.
+pub async fn not_revoked_of(db: &Db, owner_id: &str) -> Result<Vec<Key>, StoreError> {
+    sqlx::query_as::<_, KeyRow>(&format!(
+        "SELECT {KEY_COLUMNS} FROM api_key WHERE owner_id = $1 AND status <> 'revoked'"
+    ))
+    .bind(owner_id)
+    .fetch_all(db.reader())
+    .await?
+    .into_iter()
+    .map(Key::try_from)
+    .collect()
+}
+
 /// Disables every active key `owner_id` owns, in the caller's transaction (a user's
 /// deactivation): each gets its next version, its outbox record (a stop, pushed first) and an
 /// audit row. Returns how many keys were disabled.
@@ -390,6 +456,18 @@ pub(crate) async fn disable_all_of(
         let mut key = Key::try_from(row)?;
         let expected = key.version;
         key.status = Status::Disabled;
+        // The admin's doing: the owner, if reactivated, cannot switch the keys back on.
+        if let Some(by) = actor
+            .user_id
+            .as_ref()
+            .filter(|by| *by != key.owner_id.as_str())
+        {
+            let set_by = SetBy {
+                by: by.clone(),
+                at: actor.now,
+            };
+            key.restrictions.insert(Restriction::Disabled, set_by);
+        }
         key.version = expected + 1;
         key.updated_at = actor.now;
         if !write(connection, &key, Some(expected)).await? {
@@ -412,7 +490,7 @@ pub(crate) async fn disable_all_of(
 }
 
 /// Another request changed the key between this one's read and its write.
-fn concurrent_update() -> StoreError {
+pub(crate) fn concurrent_update() -> StoreError {
     Refusal::conflict(
         "concurrent_update",
         "the key changed while this request ran; read it again and retry",

@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod ceilings;
 pub mod keys;
 pub mod outbox;
 pub mod snapshot;
@@ -57,8 +58,9 @@ impl StoreError {
 pub enum Refusal {
     #[error("{0} not found")]
     NotFound(&'static str),
-    #[error("{0}")]
-    Forbidden(String),
+    /// The caller may not do this (a grant ceiling, a restriction they cannot lift).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     /// The resource's state does not allow it (a revoked key cannot be enabled, ...).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -70,6 +72,13 @@ pub enum Refusal {
 impl Refusal {
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Forbidden {
             code,
             message: message.into(),
         }
