@@ -29,6 +29,12 @@ impl Clock {
         }
     }
 
+    /// The hand-set time, or `None` for the system clock. What several replicas must agree on
+    /// (sync leases) is measured by the database's clock, unless a test set the time by hand.
+    pub fn manual_ms(&self) -> Option<i64> {
+        self.0.as_ref().map(|now| now.load(Ordering::SeqCst))
+    }
+
     pub fn now(&self) -> UnixSeconds {
         self.now_ms().div_euclid(1000)
     }

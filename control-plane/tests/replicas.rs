@@ -1,11 +1,12 @@
-//! Several replicas on one database: the first admin is created exactly once, and concurrent
-//! changes to one key from two replicas never lose an update nor reuse a version.
+//! Several replicas on one database: the first admin is created exactly once, concurrent
+//! changes to one key from two replicas never lose an update nor reuse a version, and sync leases
+//! are measured by the database's clock, not each replica's.
 
 mod common;
 
 use axum::http::StatusCode;
 use common::{Backend, TestApp, fresh_database, settings};
-use keygate_control_plane::store::{Db, users};
+use keygate_control_plane::store::{Db, outbox, users};
 use keygate_control_plane::{AppState, Clock, app};
 use serde_json::json;
 
@@ -124,6 +125,66 @@ async fn concurrent_changes_keep_every_version(backend: Backend) {
 }
 
 /// Sends `count` requests at once, alternating between the replicas' routers.
+async fn leases_are_measured_by_the_database_clock(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    app.create_key(&app.admin, json!({ "name": "pending" }))
+        .await;
+    let db = app.db();
+    let system_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let before = outbox::database_now_ms(db).await.unwrap();
+    // Unix milliseconds: this machine's database shares its clock.
+    assert!(
+        (before - system_ms).abs() < 5_000,
+        "{before} vs {system_ms}"
+    );
+
+    // The app's clock is hand-set years away; the lease (no time given) is the database's.
+    let held = outbox::claim(db, "first", None, 60_000, 10).await.unwrap();
+    assert_eq!(held.len(), 1);
+    let after = outbox::database_now_ms(db).await.unwrap();
+    let pool = sqlx::AnyPool::connect(&app.db_url).await.unwrap();
+    let until: i64 = sqlx::Row::try_get(
+        &sqlx::query("SELECT until_ms FROM sync_claim WHERE holder = 'first'")
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
+        "until_ms",
+    )
+    .unwrap();
+    assert!(
+        (before + 60_000..=after + 60_000).contains(&until),
+        "{before} + lease <= {until} <= {after} + lease"
+    );
+    // Another replica, whatever its own clock says, finds the key held...
+    assert!(
+        outbox::claim(db, "second", None, 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // ... until the holder hands it back, also by the database's clock.
+    let held: Vec<&outbox::Claimed> = held.iter().collect();
+    outbox::retry_later(db, "first", &held, None, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        outbox::claim(db, "second", None, 60_000, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    pool.close().await;
+}
+
 async fn concurrently(
     routers: &[axum::Router],
     count: usize,
@@ -162,4 +223,14 @@ async fn concurrent_changes_keep_every_version_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_changes_keep_every_version_on_postgres() {
     concurrent_changes_keep_every_version(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leases_are_measured_by_the_database_clock_on_sqlite() {
+    leases_are_measured_by_the_database_clock(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leases_are_measured_by_the_database_clock_on_postgres() {
+    leases_are_measured_by_the_database_clock(Backend::Postgres).await;
 }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use keygate_shared::{RecordState, SnapshotRecord, Status};
 use sqlx::{AnyConnection, Row};
 
-use super::{CHUNK, Db, StoreError, placeholders};
+use super::{Backend, CHUNK, Db, StoreError, placeholders};
 
 /// The order in which pending keys are pushed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -130,15 +130,42 @@ pub struct Claimed {
     outbox_ids: Vec<i64>,
 }
 
+/// The database server's time, in Unix milliseconds. Leases and backoffs are measured by it, so
+/// replicas whose clocks disagree still agree on when a claim ends.
+pub async fn database_now_ms(db: &Db) -> Result<i64, StoreError> {
+    let sql = match db.backend() {
+        Backend::Sqlite => {
+            "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) AS now_ms"
+        }
+        Backend::Postgres => {
+            "SELECT CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT) AS now_ms"
+        }
+    };
+    Ok(sqlx::query(sql)
+        .fetch_one(db.writer())
+        .await?
+        .try_get("now_ms")?)
+}
+
+/// `now_ms` when given (a hand-set clock in tests), else the database's time.
+async fn lease_now(db: &Db, now_ms: Option<i64>) -> Result<i64, StoreError> {
+    match now_ms {
+        Some(now_ms) => Ok(now_ms),
+        None => database_now_ms(db).await,
+    }
+}
+
 /// Claims up to `limit` keys with pending records, those that must stop working first, then in
 /// the order they were queued. Keys another pusher holds, or that wait out a backoff, are skipped.
+/// `now_ms: None` measures the lease by the database's clock (see [`database_now_ms`]).
 pub async fn claim(
     db: &Db,
     holder: &str,
-    now_ms: i64,
+    now_ms: Option<i64>,
     lease_ms: i64,
     limit: usize,
 ) -> Result<Vec<Claimed>, StoreError> {
+    let now_ms = lease_now(db, now_ms).await?;
     let mut tx = db.begin().await?;
     let candidates: Vec<String> = sqlx::query(
         "SELECT o.api_key_id, MIN(o.priority) AS priority, MIN(o.outbox_id) AS first \
@@ -263,13 +290,16 @@ pub async fn pushed(db: &Db, holder: &str, done: &[&Claimed]) -> Result<(), Stor
     Ok(())
 }
 
-/// The keys were not pushed: frees them for another attempt no earlier than `retry_at_ms`.
+/// The keys were not pushed: frees them for another attempt `delay_ms` from now (`now_ms` as for
+/// [`claim`]).
 pub async fn retry_later(
     db: &Db,
     holder: &str,
     failed: &[&Claimed],
-    retry_at_ms: i64,
+    now_ms: Option<i64>,
+    delay_ms: i64,
 ) -> Result<(), StoreError> {
+    let retry_at_ms = lease_now(db, now_ms).await? + delay_ms;
     for chunk in failed.chunks(CHUNK) {
         let sql = format!(
             "UPDATE sync_claim SET holder = '', until_ms = $2, attempts = attempts + 1 \

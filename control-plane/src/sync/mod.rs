@@ -261,7 +261,7 @@ impl<S: KvSink> Pusher<S> {
         let claimed = outbox::claim(
             &self.db,
             &self.holder,
-            claimed_at,
+            self.clock.manual_ms(),
             millis(self.settings.lease),
             self.settings.batch_size.clamp(1, MAX_BULK_PAIRS),
         )
@@ -282,12 +282,10 @@ impl<S: KvSink> Pusher<S> {
         for batch in batches(&entries, self.sink.max_pairs(), MAX_BULK_BYTES) {
             let keys = &claimed[start..start + batch.len()];
             start += batch.len();
-            // Past half the lease, another pusher may soon take these keys: hand them back
-            // rather than race it.
-            let now_ms = self.clock.now_ms();
-            if now_ms - claimed_at > millis(self.settings.lease / 2) {
-                self.retry_at(&claimed[start - batch.len()..], now_ms)
-                    .await?;
+            // Past half the lease (as this process measures time passing), another pusher may
+            // soon take these keys: hand them back rather than race it.
+            if self.clock.now_ms() - claimed_at > millis(self.settings.lease / 2) {
+                self.retry_in(&claimed[start - batch.len()..], 0).await?;
                 break;
             }
             self.handle.count(&self.handle.0.put_requests, 1);
@@ -300,8 +298,7 @@ impl<S: KvSink> Pusher<S> {
                         .unwrap_or_default()
                         .max(self.jitter.backoff(failures, self.settings.max_backoff));
                     let rest = &claimed[start - batch.len()..];
-                    self.retry_at(rest, self.clock.now_ms() + millis(delay))
-                        .await?;
+                    self.retry_in(rest, millis(delay)).await?;
                     tracing::warn!(
                         keys = rest.len(),
                         retry_in_ms = millis(delay),
@@ -334,8 +331,8 @@ impl<S: KvSink> Pusher<S> {
             }
             for (attempts, keys) in &by_attempts {
                 let delay = self.jitter.backoff(*attempts, self.settings.max_backoff);
-                let at_ms = self.clock.now_ms() + millis(delay);
-                outbox::retry_later(&self.db, &self.holder, keys, at_ms).await?;
+                let now = self.clock.manual_ms();
+                outbox::retry_later(&self.db, &self.holder, keys, now, millis(delay)).await?;
             }
             let message = format!(
                 "KV did not write {} of {} keys; they will be retried",
@@ -348,9 +345,10 @@ impl<S: KvSink> Pusher<S> {
         Ok(count)
     }
 
-    async fn retry_at(&self, keys: &[Claimed], at_ms: i64) -> Result<(), StoreError> {
+    async fn retry_in(&self, keys: &[Claimed], delay_ms: i64) -> Result<(), StoreError> {
         let keys: Vec<&Claimed> = keys.iter().collect();
-        outbox::retry_later(&self.db, &self.holder, &keys, at_ms).await
+        let now = self.clock.manual_ms();
+        outbox::retry_later(&self.db, &self.holder, &keys, now, delay_ms).await
     }
 
     async fn outcome(&self, outcome: Result<(), String>) -> Result<(), StoreError> {

@@ -174,7 +174,7 @@ impl Fixture {
 
     /// Who may claim now: the keys another pusher would get at this instant.
     async fn claimable(&self) -> Vec<String> {
-        outbox::claim(&self.db, "observer", self.clock.now_ms(), 1, 100)
+        outbox::claim(&self.db, "observer", self.clock.manual_ms(), 1, 100)
             .await
             .expect("claim")
             .into_iter()
@@ -195,7 +195,7 @@ fn round_failed(round: Round) -> Duration {
 async fn a_claim_holds_a_key_until_its_lease_ends() {
     let f = fixture().await;
     let keys = f.keys(1).await;
-    let held = outbox::claim(&f.db, "first", f.clock.now_ms(), 60_000, 10)
+    let held = outbox::claim(&f.db, "first", f.clock.manual_ms(), 60_000, 10)
         .await
         .unwrap();
     assert_eq!(held.len(), 1);
