@@ -6,27 +6,60 @@ use std::ops::RangeInclusive;
 
 use crate::store::Refusal;
 
-/// A character that does not show as itself: control characters (a terminal would act on an
+/// The characters that do not show as themselves: control characters (a terminal would act on an
 /// escape sequence) and the invisible format characters that reorder or hide text (bidi
 /// controls and isolates, zero-width characters, the byte-order mark: "Trojan Source").
+const HIDDEN: &[(char, char)] = &[
+    ('\u{0000}', '\u{001F}'),
+    ('\u{007F}', '\u{009F}'),
+    ('\u{00AD}', '\u{00AD}'),
+    ('\u{061C}', '\u{061C}'),
+    ('\u{180E}', '\u{180E}'),
+    ('\u{200B}', '\u{200F}'),
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{2066}', '\u{206F}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{FFF9}', '\u{FFFB}'),
+];
+
 pub(crate) fn hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{00AD}'
-                | '\u{061C}'
-                | '\u{180E}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{206F}'
-                | '\u{FEFF}'
-                | '\u{FFF9}'..='\u{FFFB}'
-        )
+    HIDDEN
+        .iter()
+        .any(|&(first, last)| (first..=last).contains(&c))
 }
 
-/// `text` trimmed, `chars` long, with no [`hidden`] character (line breaks allowed where
-/// `line_breaks`); refused with `code` and a message that names `field`.
+/// What the OpenAPI document says a text field may hold, as a regular expression (ECMA-262 and
+/// Python alike): no hidden character (but line breaks where `line_breaks`), and at least one
+/// that is not white space where `required`. [`check`] refuses exactly what it does not match,
+/// once the length is right (a test holds the two together).
+pub(crate) fn pattern(line_breaks: bool, required: bool) -> String {
+    let mut ranges = String::new();
+    for &(first, last) in HIDDEN {
+        let escape = |c: char| format!("\\u{:04x}", u32::from(c));
+        if line_breaks && first == '\u{0000}' {
+            ranges.push_str(&format!(
+                "{}-{}{}-{}",
+                escape(first),
+                escape('\u{0009}'),
+                escape('\u{000B}'),
+                escape(last)
+            ));
+        } else if first == last {
+            ranges.push_str(&escape(first));
+        } else {
+            ranges.push_str(&format!("{}-{}", escape(first), escape(last)));
+        }
+    }
+    if required {
+        format!("^[^{ranges}]*[^\\s{ranges}][^{ranges}]*$")
+    } else {
+        format!("^[^{ranges}]*$")
+    }
+}
+
+/// `text` with no [`hidden`] character (line breaks allowed where `line_breaks`), then trimmed
+/// of white space and `chars` long; refused with `code` and a message that names `field`.
 pub(crate) fn check(
     field: &str,
     code: &'static str,
@@ -34,9 +67,10 @@ pub(crate) fn check(
     chars: RangeInclusive<usize>,
     line_breaks: bool,
 ) -> Result<String, Refusal> {
-    let text = text.trim();
     let shown = |c: char| !hidden(c) || (line_breaks && c == '\n');
-    if !chars.contains(&text.chars().count()) || !text.chars().all(shown) {
+    let visible = text.chars().all(shown);
+    let text = text.trim();
+    if !visible || !chars.contains(&text.chars().count()) {
         let breaks = if line_breaks {
             " (line breaks allowed)"
         } else {
@@ -75,6 +109,41 @@ pub(crate) fn printable(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The document's patterns and `check` agree on every character of the planes that matter,
+    /// alone, inside a word and between spaces.
+    #[test]
+    fn the_patterns_refuse_exactly_what_check_refuses() {
+        let chars = (0..0x3100_u32)
+            .chain(0xFE00..=0xFFFD)
+            .filter_map(char::from_u32);
+        let cases = [(false, false), (false, true), (true, false), (true, true)];
+        let compiled: Vec<_> = cases
+            .iter()
+            .map(|&(line_breaks, required)| {
+                let pattern = pattern(line_breaks, required);
+                (line_breaks, required, regex::Regex::new(&pattern).unwrap())
+            })
+            .collect();
+        for c in chars {
+            for text in [
+                c.to_string(),
+                format!("x{c}y"),
+                format!(" {c} "),
+                String::new(),
+            ] {
+                for (line_breaks, required, regex) in &compiled {
+                    let least = usize::from(*required);
+                    let accepted = check("f", "c", &text, least..=10, *line_breaks).is_ok();
+                    assert_eq!(
+                        regex.is_match(&text),
+                        accepted,
+                        "{text:?} line_breaks={line_breaks} required={required}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn hidden_characters_are_refused_and_named() {

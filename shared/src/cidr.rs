@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Networks one key's allowlist may hold.
 pub const MAX_NETWORKS: usize = 64;
-const MAX_CIDR_LEN: usize = 49; // longest IPv6 text (45) + "/128"
+pub const MAX_CIDR_LEN: usize = 49; // longest IPv6 text (45) + "/128"
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CidrError {

@@ -247,14 +247,14 @@ pub struct VerifyRequest {
     pub key: Zeroizing<String>,
     /// Permissions the request needs; all must be granted.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::permission_list))]
     pub permissions: Vec<Permission>,
     /// The customer the request acts for, if it is customer-scoped.
     #[serde(default)]
     pub customer_id: Option<String>,
     /// The client's address, checked against the key's allowlist.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_ip_address))]
     pub client_ip: Option<IpAddr>,
     /// The environment the key must belong to; defaults to the verifier's own.
     #[serde(default)]

@@ -27,18 +27,19 @@ mod digest;
 mod environment;
 mod key;
 #[cfg(feature = "openapi")]
-mod openapi;
+pub mod openapi;
 mod permission;
 mod record;
 mod target;
 mod usage;
+pub mod whole;
 
 pub use assertion::{
     ASSERTION_ALGORITHM, ASSERTION_HEADER, AssertionClaims, AssertionHeader, Jwks, PublicJwk,
     SigningJwk, compact, signing_input,
 };
 pub use bucket::{Admission, TokenBucket};
-pub use cidr::{CidrError, IpAllowlist, IpNetwork, MAX_NETWORKS};
+pub use cidr::{CidrError, IpAllowlist, IpNetwork, MAX_CIDR_LEN, MAX_NETWORKS};
 pub use decision::{
     Candidate, Decision, Denial, ErrorBody, ErrorDetail, Identity, Request, Verifier,
     VerifyRequest, VerifyResponse,
@@ -50,7 +51,8 @@ pub use key::{
     MAX_PREFIX_LEN, ParsedKey, PrefixError, SECRET_LEN,
 };
 pub use permission::{
-    Grant, Grants, MAX_GRANTS, MAX_PERMISSION_LEN, Permission, PermissionError, PermissionSet,
+    Grant, Grants, MAX_GRANTS, MAX_PERMISSION_LEN, MAX_SET_NAME_LEN, Permission, PermissionError,
+    PermissionSet, valid_set_name,
 };
 pub use record::{
     CustomerId, KeyRecord, MAX_RATE_LIMIT_REQUESTS, MAX_RATE_LIMIT_WINDOW_SECONDS,

@@ -1,6 +1,9 @@
-//! The one OpenAPI schema written by hand (`openapi` feature): a verify response carries its
+//! OpenAPI schemas (`openapi` feature) that derives cannot state. A verify response carries its
 //! identity fields only when `valid` is true, a flattened `Option` that derived schemas describe
-//! as "null or an identity" and so reject every refusal. The other contract types derive theirs.
+//! as "null or an identity" and so reject every refusal; so it is written by hand. And the
+//! formats keygate-shared parses (permissions, grants, references, addresses) are given as
+//! patterns here, next to the parsers, so the document refuses what they refuse
+//! (`shared/tests/properties.rs` holds each pattern to its parser).
 
 use std::borrow::Cow;
 
@@ -11,7 +14,69 @@ use utoipa::openapi::schema::{
 };
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::{Environment, RateLimitFields, VerifyResponse};
+use crate::{Environment, MAX_GRANTS, MAX_REFERENCE_LEN, RateLimitFields, VerifyResponse};
+
+/// A permission as the catalogue and routes name it: `resource:action`, each part a lowercase
+/// letter and then up to 31 of `a-z 0-9 _ - .` ([`crate::Permission::parse`]).
+pub const PERMISSION_PATTERN: &str = "^[a-z][a-z0-9_.-]{0,31}:[a-z][a-z0-9_.-]{0,31}$";
+/// What a key may hold: `*`, `resource:*`, or a permission ([`crate::Grant::parse`]).
+pub const GRANT_PATTERN: &str = "^(\\*|[a-z][a-z0-9_.-]{0,31}:(\\*|[a-z][a-z0-9_.-]{0,31}))$";
+/// A permission set's name ([`crate::valid_set_name`]).
+pub const SET_NAME_PATTERN: &str = "^[a-z][a-z0-9_.-]{0,63}$";
+/// A customer or owner id: 1 to 128 of `A-Z a-z 0-9 _ - . : @` ([`crate::CustomerId::parse`]).
+pub const REFERENCE_PATTERN: &str = "^[A-Za-z0-9_.:@-]+$";
+
+fn string_matching(pattern: &str) -> ObjectBuilder {
+    typed(Type::String).pattern(Some(pattern))
+}
+
+/// One permission.
+pub fn permission() -> ObjectBuilder {
+    string_matching(PERMISSION_PATTERN)
+}
+
+/// A list of permissions, as a request that needs them gives it.
+pub fn permission_list() -> ArrayBuilder {
+    ArrayBuilder::new().items(string_matching(PERMISSION_PATTERN))
+}
+
+/// A key's grants as requested: distinct, at most [`MAX_GRANTS`].
+pub fn grant_list() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(string_matching(GRANT_PATTERN))
+        .max_items(Some(MAX_GRANTS))
+        .unique_items(true)
+}
+
+/// A key's grants as a ceiling allows them, or null.
+pub fn optional_grant_list() -> ArrayBuilder {
+    grant_list().schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+}
+
+/// Names of permission sets, each at most once.
+pub fn set_name_list() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(string_matching(SET_NAME_PATTERN))
+        .max_items(Some(MAX_GRANTS))
+        .unique_items(true)
+}
+
+/// A customer or owner id, or null.
+pub fn optional_reference() -> ObjectBuilder {
+    nullable(Type::String)
+        .pattern(Some(REFERENCE_PATTERN))
+        .min_length(Some(1))
+        .max_length(Some(MAX_REFERENCE_LEN))
+}
+
+/// An IPv4 or IPv6 address, or null.
+pub fn optional_ip_address() -> OneOfBuilder {
+    let address = |format| typed(Type::String).format(Some(SchemaFormat::KnownFormat(format)));
+    OneOfBuilder::new()
+        .item(typed(Type::Null))
+        .item(address(KnownFormat::Ipv4))
+        .item(address(KnownFormat::Ipv6))
+}
 
 fn typed(kind: Type) -> ObjectBuilder {
     ObjectBuilder::new().schema_type(kind)

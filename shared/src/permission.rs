@@ -226,6 +226,19 @@ impl Grants {
     }
 }
 
+/// The longest name of a permission set.
+pub const MAX_SET_NAME_LEN: usize = 64;
+
+/// Whether `name` may name a permission set: a lowercase letter, then up to 63 of
+/// `a-z 0-9 _ - .`.
+pub fn valid_set_name(name: &str) -> bool {
+    (1..=MAX_SET_NAME_LEN).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
+        })
+}
+
 /// A named bundle of grants (an "API set"), expanded into a key's grants when the key is written.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PermissionSet {

@@ -175,9 +175,11 @@ pub struct RateLimit {
 pub struct RateLimitFields {
     /// 1 to 1,000,000 requests ...
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000))]
+    #[serde(deserialize_with = "crate::whole::u32")]
     pub requests: u32,
     /// ... per 1 to 86,400 seconds.
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86_400))]
+    #[serde(deserialize_with = "crate::whole::u32")]
     pub window_seconds: u32,
 }
 

@@ -133,6 +133,7 @@ pub struct UsageEvent {
     pub event_id: String,
     pub key_id: String,
     /// Unix milliseconds.
+    #[serde(deserialize_with = "crate::whole::i64")]
     pub occurred_at_ms: i64,
     pub method: String,
     /// The request path.
@@ -140,9 +141,11 @@ pub struct UsageEvent {
     /// `ok` or the denial code.
     #[cfg_attr(feature = "openapi", schema(value_type = Outcome))]
     pub outcome: WireOutcome,
+    #[serde(deserialize_with = "crate::whole::i64")]
     pub status: i64,
     /// The Cloudflare location (`cf.colo`), or `local`.
     pub colo: String,
+    #[serde(deserialize_with = "crate::whole::i64")]
     pub latency_ms: i64,
 }
 

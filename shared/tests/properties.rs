@@ -204,3 +204,46 @@ fn network(address: u32, prefix: u8) -> (IpNetwork, (u32, u32)) {
     let text = format!("{}/{prefix}", std::net::Ipv4Addr::from(first));
     (IpNetwork::parse(&text).unwrap(), (first, first | !mask))
 }
+
+/// The patterns the OpenAPI document gives for what keygate-shared parses accept exactly what the
+/// parsers accept, over strings drawn from the characters that matter.
+#[cfg(feature = "openapi")]
+mod patterns {
+    use keygate_shared::openapi::{
+        GRANT_PATTERN, PERMISSION_PATTERN, REFERENCE_PATTERN, SET_NAME_PATTERN,
+    };
+    use keygate_shared::{CustomerId, Grant, MAX_REFERENCE_LEN, Permission, valid_set_name};
+    use proptest::prelude::*;
+
+    fn matches(pattern: &str, text: &str) -> bool {
+        regex::Regex::new(pattern).unwrap().is_match(text)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn grant_and_permission_patterns_agree_with_the_parsers(text in "[a-zA-Z0-9_.:*@ -]{0,70}") {
+            prop_assert_eq!(matches(GRANT_PATTERN, &text), Grant::parse(&text).is_ok(), "{:?}", text);
+            prop_assert_eq!(matches(PERMISSION_PATTERN, &text), Permission::parse(&text).is_ok(), "{:?}", text);
+        }
+
+        #[test]
+        fn near_misses_of_a_permission_agree_too(resource in "[a-z][a-z0-9_.-]{0,33}", action in "[a-z*][a-z0-9_.-]{0,33}") {
+            let text = format!("{resource}:{action}");
+            prop_assert_eq!(matches(GRANT_PATTERN, &text), Grant::parse(&text).is_ok(), "{:?}", text);
+            prop_assert_eq!(matches(PERMISSION_PATTERN, &text), Permission::parse(&text).is_ok(), "{:?}", text);
+        }
+
+        #[test]
+        fn the_set_name_pattern_agrees_with_the_check(text in "[a-zA-Z0-9_.: -]{0,66}") {
+            prop_assert_eq!(matches(SET_NAME_PATTERN, &text), valid_set_name(&text), "{:?}", text);
+        }
+
+        #[test]
+        fn the_reference_pattern_agrees_with_the_parser(text in "[a-zA-Z0-9_.:@/ +-]{0,130}") {
+            let by_schema = matches(REFERENCE_PATTERN, &text) && (1..=MAX_REFERENCE_LEN).contains(&text.chars().count());
+            prop_assert_eq!(by_schema, CustomerId::parse(&text).is_ok(), "{:?}", text);
+        }
+    }
+}

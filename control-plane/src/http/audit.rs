@@ -34,11 +34,15 @@ pub(super) struct AuditQuery {
     /// Events about this key, user, permission or set.
     target_id: Option<String>,
     /// RFC 3339; events at or after.
+    #[param(format = DateTime)]
     since: Option<String>,
     /// RFC 3339; events before.
+    #[param(format = DateTime)]
     until: Option<String>,
     /// 1 to 500; 50 if absent.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -62,6 +66,7 @@ pub(super) struct AuditEventView {
 #[utoipa::path(
     get, path = "/v1/audit-log", tag = "audit", security(("bearer" = [])),
     params(AuditQuery),
+    extensions(("x-semantic-refusals" = json!(["invalid_cursor"]))),
     responses(
         (status = 200, description = "One page", body = Page<AuditEventView>),
         (status = 400, description = "Bad query parameter or cursor", body = ErrorResponse),

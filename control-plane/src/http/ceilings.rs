@@ -4,8 +4,9 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use keygate_shared::Grants;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -36,7 +37,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 
 /// At most this many of the keys a new ceiling leaves above it are listed by id.
 const MAX_LISTED_KEYS: usize = 100;
-const MAX_CEILING_SETS: usize = 100;
+const MAX_CEILING_SETS: usize = keygate_shared::MAX_GRANTS;
 const MAX_LIFETIME_DAYS: u32 = 3_650;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -73,6 +74,23 @@ impl CeilingView {
     }
 }
 
+/// A role that has a ceiling: `admin` has none, so it is not a path this API serves.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum BoundedRole {
+    Member,
+    KeyManager,
+}
+
+impl From<BoundedRole> for Role {
+    fn from(role: BoundedRole) -> Self {
+        match role {
+            BoundedRole::Member => Role::Member,
+            BoundedRole::KeyManager => Role::KeyManager,
+        }
+    }
+}
+
 /// May read ceilings other than their own.
 fn require_key_manager(caller: &Caller) -> Result<(), ApiError> {
     if caller.role.manages_all_keys() {
@@ -86,9 +104,10 @@ fn require_key_manager(caller: &Caller) -> Result<(), ApiError> {
 
 fn not_admin(role: Role) -> Result<(), ApiError> {
     if role == Role::Admin {
-        Err(ApiError::invalid(
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
             "admin_unbounded",
-            "admins have no grant ceiling: they set everyone else's",
+            "the user is an admin, and admins have no grant ceiling: they set everyone else's",
         ))
     } else {
         Ok(())
@@ -205,7 +224,7 @@ async fn active_user(state: &AppState, user_id: &str) -> Result<User, ApiError> 
 /// A role's ceiling: the one an admin set, or the built-in default.
 #[utoipa::path(
     get, path = "/v1/roles/{role}/ceiling", tag = "ceilings", security(("bearer" = [])),
-    params(("role" = Role, Path, description = "`member` or `key_manager` (`admin` has none)")),
+    params(("role" = inline(BoundedRole), Path, description = "`member` or `key_manager` (`admin` has none)")),
     responses(
         (status = 200, description = "The role's ceiling", body = CeilingView),
         (status = 400, description = "Unknown role", body = ErrorResponse),
@@ -216,19 +235,20 @@ async fn active_user(state: &AppState, user_id: &str) -> Result<User, ApiError> 
 async fn get_role_ceiling(
     State(state): State<AppState>,
     caller: Caller,
-    Path(role): Path<Role>,
+    Path(role): Path<BoundedRole>,
 ) -> Result<Json<CeilingView>, ApiError> {
     require_key_manager(&caller)?;
     Ok(Json(CeilingView::of(
-        ceilings::of_role(state.db(), role).await?,
+        ceilings::of_role(state.db(), role.into()).await?,
     )))
 }
 
 /// Set a role's ceiling. Users with a ceiling of their own keep theirs.
 #[utoipa::path(
     put, path = "/v1/roles/{role}/ceiling", tag = "ceilings", security(("bearer" = [])),
-    params(("role" = Role, Path, description = "`member` or `key_manager`")),
+    params(("role" = inline(BoundedRole), Path, description = "`member` or `key_manager`")),
     request_body = Ceiling,
+    extensions(("x-semantic-refusals" = json!(["unknown_permission_set"]))),
     responses(
         (status = 200, description = "The ceiling now in force, and the keys it leaves above", body = CeilingView),
         (status = 400, description = "Unknown role, or malformed JSON", body = ErrorResponse),
@@ -236,40 +256,37 @@ async fn get_role_ceiling(
         (status = 403, description = "Not an admin", body = ErrorResponse),
         (status = 413, description = "Body too large", body = ErrorResponse),
         (status = 415, description = "Not application/json", body = ErrorResponse),
-        (status = 422, description = "Invalid ceiling, or the admin role", body = ErrorResponse),
+        (status = 422, description = "Invalid ceiling", body = ErrorResponse),
     )
 )]
 async fn put_role_ceiling(
     State(state): State<AppState>,
     caller: Caller,
-    Path(role): Path<Role>,
+    Path(role): Path<BoundedRole>,
     ApiJson(ceiling): ApiJson<Ceiling>,
 ) -> Result<Json<CeilingView>, ApiError> {
     caller.require_admin()?;
-    not_admin(role)?;
-    put(&state, &caller, Subject::Role(role), Some(ceiling)).await
+    put(&state, &caller, Subject::Role(role.into()), Some(ceiling)).await
 }
 
 /// Put a role back on the built-in default.
 #[utoipa::path(
     delete, path = "/v1/roles/{role}/ceiling", tag = "ceilings", security(("bearer" = [])),
-    params(("role" = Role, Path, description = "`member` or `key_manager`")),
+    params(("role" = inline(BoundedRole), Path, description = "`member` or `key_manager`")),
     responses(
         (status = 200, description = "The default now in force, and the keys it leaves above", body = CeilingView),
         (status = 400, description = "Unknown role", body = ErrorResponse),
         (status = 401, description = "No or invalid token", body = ErrorResponse),
         (status = 403, description = "Not an admin", body = ErrorResponse),
-        (status = 422, description = "The admin role", body = ErrorResponse),
     )
 )]
 async fn reset_role_ceiling(
     State(state): State<AppState>,
     caller: Caller,
-    Path(role): Path<Role>,
+    Path(role): Path<BoundedRole>,
 ) -> Result<Json<CeilingView>, ApiError> {
     caller.require_admin()?;
-    not_admin(role)?;
-    put(&state, &caller, Subject::Role(role), None).await
+    put(&state, &caller, Subject::Role(role.into()), None).await
 }
 
 /// The ceiling that binds the caller.
@@ -317,6 +334,7 @@ async fn get_user_ceiling(
     put, path = "/v1/users/{user_id}/ceiling", tag = "ceilings", security(("bearer" = [])),
     params(("user_id" = String, Path, description = "The user's id")),
     request_body = Ceiling,
+    extensions(("x-semantic-refusals" = json!(["unknown_permission_set"]))),
     responses(
         (status = 200, description = "The ceiling now in force, and the keys it leaves above", body = CeilingView),
         (status = 400, description = "Malformed JSON", body = ErrorResponse),
@@ -325,7 +343,8 @@ async fn get_user_ceiling(
         (status = 404, description = "No such active user", body = ErrorResponse),
         (status = 413, description = "Body too large", body = ErrorResponse),
         (status = 415, description = "Not application/json", body = ErrorResponse),
-        (status = 422, description = "Invalid ceiling, or the user is an admin", body = ErrorResponse),
+        (status = 409, description = "The user is an admin: admins have no ceiling", body = ErrorResponse),
+        (status = 422, description = "Invalid ceiling", body = ErrorResponse),
     )
 )]
 async fn put_user_ceiling(

@@ -156,8 +156,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Like [`ApiJson`], but an empty body (with or without a content type) means `T::default()`:
-/// for actions whose options are all optional (`POST .../regenerate`).
+/// Like [`ApiJson`], but an empty body (with or without a content type) or `null` means
+/// `T::default()`: for actions whose options are all optional (`POST .../regenerate`).
 #[derive(Debug)]
 pub(crate) struct OptionalJson<T>(pub T);
 
@@ -169,7 +169,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
-        parse_json(&bytes).map(OptionalJson)
+        parse_json::<Option<T>>(&bytes).map(|options| OptionalJson(options.unwrap_or_default()))
     }
 }
 

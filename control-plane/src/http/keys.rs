@@ -21,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::document::networks;
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorResponse, OptionalJson};
 use super::views::{KeyView, Page, check_name, decode_cursor, page_size, parse_rfc3339};
 use super::{AppState, Caller, actor};
@@ -50,31 +51,42 @@ const MAX_GRACE_SECONDS: u32 = 7 * 24 * 3_600;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateKeyRequest {
-    /// 1 to 200 characters.
+    /// 1 to 200 characters; surrounding white space is dropped.
+    #[schema(min_length = 1, max_length = 200, pattern = "keygate:name")]
     name: String,
+    /// Up to 2000 characters; line breaks allowed.
+    #[schema(max_length = 2000, pattern = "keygate:lines")]
     description: Option<String>,
     /// Defaults to `production` (keys read `kg_live_...`).
     environment: Option<Environment>,
     /// Catalogued permissions (`customer:read`), or wildcards over them (`customer:*`, `*`).
     #[serde(default)]
+    #[schema(schema_with = keygate_shared::openapi::grant_list)]
     permissions: Vec<String>,
     /// Names of catalogued permission sets, expanded into the key's grants now.
     #[serde(default)]
+    #[schema(schema_with = keygate_shared::openapi::set_name_list)]
     permission_sets: Vec<String>,
     /// Scope the key to one of your customers.
+    #[schema(schema_with = keygate_shared::openapi::optional_reference)]
     customer_id: Option<String>,
     /// Expire this many days from now (1 to 3650). Not with `expires_at`. Neither: never expires.
+    #[serde(default, deserialize_with = "keygate_shared::whole::option_u32")]
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
-    /// Expire at this RFC 3339 time, which must be in the future.
+    /// Expire at this RFC 3339 time, which must be in the future and within 3650 days.
     #[schema(format = DateTime)]
     expires_at: Option<String>,
     rate_limit: Option<RateLimitFields>,
-    /// CIDR networks the key may be used from (`203.0.113.0/24`, `2001:db8::/32`).
+    /// CIDR networks the key may be used from (`203.0.113.0/24`, `2001:db8::/32`), host bits
+    /// zero.
     #[serde(default)]
+    #[schema(schema_with = networks)]
     ip_allowlist: Vec<String>,
     /// Your own labels, at most 4 KiB of JSON.
     metadata: Option<Map<String, Value>>,
     /// The user who owns the key; defaults to the caller. Members can only create their own.
+    #[schema(min_length = 1, max_length = 64)]
     owner_id: Option<String>,
 }
 
@@ -90,15 +102,20 @@ pub(super) struct CreatedKey {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UpdateKeyRequest {
+    #[schema(min_length = 1, max_length = 200, pattern = "keygate:name")]
     name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 2000, pattern = "keygate:lines")]
     description: Option<Option<String>>,
+    #[schema(schema_with = keygate_shared::openapi::grant_list)]
     permissions: Option<Vec<String>>,
+    #[schema(schema_with = keygate_shared::openapi::set_name_list)]
     permission_sets: Option<Vec<String>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = keygate_shared::openapi::optional_reference)]
     customer_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "keygate_shared::whole::option_u32")]
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -106,10 +123,12 @@ pub(super) struct UpdateKeyRequest {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<RateLimitFields>)]
     rate_limit: Option<Option<RateLimitFields>>,
+    #[schema(schema_with = networks)]
     ip_allowlist: Option<Vec<String>>,
     metadata: Option<Map<String, Value>>,
     /// Give the key to another active user (key managers and admins only). The key must be
     /// within the new owner's grant ceiling.
+    #[schema(min_length = 1, max_length = 64)]
     owner_id: Option<String>,
 }
 
@@ -125,6 +144,7 @@ where
 #[serde(deny_unknown_fields)]
 pub(super) struct RevokeKeyRequest {
     /// Why, for the audit log (1 to 500 characters).
+    #[schema(min_length = 1, max_length = 500, pattern = "keygate:name")]
     reason: String,
 }
 
@@ -133,7 +153,8 @@ pub(super) struct RevokeKeyRequest {
 pub(super) struct RegenerateKeyRequest {
     /// Keep the old secret working this long (at most 604800, 7 days) for a zero-downtime
     /// rotation. 0 or absent: it stops at once.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "keygate_shared::whole::u32")]
+    #[schema(maximum = 604_800)]
     grace_period_seconds: u32,
 }
 
@@ -154,6 +175,7 @@ pub(super) struct ListKeysQuery {
     /// `true`: only keys whose owner is deactivated (kept working with `disable_keys: false`).
     owner_deactivated: Option<bool>,
     /// 1 to 500; 50 if absent.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -408,6 +430,11 @@ fn summary_of(key: &Key) -> Value {
 #[utoipa::path(
     post, path = "/v1/keys", tag = "keys", security(("bearer" = [])),
     request_body = CreateKeyRequest,
+    extensions(("x-semantic-refusals" = json!([
+        "unknown_owner", "unknown_permission", "unknown_permission_set", "too_many_permissions",
+        "conflicting_expiry", "expiry_in_past", "invalid_expiry", "invalid_ip_allowlist",
+        "metadata_too_large"
+    ]))),
     responses(
         (status = 201, description = "Created; `key` is shown only now", body = CreatedKey),
         (status = 400, description = "Malformed JSON", body = ErrorResponse),
@@ -481,6 +508,7 @@ async fn create_key(
 #[utoipa::path(
     get, path = "/v1/keys", tag = "keys", security(("bearer" = [])),
     params(ListKeysQuery),
+    extensions(("x-semantic-refusals" = json!(["invalid_cursor"]))),
     responses(
         (status = 200, description = "One page", body = Page<KeyView>),
         (status = 400, description = "Bad query parameter or cursor", body = ErrorResponse),
@@ -586,6 +614,11 @@ async fn get_key(
     patch, path = "/v1/keys/{key_id}", tag = "keys", security(("bearer" = [])),
     params(("key_id" = String, Path, description = "The key's id")),
     request_body = UpdateKeyRequest,
+    extensions(("x-semantic-refusals" = json!([
+        "unknown_owner", "unknown_permission", "unknown_permission_set", "too_many_permissions",
+        "conflicting_expiry", "expiry_in_past", "invalid_expiry", "invalid_ip_allowlist",
+        "metadata_too_large"
+    ]))),
     responses(
         (status = 200, description = "The updated key", body = KeyView),
         (status = 400, description = "Malformed JSON", body = ErrorResponse),

@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod ceilings;
+mod document;
 mod error;
 mod keys;
 mod metrics;
@@ -230,13 +231,19 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(ops::router())
 }
 
-/// The OpenAPI document of every route [`app`] serves.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+/// The routes and the OpenAPI document of exactly those routes.
+fn routes_and_document() -> (Router<AppState>, serde_json::Value) {
+    let (router, document) = routes().split_for_parts();
+    (router, document::complete(document))
+}
+
+/// The OpenAPI document of every route [`app`] serves, as `/openapi.json` serves it.
+pub fn openapi() -> serde_json::Value {
+    routes_and_document().1
 }
 
 pub fn app(state: AppState) -> Router {
-    let (router, document) = routes().split_for_parts();
+    let (router, document) = routes_and_document();
     router
         .layer(Extension(Arc::new(document)))
         .layer(DefaultBodyLimit::max(state.settings().max_body_bytes))
@@ -291,7 +298,9 @@ async fn observe(State(state): State<AppState>, mut request: Request, next: Next
             },
         };
         let (mut parts, _) = response.into_parts();
+        // The body is replaced, so are its headers (axum's own rejections say text/plain).
         parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.remove(header::CONTENT_TYPE);
         response = (parts, Json(body)).into_response();
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {

@@ -21,23 +21,28 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 }
 
 const MAX_DESCRIPTION_CHARS: usize = 500;
-const MAX_SET_NAME_LEN: usize = 64;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AddPermissionRequest {
     /// `resource:action`, lowercase: `customer:read`.
+    #[schema(schema_with = keygate_shared::openapi::permission)]
     name: String,
+    /// Up to 500 characters.
     #[serde(default)]
+    #[schema(max_length = 500, pattern = "keygate:text")]
     description: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PutPermissionSetRequest {
+    /// Up to 500 characters.
     #[serde(default)]
+    #[schema(max_length = 500, pattern = "keygate:text")]
     description: String,
     /// Catalogued permissions, or wildcards over them.
+    #[schema(schema_with = keygate_shared::openapi::grant_list)]
     permissions: Vec<String>,
 }
 
@@ -98,8 +103,9 @@ async fn add_permission(
 /// given; the new contents apply to keys created or updated from now on.
 #[utoipa::path(
     put, path = "/v1/permission-sets/{name}", tag = "permissions", security(("bearer" = [])),
-    params(("name" = String, Path, description = "The set's name: lowercase letters, digits, '_', '-', '.'")),
+    params(("name" = String, Path, description = "The set's name: a lowercase letter, then up to 63 of a-z 0-9 _ - .", pattern = "^[a-z][a-z0-9_.-]{0,63}$")),
     request_body = PutPermissionSetRequest,
+    extensions(("x-semantic-refusals" = json!(["unknown_permission"]))),
     responses(
         (status = 200, description = "Replaced", body = NamedSet),
         (status = 201, description = "Created", body = NamedSet),
@@ -115,16 +121,12 @@ async fn put_permission_set(
     ApiJson(request): ApiJson<PutPermissionSetRequest>,
 ) -> Result<(StatusCode, Json<NamedSet>), ApiError> {
     caller.require_admin()?;
-    let valid_name = (1..=MAX_SET_NAME_LEN).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
-        });
-    if !valid_name {
+    if !keygate_shared::valid_set_name(&name) {
         return Err(ApiError::invalid(
             "invalid_name",
             format!(
-                "a set name is 1 to {MAX_SET_NAME_LEN} of a-z 0-9 _ - . starting with a letter"
+                "a set name is 1 to {} of a-z 0-9 _ - . starting with a letter",
+                keygate_shared::MAX_SET_NAME_LEN
             ),
         ));
     }

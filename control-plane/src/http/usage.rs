@@ -125,10 +125,13 @@ async fn ingest_events(
 #[into_params(parameter_in = Query)]
 pub(super) struct UsageQuery {
     /// RFC 3339; default: 7 days before `to`.
+    #[param(format = DateTime)]
     from: Option<String>,
     /// RFC 3339, exclusive; default: now.
+    #[param(format = DateTime)]
     to: Option<String>,
     /// `hour` (default) or `day`.
+    #[param(pattern = "^(hour|day)$")]
     granularity: Option<String>,
 }
 
@@ -152,6 +155,7 @@ pub(super) struct BucketView {
 #[utoipa::path(
     get, path = "/v1/keys/{key_id}/usage", tag = "usage", security(("bearer" = [])),
     params(("key_id" = String, Path, description = "The key's id"), UsageQuery),
+    extensions(("x-semantic-refusals" = json!(["invalid_range"]))),
     responses(
         (status = 200, description = "Counts", body = UsageView),
         (status = 400, description = "Bad query", body = ErrorResponse),
@@ -183,8 +187,10 @@ async fn key_usage(
     let to = at("to", query.to)?.unwrap_or_else(|| state.now());
     let from = at("from", query.from)?.unwrap_or(to - 7 * 86_400);
     if from >= to || to - from > 366 * 86_400 {
-        return Err(bad(
-            "from must be before to, and at most 366 days apart".into()
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_range",
+            "from must be before to, and at most 366 days apart",
         ));
     }
     let buckets = usage::usage(state.db(), key.key_id.as_str(), from, to, bucket).await?;
@@ -211,11 +217,15 @@ pub(super) struct LogQuery {
     /// `ok` or a denial code.
     outcome: Option<String>,
     /// RFC 3339; events at or after.
+    #[param(format = DateTime)]
     since: Option<String>,
     /// RFC 3339; events before.
+    #[param(format = DateTime)]
     until: Option<String>,
     /// 1 to 500; 50 if absent.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -239,6 +249,7 @@ pub(super) struct LogEntryView {
 #[utoipa::path(
     get, path = "/v1/logs", tag = "usage", security(("bearer" = [])),
     params(LogQuery),
+    extensions(("x-semantic-refusals" = json!(["invalid_cursor"]))),
     responses(
         (status = 200, description = "One page", body = Page<LogEntryView>),
         (status = 400, description = "Bad query parameter or cursor", body = ErrorResponse),

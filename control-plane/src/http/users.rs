@@ -36,6 +36,11 @@ const MAX_TOKEN_DAYS: u32 = 3_650;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateUserRequest {
+    /// `local@domain`, no white space or control characters.
+    #[schema(
+        max_length = 254,
+        pattern = "^[^\\s@\\x00-\\x1f\\x7f-\\x9f]+@[^\\s\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
     email: String,
     role: Role,
 }
@@ -50,8 +55,10 @@ pub(super) struct UpdateUserRequest {
 #[serde(deny_unknown_fields)]
 pub(super) struct IssueTokenRequest {
     /// What the token is for (1 to 100 characters), e.g. `ci` or `laptop`.
+    #[schema(min_length = 1, max_length = 100, pattern = "keygate:name")]
     name: String,
     /// Days until it stops working, 1 to 3650; 90 if absent.
+    #[serde(default, deserialize_with = "keygate_shared::whole::option_u32")]
     #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
 }

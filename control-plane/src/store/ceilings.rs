@@ -18,14 +18,16 @@ pub struct Ceiling {
     /// `orders:...`, `*` lets it hold anything. `null`: any catalogued permission by its exact
     /// name, and no wildcard.
     #[serde(default)]
+    #[schema(schema_with = keygate_shared::openapi::optional_grant_list)]
     pub permissions: Option<Vec<String>>,
     /// Permission sets a key may use whatever they hold. Any other set only if each of its
     /// grants is within `permissions`.
     #[serde(default)]
+    #[schema(schema_with = keygate_shared::openapi::set_name_list)]
     pub permission_sets: Vec<String>,
     /// A key must expire at most this many days after it is created or changed (1 to 3650).
     /// `null`: keys may live for ever.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "keygate_shared::whole::option_u32")]
     #[schema(minimum = 1, maximum = 3650)]
     pub max_lifetime_days: Option<u32>,
     /// A key must be scoped to one customer (`customer_id`).
