@@ -30,6 +30,7 @@ mod key;
 pub mod openapi;
 mod permission;
 mod record;
+mod signed;
 mod target;
 mod usage;
 pub mod whole;
@@ -59,6 +60,10 @@ pub use record::{
     MAX_RECORD_BYTES, MAX_REFERENCE_LEN, OwnerId, PreviousDigest, RECORD_FORMAT, RateLimit,
     RateLimitFields, RecordError, RecordState, SnapshotRecord, Status, UnixSeconds, expires_by,
     is_expired,
+};
+pub use signed::{
+    Envelope, MAX_KID_LEN, MAX_SIGNED_BYTES, RECORD_CONTEXT, SIGNED_FORMAT, record_signing_input,
+    seal,
 };
 pub use target::{MAX_PATH_LEN, Method, PathError, canonical_path};
 pub use usage::{

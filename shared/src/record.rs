@@ -35,6 +35,9 @@ pub enum RecordError {
     UnsupportedFormat(u32),
     #[error("record is not valid: {0}")]
     Invalid(String),
+    /// A format-1 record where a signed one (format 2) is required.
+    #[error("the record is not signed")]
+    Unsigned,
     #[error("the record of a key with status {status} lacks {field}")]
     MissingField {
         status: &'static str,

@@ -7,7 +7,8 @@
 mod support;
 
 use support::{
-    DecisionVector, KeyVector, RecordVector, evaluate_decision, evaluate_key, evaluate_record,
+    DecisionVector, KeyVector, RecordVector, SignedVector, evaluate_decision, evaluate_key,
+    evaluate_record, evaluate_signed,
 };
 
 #[cfg(target_arch = "wasm32")]
@@ -16,6 +17,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 const KEYS: &str = include_str!("vectors/keys.json");
 const DECISIONS: &str = include_str!("vectors/decisions.json");
 const RECORDS: &str = include_str!("vectors/records.json");
+const SIGNED: &str = include_str!("vectors/signed_records.json");
 
 #[test]
 fn key_vectors() {
@@ -70,5 +72,18 @@ fn committed_vectors_are_current() {
             committed == contents,
             "tests/vectors/{name} is stale: run `cargo run -p keygate-shared --example generate_vectors` and review the diff"
         );
+    }
+}
+
+#[test]
+fn signed_record_vectors() {
+    let vectors: Vec<SignedVector> = serde_json::from_str(SIGNED).expect("signed_records.json");
+    assert!(
+        vectors.len() >= 12,
+        "{} signed record vectors",
+        vectors.len()
+    );
+    for vector in &vectors {
+        assert_eq!(evaluate_signed(vector), vector.expected, "{}", vector.name);
     }
 }

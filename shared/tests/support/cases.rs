@@ -11,13 +11,14 @@ use keygate_shared::{
 use serde_json::{Value, json};
 
 use super::{
-    DecisionVector, KeyVector, NOW, RecordVector, evaluate_decision, evaluate_key, evaluate_record,
-    key, present, record_for, regenerate,
+    DecisionVector, KeyVector, NOW, RecordVector, SignedVector, evaluate_decision, evaluate_key,
+    evaluate_record, evaluate_signed, key, present, record_for, regenerate,
 };
 
 pub const KEYS_FILE: &str = "keys.json";
 pub const DECISIONS_FILE: &str = "decisions.json";
 pub const RECORDS_FILE: &str = "records.json";
+pub const SIGNED_FILE: &str = "signed_records.json";
 
 /// Every vector file, name and pretty-printed contents.
 pub fn files() -> Vec<(&'static str, String)> {
@@ -26,6 +27,7 @@ pub fn files() -> Vec<(&'static str, String)> {
         (KEYS_FILE, pretty(json!(keys()))),
         (DECISIONS_FILE, pretty(json!(decisions()))),
         (RECORDS_FILE, pretty(json!(records()))),
+        (SIGNED_FILE, pretty(json!(signed_records()))),
     ]
 }
 
@@ -671,6 +673,148 @@ fn records() -> Vec<RecordVector> {
             name: name.into(),
             expected: evaluate_record(&encoded),
             encoded,
+        })
+        .collect()
+}
+
+/// The record signing keys of the vectors: the current one, the one it replaced, and a stranger's.
+fn signing_key(seed: u8) -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+}
+
+fn public(key: &ed25519_dalek::SigningKey) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes())
+}
+
+fn signed_records() -> Vec<SignedVector> {
+    use ed25519_dalek::Signer as _;
+    let (current, retired, stranger) = (signing_key(1), signing_key(2), signing_key(3));
+    let live = key(Environment::Production, 1);
+    let id = live.key_id().to_string();
+    let mut record = record_for(&live);
+    record.version = 7;
+    present(&mut record).permissions = Grants::parse(&["orders:read", "orders:write"]).unwrap();
+    let tombstone = SnapshotRecord {
+        key_id: live.key_id(),
+        version: 8,
+        state: RecordState::Deleted,
+    };
+    let seal = |record: &SnapshotRecord, kid: &str, key: &ed25519_dalek::SigningKey| {
+        keygate_shared::seal(record, kid, |input| key.sign(input).to_bytes())
+    };
+    let valid = seal(&record, "rec-2", &current);
+    let after_rotation = [("rec-2".to_owned(), public(&current))];
+    let during_rotation = [
+        ("rec-1".to_owned(), public(&retired)),
+        ("rec-2".to_owned(), public(&current)),
+    ];
+    let changed = |from: &str, to: &str| {
+        assert!(valid.contains(from), "{from}");
+        valid.replacen(from, to, 1)
+    };
+    let first_sig_char = valid.find("\"sig\":\"").unwrap() + "\"sig\":\"".len();
+    let mut flipped_sig = valid.clone().into_bytes();
+    flipped_sig[first_sig_char] = if flipped_sig[first_sig_char] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    let widened = {
+        let mut wider = record.clone();
+        present(&mut wider).permissions = Grants::parse(&["*"]).unwrap();
+        let forged = seal(&wider, "rec-2", &stranger);
+        // The attacker's record, under the genuine signature.
+        let genuine_sig =
+            &valid[valid.find("\"sig\"").unwrap()..valid.find(",\"record\"").unwrap()];
+        let forged_sig =
+            &forged[forged.find("\"sig\"").unwrap()..forged.find(",\"record\"").unwrap()];
+        forged.replacen(forged_sig, genuine_sig, 1)
+    };
+    let other_id = key(Environment::Production, 2).key_id().to_string();
+    // (name, the keys the edge knows, the KV name read, the entry)
+    type Case<'a> = (&'a str, &'a [(String, String)], &'a str, String);
+    let cases: Vec<Case<'_>> = vec![
+        ("valid", &after_rotation, &id, valid.clone()),
+        (
+            "valid_tombstone",
+            &after_rotation,
+            &id,
+            seal(&tombstone, "rec-2", &current),
+        ),
+        (
+            "retired_key_during_rotation",
+            &during_rotation,
+            &id,
+            seal(&record, "rec-1", &retired),
+        ),
+        (
+            "retired_key_after_rotation",
+            &after_rotation,
+            &id,
+            seal(&record, "rec-1", &retired),
+        ),
+        (
+            "wrong_kid",
+            &after_rotation,
+            &id,
+            seal(&record, "rec-2", &stranger),
+        ),
+        (
+            "unknown_kid",
+            &after_rotation,
+            &id,
+            seal(&record, "rec-9", &current),
+        ),
+        (
+            "one_byte_changed_in_a_grant",
+            &after_rotation,
+            &id,
+            changed("orders:write", "orders:writf"),
+        ),
+        (
+            "one_byte_changed_in_the_version",
+            &after_rotation,
+            &id,
+            changed("\\\"version\\\":7", "\\\"version\\\":8"),
+        ),
+        (
+            "one_byte_changed_in_the_signature",
+            &after_rotation,
+            &id,
+            String::from_utf8(flipped_sig).unwrap(),
+        ),
+        (
+            "widened_under_a_genuine_signature",
+            &after_rotation,
+            &id,
+            widened,
+        ),
+        (
+            "moved_to_another_key_id",
+            &after_rotation,
+            &other_id,
+            valid.clone(),
+        ),
+        ("unsigned", &after_rotation, &id, record.encode()),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, keys, read_under, entry)| {
+            let mut vector = SignedVector {
+                name: name.to_owned(),
+                keys: keys.iter().cloned().collect(),
+                read_under: read_under.to_owned(),
+                entry,
+                expected: Value::Null,
+            };
+            vector.expected = evaluate_signed(&vector);
+            let trusted = vector.expected.get("record").is_some();
+            let meant = matches!(
+                name,
+                "valid" | "valid_tombstone" | "retired_key_during_rotation"
+            );
+            assert_eq!(trusted, meant, "{name}: {}", vector.expected);
+            vector
         })
         .collect()
 }

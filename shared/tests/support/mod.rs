@@ -159,6 +159,54 @@ pub fn evaluate_record(encoded: &str) -> Value {
     }
 }
 
+/// A signed entry as KV would hold it, read under `read_under` by an edge that knows `keys`
+/// (`kid` -> Ed25519 public key, base64url, as a JWK's `x`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SignedVector {
+    pub name: String,
+    pub keys: std::collections::BTreeMap<String, String>,
+    pub read_under: String,
+    pub entry: String,
+    pub expected: Value,
+}
+
+/// What an edge makes of a signed entry: the record it may trust, or why not (`unreadable`,
+/// `unknown_kid`, `bad_signature`).
+pub fn evaluate_signed(vector: &SignedVector) -> Value {
+    use base64::Engine as _;
+    use ed25519_dalek::Verifier as _;
+    let refused = |reason: &str| json!({ "refused": reason });
+    let Ok(key_id) = keygate_shared::KeyId::parse(&vector.read_under) else {
+        return refused("bad_key_id");
+    };
+    let envelope = match keygate_shared::Envelope::decode(vector.entry.as_bytes()) {
+        Ok(envelope) => envelope,
+        Err(error) => return json!({ "refused": "unreadable", "error": error.to_string() }),
+    };
+    let Some(public) = vector.keys.get(envelope.kid()) else {
+        return refused("unknown_kid");
+    };
+    let verifying = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(public)
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .and_then(|bytes| ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok());
+    let Some(verifying) = verifying else {
+        return refused("bad_public_key");
+    };
+    let signature = ed25519_dalek::Signature::from_bytes(envelope.signature());
+    if verifying
+        .verify(&envelope.signed_bytes(), &signature)
+        .is_err()
+    {
+        return refused("bad_signature");
+    }
+    match envelope.open_verified(&key_id) {
+        Ok(record) => json!({ "record": record.encode() }),
+        Err(error) => json!({ "refused": "unreadable", "error": error.to_string() }),
+    }
+}
+
 pub fn digest_hex(text: &str) -> String {
     Digest::of_key(text).to_hex()
 }
