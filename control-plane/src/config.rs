@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use keygate_shared::Environment;
 
 use crate::cli::ClientCommand;
-use crate::sync::{ApiToken, CloudflareKv, DEFAULT_BASE_URL, PushSettings, Sink, WranglerKv};
+use crate::sync::{
+    ApiToken, CloudflareKv, DEFAULT_BASE_URL, PushSettings, RecordSigner, Sink, WranglerKv,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,6 +35,9 @@ pub enum Command {
     /// The edge's identity-assertion signing keys.
     #[command(subcommand)]
     AssertionKey(AssertionKeyCommand),
+    /// The control plane's record signing keys (the edge trusts only records signed by one).
+    #[command(subcommand)]
+    RecordKey(RecordKeyCommand),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -134,6 +139,21 @@ pub enum AssertionKeyCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum RecordKeyCommand {
+    /// Make an Ed25519 key pair for signing snapshot records: the private JWK goes to `--output`
+    /// (mode 0600, never overwritten) for `keygate serve --record-signing-key-file`; the public
+    /// JWK is printed, for the Worker's `KEYGATE_RECORD_KEYS`.
+    Generate {
+        /// The key's id, e.g. `rec-2026-12`.
+        #[arg(long)]
+        kid: String,
+        /// Where the private JWK is written.
+        #[arg(long)]
+        output: PathBuf,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct SyncCommand {
     #[command(flatten)]
@@ -205,6 +225,11 @@ pub struct SyncArgs {
     #[arg(long, env = "KEYGATE_SYNC_MAX_BACKOFF_SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub sync_max_backoff_seconds: u64,
+    /// The private Ed25519 JWK every record pushed to KV is signed with, in a file only its owner
+    /// can read (`keygate record-key generate`). Required with a sink: the edge trusts no
+    /// unsigned record.
+    #[arg(long, env = "KEYGATE_RECORD_SIGNING_KEY_FILE")]
+    pub record_signing_key_file: Option<PathBuf>,
     /// Seconds between reconciliation passes (list KV, repair drift); 0 turns them off.
     #[arg(
         long,
@@ -261,6 +286,20 @@ impl SyncArgs {
             reconcile_interval: (self.reconcile_interval_seconds > 0)
                 .then(|| Duration::from_secs(self.reconcile_interval_seconds)),
         }
+    }
+
+    /// The record signing key, or what is missing or wrong.
+    pub fn signer(&self) -> Result<RecordSigner, String> {
+        let path = self.record_signing_key_file.as_ref().ok_or(
+            "a KV sink needs --record-signing-key-file (KEYGATE_RECORD_SIGNING_KEY_FILE): the \
+             edge trusts only signed records; make a key with `keygate record-key generate`",
+        )?;
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|error| format!("cannot read {}: {error}", path.display()))?,
+        );
+        RecordSigner::from_jwk(text.trim())
+            .map_err(|problem| format!("{}: {problem}", path.display()))
     }
 
     /// The configured sink, `None` for `--kv-sink none`, or what is missing or wrong.

@@ -11,11 +11,11 @@
 //! It does not verify edge traffic (the Worker does, from KV) and it never stores a key or token:
 //! only their SHA-256 digests, compared by keygate-shared.
 
-mod assertion_key;
 pub mod cli;
 mod clock;
 pub mod config;
 pub mod http;
+mod key_pairs;
 mod policy;
 mod serve;
 pub mod store;
@@ -34,7 +34,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         config::Command::Serve(config) => serve::serve(config).await,
         config::Command::Bootstrap(args) => serve::bootstrap(args).await,
         config::Command::Sync(command) => serve::sync_once(command).await,
-        config::Command::AssertionKey(command) => assertion_key::run(command),
+        config::Command::AssertionKey(command) => key_pairs::assertion(command),
+        config::Command::RecordKey(command) => key_pairs::record(command),
         config::Command::Client(command) => cli::run(command).await,
     }
 }

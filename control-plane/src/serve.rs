@@ -213,13 +213,16 @@ async fn run(config: ServeConfig) -> Result<(), String> {
     let address = listener.local_addr().map_err(|error| error.to_string())?;
     tracing::info!(%address, "keygate control plane listening");
     let sink = config.sync.sink()?;
+    let signer = sink.as_ref().map(|_| config.sync.signer()).transpose()?;
     let handle = SyncHandle::new(sink.as_ref().map(KvSink::describe));
     let (stop_pusher, stopped) = tokio::sync::watch::channel(false);
-    let pusher = match sink {
-        Some(sink) => {
+    let pusher = match sink.zip(signer) {
+        Some((sink, signer)) => {
+            tracing::info!(kid = signer.kid(), "records are signed");
             let pusher = Pusher::new(
                 db.clone(),
                 sink,
+                signer,
                 config.sync.push_settings(),
                 handle.clone(),
                 Clock::system(),
@@ -297,6 +300,7 @@ pub(crate) async fn sync_once(command: SyncCommand) -> ExitCode {
         let pusher = Pusher::new(
             db.clone(),
             sink,
+            command.sync.signer()?,
             command.sync.push_settings(),
             SyncHandle::new(Some(describe.clone())),
             Clock::system(),

@@ -27,6 +27,68 @@ pub(crate) struct Config {
     pub(crate) verify_secret: Option<Digest>,
     /// The identity assertion's signing settings; `None` only under `KEYGATE_ASSERTION=off`.
     pub(crate) assertion: Option<AssertionConfig>,
+    /// Which records from KV are trusted.
+    pub(crate) records: RecordTrust,
+}
+
+/// `KEYGATE_RECORD_SIGNATURES`: `required` (the default) trusts only records signed by a key of
+/// `KEYGATE_RECORD_KEYS`; `log`, for moving a deployment of unsigned records to signed ones, also
+/// accepts an unsigned record and logs it. A record signed wrongly is refused in both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Signatures {
+    Required,
+    Log,
+}
+
+/// The public keys records may be signed with: `KEYGATE_RECORD_KEYS`, a JWKS of Ed25519 keys
+/// (two during a rotation, at most 4), each kept as the JWK text WebCrypto imports.
+#[derive(Clone, Debug)]
+pub(crate) struct RecordTrust {
+    pub(crate) signatures: Signatures,
+    pub(crate) keys: std::collections::HashMap<String, String>,
+}
+
+/// The most record keys the edge takes at once: the current one, the next, and room to spare.
+const MAX_RECORD_KEYS: usize = 4;
+
+fn record_trust(signatures: Signatures, jwks: Option<&str>) -> Result<RecordTrust, ConfigError> {
+    let bad = |problem: &str| ConfigError {
+        setting: "KEYGATE_RECORD_KEYS",
+        problem: problem.to_owned(),
+    };
+    let keys = match jwks {
+        None if signatures == Signatures::Required => {
+            return Err(bad(
+                "is required (the public keys the control plane signs records with); \
+                 KEYGATE_RECORD_SIGNATURES=log accepts unsigned records while a deployment moves",
+            ));
+        }
+        None => Vec::new(),
+        Some(text) => {
+            serde_json::from_str::<Jwks>(text)
+                .map_err(|_| bad("is not a JWKS {\"keys\": [...]}"))?
+                .keys
+        }
+    };
+    if keys.len() > MAX_RECORD_KEYS {
+        return Err(bad("lists more than 4 keys"));
+    }
+    let mut by_kid = std::collections::HashMap::new();
+    for key in keys {
+        if !key.is_ed25519() {
+            return Err(bad(
+                "each key must be an Ed25519 JWK (kty OKP, crv Ed25519, x, kid)",
+            ));
+        }
+        let jwk = serde_json::json!({ "kty": "OKP", "crv": "Ed25519", "x": key.x }).to_string();
+        if by_kid.insert(key.kid, jwk).is_some() {
+            return Err(bad("lists a kid twice"));
+        }
+    }
+    Ok(RecordTrust {
+        signatures,
+        keys: by_kid,
+    })
 }
 
 /// How the edge signs the identity assertion it attaches for the origin. `Debug` shows the key's
@@ -208,8 +270,14 @@ impl Config {
             }
             _ => None,
         };
+        let signatures = match choice("KEYGATE_RECORD_SIGNATURES", &["required", "log"])? {
+            0 => Signatures::Required,
+            _ => Signatures::Log,
+        };
+        let records = record_trust(signatures, var("KEYGATE_RECORD_KEYS").as_deref())?;
         Ok(Self {
             assertion,
+            records,
             verify_secret,
             verifier: Verifier::new(format, environment),
             rate_limit_unavailable,
@@ -265,9 +333,13 @@ mod tests {
     /// The private JWK of origin/tests/vector.json (a test key, secret bytes all 7).
     const JWK: &str = r#"{"kty":"OKP","crv":"Ed25519","x":"6kpsY-KcUgq-9VB7Ey7F-ZVHdq6-vnuSQh7qaRRG0iw","d":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc","kid":"kg-2026-11"}"#;
 
+    /// Record keys: the public half of JWK, and a second key during a rotation.
+    const RECORD_KEYS: &str = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"6kpsY-KcUgq-9VB7Ey7F-ZVHdq6-vnuSQh7qaRRG0iw","kid":"rec-1"},{"kty":"OKP","crv":"Ed25519","x":"6kpsY-KcUgq-9VB7Ey7F-ZVHdq6-vnuSQh7qaRRG0iw","kid":"rec-2"}]}"#;
+
     fn vars(overrides: &[(&str, Option<&str>)]) -> Result<Config, ConfigError> {
         let mut vars: HashMap<&str, Option<&str>> = HashMap::from([
             ("KEYGATE_ASSERTION_KEY", Some(JWK)),
+            ("KEYGATE_RECORD_KEYS", Some(RECORD_KEYS)),
             ("KEYGATE_ENVIRONMENT", Some("production")),
             ("KEYGATE_ISSUER_PREFIX", Some("kg")),
             ("KEYGATE_ORIGIN", Some("https://api.example.com/base")),
@@ -318,6 +390,18 @@ mod tests {
         assert!(off.unwrap().assertion.is_none());
         let closed = vars(&[("KEYGATE_RATE_LIMIT_UNAVAILABLE", Some("closed"))]).unwrap();
         assert_eq!(closed.rate_limit_unavailable, LimiterUnavailable::Closed);
+        // Records: signatures required by default, checked against every listed key.
+        assert_eq!(config.records.signatures, Signatures::Required);
+        let mut kids: Vec<&str> = config.records.keys.keys().map(String::as_str).collect();
+        kids.sort_unstable();
+        assert_eq!(kids, ["rec-1", "rec-2"]);
+        let rollout = vars(&[
+            ("KEYGATE_RECORD_SIGNATURES", Some("log")),
+            ("KEYGATE_RECORD_KEYS", None),
+        ])
+        .unwrap();
+        assert_eq!(rollout.records.signatures, Signatures::Log);
+        assert!(rollout.records.keys.is_empty());
     }
 
     #[test]
@@ -353,7 +437,8 @@ mod tests {
     #[test]
     fn every_bad_setting_is_named() {
         let other_key = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AAAA","kid":"x"}]}"#;
-        let cases: [(&str, Option<&str>); 22] = [
+        let twice = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"6kpsY-KcUgq-9VB7Ey7F-ZVHdq6-vnuSQh7qaRRG0iw","kid":"a"},{"kty":"OKP","crv":"Ed25519","x":"6kpsY-KcUgq-9VB7Ey7F-ZVHdq6-vnuSQh7qaRRG0iw","kid":"a"}]}"#;
+        let cases: [(&str, Option<&str>); 27] = [
             ("KEYGATE_ENVIRONMENT", None),
             ("KEYGATE_ENVIRONMENT", Some("prod")),
             ("KEYGATE_ISSUER_PREFIX", Some("K_G")),
@@ -376,6 +461,11 @@ mod tests {
             ("KEYGATE_ASSERTION_TTL_SECONDS", Some("5")),
             ("KEYGATE_ASSERTION", Some("maybe")),
             ("KEYGATE_ROUTES", Some(r#"[{"method": "*", "path": "/*"}]"#)),
+            ("KEYGATE_RECORD_KEYS", None),
+            ("KEYGATE_RECORD_KEYS", Some("[]")),
+            ("KEYGATE_RECORD_KEYS", Some(other_key)),
+            ("KEYGATE_RECORD_KEYS", Some(twice)),
+            ("KEYGATE_RECORD_SIGNATURES", Some("off")),
         ];
         for (setting, value) in cases {
             let error = vars(&[(setting, value)]).unwrap_err();

@@ -19,6 +19,7 @@ mod config;
 mod gateway;
 mod limiter;
 mod lookup;
+mod records;
 mod respond;
 mod routes;
 mod target;
@@ -55,6 +56,8 @@ pub(crate) struct Isolate {
     pub(crate) cache: RefCell<RecordCache>,
     /// Signs the identity assertion (when the deployment has one).
     pub(crate) signer: assertion::Signer,
+    /// Checks the signature of every record read from KV.
+    pub(crate) records: records::RecordVerifier,
     /// Per-key buckets for when a key's limiter cannot be reached (`local` fallback).
     pub(crate) local_buckets: RefCell<limiter::LocalBuckets>,
     /// Whether the `USAGE` queue is bound: without it, no event is built at all.
@@ -77,6 +80,7 @@ fn isolate(env: &Env) -> std::result::Result<Rc<Isolate>, ConfigError> {
                 config,
                 local_buckets: RefCell::new(local_buckets),
                 signer,
+                records: records::RecordVerifier::default(),
                 cache: RefCell::new(cache),
                 reports_usage: env.queue(usage::USAGE_BINDING).is_ok(),
             }))
@@ -461,6 +465,20 @@ impl Call<'_> {
                         503,
                         "unavailable",
                         "The key store returned an unreadable record.",
+                        self.request_id,
+                    )
+                }
+                // Worth an alert: someone wrote KV without the control plane's signing key.
+                LookupError::Forged(why) => {
+                    console_error!(
+                        "{} forged_record key_id={key_id} why=\"{why}\" refused_in_isolate={}",
+                        self.request_id,
+                        self.isolate.records.refused()
+                    );
+                    respond::error(
+                        503,
+                        "unavailable",
+                        "The key store returned a record keygate did not sign.",
                         self.request_id,
                     )
                 }

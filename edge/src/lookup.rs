@@ -3,11 +3,12 @@
 use std::net::IpAddr;
 use std::rc::Rc;
 
-use keygate_shared::{KeyId, RecordError, SnapshotRecord};
+use keygate_shared::{KeyId, RecordError};
 use worker::Env;
 
 use crate::Isolate;
 use crate::cache::{CachedRecord, Lookup};
+use crate::records::Untrusted;
 
 pub(crate) const KV_BINDING: &str = "KEYS";
 pub(crate) const LIMITER_BINDING: &str = "LOOKUP_LIMITER";
@@ -20,6 +21,9 @@ pub(crate) enum LookupError {
     Unavailable(String),
     /// KV holds something this build cannot read: fail closed.
     Unreadable(RecordError),
+    /// KV holds a record the control plane did not sign (unsigned, unknown key, bad signature):
+    /// fail closed, and say so loudly.
+    Forged(&'static str),
 }
 
 pub(crate) async fn record(
@@ -56,9 +60,17 @@ pub(crate) async fn record(
         .map_err(|error| unavailable(KV_BINDING, error))?;
     let lookup = match bytes {
         None => None,
-        Some(bytes) => Some(Rc::new(CachedRecord::new(
-            SnapshotRecord::decode(&bytes).map_err(LookupError::Unreadable)?,
-        ))),
+        Some(bytes) => {
+            let record = isolate
+                .records
+                .open(&isolate.config.records, &key_id, &bytes)
+                .await
+                .map_err(|untrusted| match untrusted {
+                    Untrusted::Unreadable(error) => LookupError::Unreadable(error),
+                    Untrusted::Forged(why) => LookupError::Forged(why),
+                })?;
+            Some(Rc::new(CachedRecord::new(record)))
+        }
     };
     isolate
         .cache

@@ -114,6 +114,20 @@ pub struct PublicJwk {
     pub usage: Option<String>,
 }
 
+impl PublicJwk {
+    /// Whether this is a usable Ed25519 public key: kty OKP, crv Ed25519, a 32-byte `x`, and a
+    /// `kid` of 1 to 64 printable ASCII characters.
+    pub fn is_ed25519(&self) -> bool {
+        self.kty == "OKP"
+            && self.crv == "Ed25519"
+            && URL_SAFE_NO_PAD
+                .decode(&self.x)
+                .is_ok_and(|bytes| bytes.len() == 32)
+            && (1..=64).contains(&self.kid.len())
+            && self.kid.bytes().all(|b| b.is_ascii_graphic())
+    }
+}
+
 /// A JWKS: `{"keys": [...]}`, what keygate publishes for origins.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -62,16 +62,15 @@ pub fn record_signing_input(record: &str) -> Vec<u8> {
     input
 }
 
-/// `record`, signed by `sign` (an Ed25519 signature over the bytes it is given) under `kid`: the
-/// KV entry the pusher writes.
-pub fn seal(record: &SnapshotRecord, kid: &str, sign: impl FnOnce(&[u8]) -> [u8; 64]) -> String {
-    let record = record.encode();
-    let signature = sign(&record_signing_input(&record));
+/// `record` (a format-1 encoding, [`SnapshotRecord::encode`]), signed by `sign` (an Ed25519
+/// signature over the bytes it is given) under `kid`: the KV entry the pusher writes.
+pub fn seal(record: &str, kid: &str, sign: impl FnOnce(&[u8]) -> [u8; 64]) -> String {
+    let signature = sign(&record_signing_input(record));
     let wire = WireEnvelope {
         format: SIGNED_FORMAT,
         kid: kid.to_owned(),
         sig: URL_SAFE_NO_PAD.encode(signature),
-        record,
+        record: record.to_owned(),
     };
     serde_json::to_string(&wire).expect("an envelope is strings and a number")
 }
@@ -185,7 +184,9 @@ mod tests {
     fn a_sealed_record_opens_and_any_changed_byte_is_refused() {
         let key = SigningKey::from_bytes(&[7; 32]);
         let id = key_id(1);
-        let entry = seal(&record(id), "rec-1", |input| key.sign(input).to_bytes());
+        let entry = seal(&record(id).encode(), "rec-1", |input| {
+            key.sign(input).to_bytes()
+        });
         assert_eq!(read(entry.as_bytes(), &key, &id).unwrap(), record(id));
         let kid_at = entry.find("rec-1").unwrap();
         let kid = kid_at..kid_at + "rec-1".len();
@@ -205,7 +206,7 @@ mod tests {
     fn a_genuine_record_under_another_name_or_another_key_is_refused() {
         let key = SigningKey::from_bytes(&[7; 32]);
         let other = SigningKey::from_bytes(&[8; 32]);
-        let entry = seal(&record(key_id(1)), "rec-1", |input| {
+        let entry = seal(&record(key_id(1)).encode(), "rec-1", |input| {
             key.sign(input).to_bytes()
         });
         assert!(read(entry.as_bytes(), &key, &key_id(2)).is_err());

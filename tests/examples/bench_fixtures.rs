@@ -1,6 +1,7 @@
 //! Keys and KV records for `scripts/bench-edge`, made by keygate-shared itself: a hot production
 //! key, a mistyped one, a staging one, the records (`{key id: encoded record}`) behind them, and
-//! the private JWK the Worker signs identity assertions with.
+//! the private JWK the Worker signs identity assertions with, and the public keys its records are
+//! signed with.
 
 use keygate_e2e::active_record;
 use keygate_shared::{Environment, KeyFormat};
@@ -20,8 +21,9 @@ fn main() {
         "hot": text,
         "junk": typo,
         "wrong_environment": staging.expose_secret(),
-        "records": { hot.key_id().as_str(): record.encode() },
+        "records": { hot.key_id().as_str(): keygate_e2e::seal(&record) },
         "assertion_key": serde_json::to_string(&keygate_e2e::assertion_key()).expect("JSON"),
+        "record_keys": keygate_e2e::record_keys(),
     });
     println!("{fixtures}");
 }

@@ -77,9 +77,12 @@ fn main() {
     edge.kv_bulk_put(&[
         (
             free.key_id().to_string(),
-            active_record(&free, &[], "usr_bench").encode(),
+            keygate_e2e::seal(&active_record(&free, &[], "usr_bench")),
         ),
-        (limited.key_id().to_string(), limited_record.encode()),
+        (
+            limited.key_id().to_string(),
+            keygate_e2e::seal(&limited_record),
+        ),
     ]);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONNECTIONS)

@@ -124,6 +124,10 @@ impl FakeKv {
             ("KEYGATE_SYNC_MAX_BACKOFF_SECONDS", "1".to_owned()),
             ("KEYGATE_SYNC_POLL_MS", "100".to_owned()),
             ("KEYGATE_RECONCILE_INTERVAL_SECONDS", "0".to_owned()),
+            (
+                "KEYGATE_RECORD_SIGNING_KEY_FILE",
+                crate::record_key_file().display().to_string(),
+            ),
         ]
     }
 
@@ -134,18 +138,16 @@ impl FakeKv {
     }
 
     /// The version KV holds for `name`, from its metadata.
-    pub fn version(&self, name: &str) -> Option<u64> {
-        self.state()
-            .entries
-            .get(name)
-            .and_then(|(_, metadata)| metadata.as_ref()?.get("version")?.as_u64())
+    pub fn value(&self, name: &str) -> Option<String> {
+        self.entry(name).map(|(value, _)| value)
     }
 
-    pub fn value(&self, name: &str) -> Option<String> {
-        self.state()
-            .entries
-            .get(name)
-            .map(|(value, _)| value.clone())
+    /// An entry's value and the version in its metadata, read together (a pusher may be writing).
+    pub fn entry(&self, name: &str) -> Option<(String, Option<u64>)> {
+        self.state().entries.get(name).map(|(value, metadata)| {
+            let version = metadata.as_ref().and_then(|m| m.get("version")?.as_u64());
+            (value.clone(), version)
+        })
     }
 
     /// Requests of `method` so far.

@@ -39,6 +39,10 @@ pub fn pushing_to_wrangler(edge: &WranglerDev) -> Vec<(&'static str, String)> {
         ),
         ("KEYGATE_WRANGLER_CONFIG", path(root.join("wrangler.toml"))),
         ("KEYGATE_WRANGLER_PERSIST_TO", path(edge.persist_dir())),
+        (
+            "KEYGATE_RECORD_SIGNING_KEY_FILE",
+            path(crate::record_key_file()),
+        ),
     ]
 }
 

@@ -58,6 +58,46 @@ pub fn assertion_jwks() -> String {
     json!({ "keys": [assertion_key().public()] }).to_string()
 }
 
+/// The key the control plane of these tests signs snapshot records with (a fixed test key).
+pub fn record_key() -> keygate_shared::SigningJwk {
+    keygate_origin::generate("rec-e2e", &[6; 32])
+}
+
+/// `KEYGATE_RECORD_KEYS` of the test Workers: the public half of [`record_key`].
+pub fn record_keys() -> String {
+    json!({ "keys": [record_key().public()] }).to_string()
+}
+
+/// [`record_key`] in a file (owner-only), for `keygate serve --record-signing-key-file`.
+pub fn record_key_file() -> PathBuf {
+    static FILE: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("record.jwk");
+        let text = serde_json::to_string(&record_key()).expect("JSON");
+        std::fs::write(&path, text).expect("the record key file");
+        (dir, path)
+    })
+    .1
+    .clone()
+}
+
+/// `record` as the control plane would write it to KV: signed with [`record_key`].
+pub fn seal(record: &SnapshotRecord) -> String {
+    let key = record_key();
+    let secret: [u8; 32] = base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        key.d.as_bytes(),
+    )
+    .expect("base64url")
+    .try_into()
+    .expect("32 bytes");
+    let signing = ed25519_dalek::SigningKey::from_bytes(&secret);
+    keygate_shared::seal(&record.encode(), &key.kid, |input| {
+        ed25519_dalek::Signer::sign(&signing, input).to_bytes()
+    })
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -132,6 +172,12 @@ impl WranglerDev {
             .any(|(name, _)| name.starts_with("KEYGATE_ASSERTION"))
         {
             command.args(["--var", &format!("KEYGATE_ASSERTION_KEY:{key}")]);
+        }
+        if !vars
+            .iter()
+            .any(|(name, _)| name.starts_with("KEYGATE_RECORD"))
+        {
+            command.args(["--var", &format!("KEYGATE_RECORD_KEYS:{}", record_keys())]);
         }
         for (name, value) in vars {
             command.args(["--var", &format!("{name}:{value}")]);
@@ -265,10 +311,19 @@ impl StandaloneWorkerd {
         std::fs::write(dir.path().join("kv.js"), kv_js).expect("kv.js");
         let port = free_port();
         let key = serde_json::to_string(&assertion_key()).expect("JSON");
-        let extra: String = vars
+        let mut extra: String = vars
             .iter()
             .map(|(name, value)| format!("\n    (name = {name:?}, text = {value:?}),"))
             .collect();
+        if !vars
+            .iter()
+            .any(|(name, _)| name.starts_with("KEYGATE_RECORD"))
+        {
+            extra.push_str(&format!(
+                "\n    (name = \"KEYGATE_RECORD_KEYS\", text = {:?}),",
+                record_keys()
+            ));
+        }
         let config = format!(
             r#"using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (

@@ -67,6 +67,13 @@ impl World {
     }
 
     fn store(&self, key: &ApiKey, change: impl FnOnce(&mut KeyRecord)) {
+        let record = Self::record(key, change);
+        self.edge
+            .kv_put(key.key_id().as_str(), &keygate_e2e::seal(&record));
+    }
+
+    /// An active record of `key` at version 1, changed by `change`.
+    fn record(key: &ApiKey, change: impl FnOnce(&mut KeyRecord)) -> SnapshotRecord {
         let mut body = KeyRecord::active(
             key.digest(),
             key.environment(),
@@ -74,12 +81,11 @@ impl World {
             OwnerId::parse("usr_e2e").expect("owner"),
         );
         change(&mut body);
-        let record = SnapshotRecord {
+        SnapshotRecord {
             key_id: key.key_id(),
             version: 1,
             state: RecordState::Present(body),
-        };
-        self.edge.kv_put(key.key_id().as_str(), &record.encode());
+        }
     }
 
     fn send(
@@ -577,6 +583,80 @@ fn a_record_change_reaches_the_edge_within_the_cache_ttl(w: &World) -> Outcome {
         waited <= Duration::from_millis(CACHE_TTL_MS + 1_000),
         "took {waited:?}"
     );
+    Ok(())
+}
+
+/// What an attacker with write access to KV (the pusher's token, another Worker of the account)
+/// can write, and what the edge makes of it: never a 200 for the attacker's key, always a 503
+/// that says the record is not keygate's.
+fn a_record_keygate_did_not_sign_never_admits_a_key(w: &World) -> Outcome {
+    let attacker = ed25519_dalek::SigningKey::from_bytes(&[66; 32]);
+    let signed_by = |record: &SnapshotRecord, kid: &str, key: &ed25519_dalek::SigningKey| {
+        keygate_shared::seal(&record.encode(), kid, |input| {
+            ed25519_dalek::Signer::sign(key, input).to_bytes()
+        })
+    };
+    let genuine_kid = keygate_e2e::record_key().kid;
+    let everything = |r: &mut KeyRecord| r.permissions = Grants::parse(&["*"]).expect("grants");
+    let someone_else = w.key(Environment::Development);
+    // What is forged, and how: the KV entry for a key.
+    type Forgery<'a> = (&'a str, Box<dyn Fn(&ApiKey) -> String + 'a>);
+    let forgeries: [Forgery<'_>; 5] = [
+        (
+            "unsigned",
+            Box::new(|key| World::record(key, everything).encode()),
+        ),
+        (
+            "signed by the attacker under keygate's kid",
+            Box::new(|key| signed_by(&World::record(key, everything), &genuine_kid, &attacker)),
+        ),
+        (
+            "signed by the attacker under a kid of its own",
+            Box::new(|key| signed_by(&World::record(key, everything), "rec-attacker", &attacker)),
+        ),
+        (
+            "a genuine record of another key, moved",
+            Box::new(|_| keygate_e2e::seal(&World::record(&someone_else, everything))),
+        ),
+        (
+            "a genuine envelope around another record",
+            Box::new(|key| {
+                let genuine = keygate_e2e::seal(&World::record(key, |_| {}));
+                let forged = World::record(key, everything).encode();
+                let mut envelope: Value = serde_json::from_str(&genuine).expect("JSON");
+                envelope["record"] = json!(forged);
+                envelope.to_string()
+            }),
+        ),
+    ];
+    for (n, (what, forge)) in forgeries.iter().enumerate() {
+        let key = w.key(Environment::Development);
+        w.edge.kv_put(key.key_id().as_str(), &forge(&key));
+        let client = format!("10.0.21.{n}");
+        for path in ["/v1/ping", "/v1/customers/cus_1/profile"] {
+            let reply = w.get(path, &client, &key);
+            check!(
+                reply.status == 503 && reply.code() == "unavailable",
+                "{what}, {path}: {} {}",
+                reply.status,
+                reply.body
+            );
+        }
+    }
+    // A genuine key overwritten in place, at its version, with more than it holds: refused once
+    // the isolate cache lets go of the genuine record, and never allowed what it asked for.
+    let key = w.seeded(|r| r.permissions = Grants::parse(&["telemetry:write"]).expect("grants"));
+    let reply = w.get("/v1/customers/cus_1/profile", "10.0.21.9", &key);
+    check!(reply.status == 403, "{} {}", reply.status, reply.body);
+    w.edge.kv_put(
+        key.key_id().as_str(),
+        &World::record(&key, everything).encode(),
+    );
+    poll(Duration::from_secs(10), "the overwrite is refused", || {
+        let reply = w.get("/v1/customers/cus_1/profile", "10.0.21.9", &key);
+        assert_ne!(reply.status, 200, "the widened record was trusted");
+        (reply.status == 503).then_some(())
+    });
     Ok(())
 }
 
@@ -1219,7 +1299,7 @@ fn an_unreachable_rate_limiter_fails_as_configured(
         if let RecordState::Present(body) = &mut record.state {
             body.rate_limit = limit;
         }
-        serde_json::to_string(&record.encode()).expect("a JS string")
+        serde_json::to_string(&keygate_e2e::seal(&record)).expect("a JS string")
     };
     let kv = format!(
         r#"const records = {{ "{}": {}, "{}": {} }};
@@ -1406,6 +1486,10 @@ fn main() {
         (
             "verify_mode_answers_the_decision_as_json",
             verify_mode_answers_the_decision_as_json,
+        ),
+        (
+            "a_record_keygate_did_not_sign_never_admits_a_key",
+            a_record_keygate_did_not_sign_never_admits_a_key,
         ),
         (
             "per_key_rate_limits_are_exact_under_concurrency",

@@ -329,15 +329,31 @@ fn expected(keygate: &Keygate) -> BTreeMap<String, (u64, Status)> {
     }
 }
 
+/// The record of a signed KV entry, its signature checked with the test record key.
+fn signed_record(key_id: &str, value: &str) -> SnapshotRecord {
+    let envelope =
+        keygate_shared::Envelope::decode(value.as_bytes()).expect("KV holds signed records");
+    assert_eq!(envelope.kid(), keygate_e2e::record_key().kid);
+    let public = base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        keygate_e2e::record_key().x.as_bytes(),
+    )
+    .expect("base64url");
+    let verifying = ed25519_dalek::VerifyingKey::from_bytes(&public.try_into().expect("32 bytes"))
+        .expect("a public key");
+    let signature = ed25519_dalek::Signature::from_bytes(envelope.signature());
+    ed25519_dalek::Verifier::verify(&verifying, &envelope.signed_bytes(), &signature)
+        .expect("signed by the control plane's key");
+    envelope
+        .open_verified(&keygate_shared::KeyId::parse(key_id).expect("a key id"))
+        .expect("a record")
+}
+
 /// What KV holds for a key: its record's version and status (`None` status: a tombstone).
 fn held(fake: &FakeKv, key_id: &str) -> Option<(u64, Option<Status>)> {
-    let value = fake.value(key_id)?;
-    let record = SnapshotRecord::decode(value.as_bytes()).expect("KV holds valid records");
-    assert_eq!(
-        fake.version(key_id),
-        Some(record.version),
-        "metadata = record"
-    );
+    let (value, version) = fake.entry(key_id)?;
+    let record = signed_record(key_id, &value);
+    assert_eq!(version, Some(record.version), "metadata = record");
     Some((
         record.version,
         match record.state {

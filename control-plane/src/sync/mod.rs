@@ -14,6 +14,7 @@
 //!   `keygate sync --full`, which first queues every record again.
 
 mod cloudflare;
+mod signer;
 mod sink;
 mod wrangler;
 
@@ -21,6 +22,7 @@ mod wrangler;
 mod tests;
 
 pub use cloudflare::{ApiToken, CloudflareKv, DEFAULT_BASE_URL};
+pub use signer::RecordSigner;
 pub use sink::{
     KvEntry, KvPage, KvSink, Listed, MAX_BULK_BYTES, MAX_BULK_PAIRS, SinkError, Written, batches,
 };
@@ -224,6 +226,8 @@ impl std::fmt::Debug for Jitter {
 pub struct Pusher<S> {
     db: Db,
     sink: S,
+    /// Seals every record it writes: the edge trusts no unsigned one.
+    signer: RecordSigner,
     settings: PushSettings,
     handle: SyncHandle,
     clock: Clock,
@@ -234,10 +238,12 @@ pub struct Pusher<S> {
 }
 
 impl<S: KvSink> Pusher<S> {
-    /// A pusher that reads the time from `clock` and draws its randomness from `jitter`.
+    /// A pusher that signs with `signer`, reads the time from `clock` and draws its randomness
+    /// from `jitter`.
     pub fn new(
         db: Db,
         sink: S,
+        signer: RecordSigner,
         settings: PushSettings,
         handle: SyncHandle,
         clock: Clock,
@@ -247,6 +253,7 @@ impl<S: KvSink> Pusher<S> {
         Self {
             db,
             sink,
+            signer,
             settings,
             handle,
             clock,
@@ -273,7 +280,7 @@ impl<S: KvSink> Pusher<S> {
             .iter()
             .map(|key| KvEntry {
                 name: key.key_id.clone(),
-                value: key.record.clone(),
+                value: self.signer.seal(&key.record),
                 version: key.version,
             })
             .collect();

@@ -127,9 +127,13 @@ impl Fixture {
             max_backoff: Duration::from_secs(60),
             reconcile_interval: None,
         };
+        let jwk = keygate_origin::generate("rec-test", &[5; 32]);
+        let signer = super::RecordSigner::from_jwk(&serde_json::to_string(&jwk).expect("JSON"))
+            .expect("a record key");
         Pusher::new(
             self.db.clone(),
             sink.clone(),
+            signer,
             settings,
             SyncHandle::new(Some("scripted".into())),
             self.clock.clone(),

@@ -700,7 +700,7 @@ fn signed_records() -> Vec<SignedVector> {
         state: RecordState::Deleted,
     };
     let seal = |record: &SnapshotRecord, kid: &str, key: &ed25519_dalek::SigningKey| {
-        keygate_shared::seal(record, kid, |input| key.sign(input).to_bytes())
+        keygate_shared::seal(&record.encode(), kid, |input| key.sign(input).to_bytes())
     };
     let valid = seal(&record, "rec-2", &current);
     let after_rotation = [("rec-2".to_owned(), public(&current))];

@@ -1,6 +1,6 @@
-//! `keygate assertion-key generate`: an Ed25519 key pair for the edge's identity assertions. The
-//! private JWK goes to a file only its owner can read (it is a Worker secret); the public JWK is
-//! printed, to go into the JWKS origins verify with.
+//! Ed25519 key pairs: `keygate assertion-key generate`, for the edge's identity assertions, and
+//! `keygate record-key generate`, for signing snapshot records. The private JWK goes to a file
+//! only its owner can read; the public JWK is printed, for the JWKS that verifiers read.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -8,18 +8,34 @@ use std::process::ExitCode;
 
 use rand_core::{OsRng, TryRngCore};
 
-use crate::config::AssertionKeyCommand;
+use crate::config::{AssertionKeyCommand, RecordKeyCommand};
 
-pub(crate) fn run(command: AssertionKeyCommand) -> ExitCode {
+pub(crate) fn assertion(command: AssertionKeyCommand) -> ExitCode {
     let AssertionKeyCommand::Generate { kid, output } = command;
-    match generate(&kid, &output) {
+    run(&kid, &output, |path| {
+        format!(
+            "the private key is in {path} (mode 0600). Put it with\n    wrangler secret put \
+             KEYGATE_ASSERTION_KEY < {path}\nand add the public key above to KEYGATE_ASSERTION_JWKS."
+        )
+    })
+}
+
+pub(crate) fn record(command: RecordKeyCommand) -> ExitCode {
+    let RecordKeyCommand::Generate { kid, output } = command;
+    run(&kid, &output, |path| {
+        format!(
+            "the private key is in {path} (mode 0600): give it to keygate serve and keygate sync \
+             (KEYGATE_RECORD_SIGNING_KEY_FILE={path}), and add the public key above to the \
+             Worker's KEYGATE_RECORD_KEYS."
+        )
+    })
+}
+
+fn run(kid: &str, output: &Path, next: impl FnOnce(&str) -> String) -> ExitCode {
+    match generate(kid, output) {
         Ok(public) => {
             println!("{public}");
-            eprintln!(
-                "keygate: the private key is in {} (mode 0600). Put it with\n    wrangler secret put KEYGATE_ASSERTION_KEY < {}\nand add the public key above to KEYGATE_ASSERTION_JWKS.",
-                output.display(),
-                output.display()
-            );
+            eprintln!("keygate: {}", next(&output.display().to_string()));
             ExitCode::SUCCESS
         }
         Err(message) => {
