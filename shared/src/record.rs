@@ -38,6 +38,9 @@ pub enum RecordError {
     /// A format-1 record where a signed one (format 2) is required.
     #[error("the record is not signed")]
     Unsigned,
+    /// A signed record of one key, read under another key id's name.
+    #[error("the record is {record}'s, read under {read_under}")]
+    Moved { record: String, read_under: String },
     #[error("the record of a key with status {status} lacks {field}")]
     MissingField {
         status: &'static str,

@@ -135,10 +135,10 @@ impl Envelope {
     pub fn open_verified(self, key_id: &KeyId) -> Result<SnapshotRecord, RecordError> {
         let record = SnapshotRecord::decode(self.record.as_bytes())?;
         if record.key_id != *key_id {
-            return Err(RecordError::Invalid(format!(
-                "the record is {}'s, read under {key_id}",
-                record.key_id
-            )));
+            return Err(RecordError::Moved {
+                record: record.key_id.to_string(),
+                read_under: key_id.to_string(),
+            });
         }
         Ok(record)
     }
