@@ -8,13 +8,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use keygate_shared::{AssertionClaims, Identity, KeyId, compact, signing_input};
-use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{Error, Result, js_sys, web_sys};
+use worker::{Result, js_sys, web_sys};
 
 use crate::config::AssertionConfig;
-
-const ALGORITHM: &str = "Ed25519";
+use crate::webcrypto::{ED25519, import_ed25519, subtle};
 
 /// A key's current token, for the record version it was signed from.
 #[derive(Debug)]
@@ -30,11 +28,6 @@ pub(crate) struct Signer {
     key: RefCell<Option<web_sys::CryptoKey>>,
     tokens: RefCell<HashMap<KeyId, Signed>>,
     capacity: usize,
-}
-
-fn subtle() -> Result<web_sys::SubtleCrypto> {
-    let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    Ok(scope.crypto()?.subtle())
 }
 
 impl Signer {
@@ -71,7 +64,7 @@ impl Signer {
         let input = signing_input(&config.jwk.kid, &claims);
         let key = self.key(config).await?;
         let signature = JsFuture::from(subtle()?.sign_with_str_and_u8_array(
-            ALGORITHM,
+            ED25519,
             &key,
             input.as_bytes(),
         )?)
@@ -100,19 +93,7 @@ impl Signer {
         if let Some(key) = self.key.borrow().as_ref() {
             return Ok(key.clone());
         }
-        let jwk = js_sys::JSON::parse(&config.jwk_json)?;
-        let usages = js_sys::Array::of1(&JsValue::from_str("sign"));
-        let imported = JsFuture::from(subtle()?.import_key_with_str(
-            "jwk",
-            jwk.unchecked_ref(),
-            ALGORITHM,
-            false,
-            &usages,
-        )?)
-        .await?;
-        let key: web_sys::CryptoKey = imported
-            .dyn_into()
-            .map_err(|_| Error::RustError("importKey gave no CryptoKey".into()))?;
+        let key = import_ed25519(&config.jwk_json, "sign").await?;
         *self.key.borrow_mut() = Some(key.clone());
         Ok(key)
     }

@@ -24,6 +24,7 @@ mod respond;
 mod routes;
 mod target;
 mod usage;
+mod webcrypto;
 
 use std::cell::{OnceCell, RefCell};
 use std::net::IpAddr;

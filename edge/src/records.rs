@@ -8,13 +8,11 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use keygate_shared::{Envelope, KeyId, RecordError, SnapshotRecord};
-use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{Error, Result, console_warn, js_sys, web_sys};
+use worker::{Result, console_warn, web_sys};
 
 use crate::config::{RecordTrust, Signatures};
-
-const ALGORITHM: &str = "Ed25519";
+use crate::webcrypto::{ED25519, import_ed25519, subtle};
 
 /// Why a record read from KV is not trusted.
 #[derive(Debug)]
@@ -30,11 +28,6 @@ pub(crate) enum Untrusted {
 pub(crate) struct RecordVerifier {
     keys: RefCell<HashMap<String, web_sys::CryptoKey>>,
     refused: Cell<u64>,
-}
-
-fn subtle() -> Result<web_sys::SubtleCrypto> {
-    let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    Ok(scope.crypto()?.subtle())
 }
 
 impl RecordVerifier {
@@ -86,7 +79,7 @@ impl RecordVerifier {
     async fn verify(&self, kid: &str, jwk: &str, envelope: &Envelope) -> Result<bool> {
         let key = self.key(kid, jwk).await?;
         let verified = JsFuture::from(subtle()?.verify_with_str_and_u8_array_and_u8_array(
-            ALGORITHM,
+            ED25519,
             &key,
             envelope.signature(),
             &envelope.signed_bytes(),
@@ -100,19 +93,7 @@ impl RecordVerifier {
         if let Some(key) = self.keys.borrow().get(kid) {
             return Ok(key.clone());
         }
-        let jwk = js_sys::JSON::parse(jwk)?;
-        let usages = js_sys::Array::of1(&JsValue::from_str("verify"));
-        let imported = JsFuture::from(subtle()?.import_key_with_str(
-            "jwk",
-            jwk.unchecked_ref(),
-            ALGORITHM,
-            false,
-            &usages,
-        )?)
-        .await?;
-        let key: web_sys::CryptoKey = imported
-            .dyn_into()
-            .map_err(|_| Error::RustError("importKey gave no CryptoKey".into()))?;
+        let key = import_ed25519(jwk, "verify").await?;
         self.keys.borrow_mut().insert(kid.to_owned(), key.clone());
         Ok(key)
     }
