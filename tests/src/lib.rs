@@ -173,10 +173,7 @@ impl WranglerDev {
         {
             command.args(["--var", &format!("KEYGATE_ASSERTION_KEY:{key}")]);
         }
-        if !vars
-            .iter()
-            .any(|(name, _)| name.starts_with("KEYGATE_RECORD"))
-        {
+        if !vars.iter().any(|(name, _)| *name == "KEYGATE_RECORD_KEYS") {
             command.args(["--var", &format!("KEYGATE_RECORD_KEYS:{}", record_keys())]);
         }
         for (name, value) in vars {
@@ -315,10 +312,7 @@ impl StandaloneWorkerd {
             .iter()
             .map(|(name, value)| format!("\n    (name = {name:?}, text = {value:?}),"))
             .collect();
-        if !vars
-            .iter()
-            .any(|(name, _)| name.starts_with("KEYGATE_RECORD"))
-        {
+        if !vars.iter().any(|(name, _)| *name == "KEYGATE_RECORD_KEYS") {
             extra.push_str(&format!(
                 "\n    (name = \"KEYGATE_RECORD_KEYS\", text = {:?}),",
                 record_keys()

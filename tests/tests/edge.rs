@@ -1349,6 +1349,86 @@ export default {{
     Ok(())
 }
 
+/// Moving a deployment of unsigned records: under `KEYGATE_RECORD_SIGNATURES=log` an unsigned
+/// record is accepted (and logged), while a record signed wrongly is refused as always; under
+/// the default, `required`, the unsigned one is refused too. (The origin is unreachable here, so
+/// an accepted key gets 502.)
+fn the_rollout_mode_accepts_unsigned_records_and_nothing_forged(
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), String> {
+    let format = KeyFormat::new("kg").expect("prefix");
+    let mut rng = ChaCha20Rng::seed_from_u64(now_seconds() as u64 ^ 0x1061);
+    let [unsigned, genuine, forged] =
+        std::array::from_fn(|_| format.generate(Environment::Production, &mut rng));
+    let attacker = ed25519_dalek::SigningKey::from_bytes(&[77; 32]);
+    let record = |key: &ApiKey| keygate_e2e::active_record(key, &[], "usr_e2e");
+    let entries = [
+        (&unsigned, record(&unsigned).encode()),
+        (&genuine, keygate_e2e::seal(&record(&genuine))),
+        (
+            &forged,
+            keygate_shared::seal(
+                &record(&forged).encode(),
+                &keygate_e2e::record_key().kid,
+                |input| ed25519_dalek::Signer::sign(&attacker, input).to_bytes(),
+            ),
+        ),
+    ];
+    let records: Vec<String> = entries
+        .iter()
+        .map(|(key, entry)| {
+            format!(
+                "{:?}: {}",
+                key.key_id().as_str(),
+                serde_json::to_string(entry).expect("a JS string")
+            )
+        })
+        .collect();
+    let kv = format!(
+        r#"const records = {{ {} }};
+export default {{
+  async fetch(request) {{
+    const name = decodeURIComponent(new URL(request.url).pathname.split("/").pop());
+    return name in records ? new Response(records[name]) : new Response(null, {{ status: 404 }});
+  }},
+}};
+"#,
+        records.join(", ")
+    );
+    let client = reqwest::Client::new();
+    for (mode, unsigned_status) in [(None, 503), (Some("log"), 502)] {
+        let vars: Vec<(&str, &str)> = mode
+            .map(|value| ("KEYGATE_RECORD_SIGNATURES", value))
+            .into_iter()
+            .collect();
+        let edge = StandaloneWorkerd::start(&kv, &vars);
+        for (key, expected) in [
+            (&unsigned, unsigned_status),
+            (&genuine, 502),
+            (&forged, 503),
+        ] {
+            let (status, body) = get_json(runtime, &client, &edge.url("/v1/anything"), key)?;
+            if status != expected {
+                return Err(format!(
+                    "{mode:?}, key {}: {status} {body}, expected {expected}\n--- workerd log ---\n{}",
+                    key.key_id(),
+                    edge.log()
+                ));
+            }
+        }
+        let logged = edge.log().contains(&format!(
+            "unsigned record for key id {} accepted",
+            unsigned.key_id()
+        ));
+        if logged != mode.is_some() {
+            return Err(format!(
+                "{mode:?}: the unsigned record was logged: {logged}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// With `KEYGATE_VERIFY_SECRET` set, verify mode answers only callers that present it.
 fn verify_mode_can_require_a_verifier_secret(
     runtime: &tokio::runtime::Runtime,
@@ -1418,6 +1498,10 @@ fn main() {
         (
             "verify_mode_can_require_a_verifier_secret",
             verify_mode_can_require_a_verifier_secret,
+        ),
+        (
+            "the_rollout_mode_accepts_unsigned_records_and_nothing_forged",
+            the_rollout_mode_accepts_unsigned_records_and_nothing_forged,
         ),
     ];
     let solo_outcomes: Vec<(&str, Result<(), String>)> = solo
