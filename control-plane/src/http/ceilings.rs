@@ -1,6 +1,7 @@
 //! Grant ceilings: what each role, or one user, may put on a key (`crate::policy` holds keys to
 //! them). Admins set them; key managers read them; anyone reads their own. Setting a ceiling
-//! never changes a key: the answer lists the keys left above it.
+//! never changes a key: the answer lists the keys left above it. The statuses every operation
+//! shares (401, 413, 415, 500, ...) come from `document.rs`.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -228,7 +229,6 @@ async fn active_user(state: &AppState, user_id: &str) -> Result<User, ApiError> 
     responses(
         (status = 200, description = "The role's ceiling", body = CeilingView),
         (status = 400, description = "Unknown role", body = ErrorResponse),
-        (status = 401, description = "No or invalid token", body = ErrorResponse),
         (status = 403, description = "A member", body = ErrorResponse),
     )
 )]
@@ -252,10 +252,7 @@ async fn get_role_ceiling(
     responses(
         (status = 200, description = "The ceiling now in force, and the keys it leaves above", body = CeilingView),
         (status = 400, description = "Unknown role, or malformed JSON", body = ErrorResponse),
-        (status = 401, description = "No or invalid token", body = ErrorResponse),
         (status = 403, description = "Not an admin", body = ErrorResponse),
-        (status = 413, description = "Body too large", body = ErrorResponse),
-        (status = 415, description = "Not application/json", body = ErrorResponse),
         (status = 422, description = "Invalid ceiling", body = ErrorResponse),
     )
 )]
@@ -276,7 +273,6 @@ async fn put_role_ceiling(
     responses(
         (status = 200, description = "The default now in force, and the keys it leaves above", body = CeilingView),
         (status = 400, description = "Unknown role", body = ErrorResponse),
-        (status = 401, description = "No or invalid token", body = ErrorResponse),
         (status = 403, description = "Not an admin", body = ErrorResponse),
     )
 )]
@@ -294,7 +290,6 @@ async fn reset_role_ceiling(
     get, path = "/v1/users/me/ceiling", tag = "ceilings", security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's ceiling and where it comes from", body = CeilingView),
-        (status = 401, description = "No or invalid token", body = ErrorResponse),
     )
 )]
 async fn my_ceiling(
@@ -312,7 +307,6 @@ async fn my_ceiling(
     params(("user_id" = String, Path, description = "The user's id")),
     responses(
         (status = 200, description = "The user's ceiling and where it comes from", body = CeilingView),
-        (status = 401, description = "No or invalid token", body = ErrorResponse),
         (status = 403, description = "A member", body = ErrorResponse),
         (status = 404, description = "No such active user", body = ErrorResponse),
     )
@@ -337,12 +331,8 @@ async fn get_user_ceiling(
     extensions(("x-semantic-refusals" = json!(["unknown_permission_set"]))),
     responses(
         (status = 200, description = "The ceiling now in force, and the keys it leaves above", body = CeilingView),
-        (status = 400, description = "Malformed JSON", body = ErrorResponse),
-        (status = 401, description = "No or invalid token", body = ErrorResponse),
         (status = 403, description = "Not an admin", body = ErrorResponse),
         (status = 404, description = "No such active user", body = ErrorResponse),
-        (status = 413, description = "Body too large", body = ErrorResponse),
-        (status = 415, description = "Not application/json", body = ErrorResponse),
         (status = 409, description = "The user is an admin: admins have no ceiling", body = ErrorResponse),
         (status = 422, description = "Invalid ceiling", body = ErrorResponse),
     )
@@ -364,7 +354,6 @@ async fn put_user_ceiling(
     params(("user_id" = String, Path, description = "The user's id")),
     responses(
         (status = 200, description = "The role's ceiling now in force, and the keys it leaves above", body = CeilingView),
-        (status = 401, description = "No or invalid token", body = ErrorResponse),
         (status = 403, description = "Not an admin", body = ErrorResponse),
         (status = 404, description = "No such active user", body = ErrorResponse),
     )
