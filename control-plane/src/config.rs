@@ -237,6 +237,11 @@ pub struct SyncArgs {
         default_value_t = 600
     )]
     pub reconcile_interval_seconds: u64,
+    /// The most KV entries whose values one reconciliation pass reads and checks against what
+    /// keygate signed (100 per bulk read); a larger namespace is read in turns over several
+    /// passes. 0: compare versions only.
+    #[arg(long, env = "KEYGATE_RECONCILE_READS", default_value_t = 100_000)]
+    pub reconcile_reads: usize,
 }
 
 fn parse_token(text: &str) -> Result<ApiToken, String> {
@@ -285,6 +290,7 @@ impl SyncArgs {
             max_backoff: Duration::from_secs(self.sync_max_backoff_seconds),
             reconcile_interval: (self.reconcile_interval_seconds > 0)
                 .then(|| Duration::from_secs(self.reconcile_interval_seconds)),
+            reconcile_reads: self.reconcile_reads,
         }
     }
 

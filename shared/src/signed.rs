@@ -123,6 +123,12 @@ impl Envelope {
         &self.signature
     }
 
+    /// The record's bytes as the envelope holds them, not yet verified: for comparing with what
+    /// the signer would have written, never for deciding about a key.
+    pub fn unverified_record(&self) -> &str {
+        &self.record
+    }
+
     /// The bytes the signature must verify over.
     pub fn signed_bytes(&self) -> Vec<u8> {
         record_signing_input(&self.record)

@@ -1,4 +1,4 @@
-//! A stand-in for Cloudflare's Workers KV REST API (bulk write, bulk delete, key listing), for what
+//! A stand-in for Cloudflare's Workers KV REST API (bulk write, read and delete, key listing), for what
 //! cannot run here: it keeps the namespace in memory, records every request, and fails on demand.
 //! Its wire format is checked against wrangler itself (`tests/sync.rs`, the contract test).
 
@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 
 pub const TOKEN: &str = "test-token-for-the-fake-kv";
@@ -98,6 +98,7 @@ impl FakeKv {
                 &format!("{namespace}/bulk"),
                 put(bulk_put).delete(bulk_delete),
             )
+            .route(&format!("{namespace}/bulk/get"), post(bulk_get))
             .route(&format!("{namespace}/keys"), get(list))
             .fallback(unknown)
             // KV takes bulk bodies of up to 100 MB; the check is the handler's, with KV's answer.
@@ -303,6 +304,45 @@ async fn bulk_put(
             .insert(name.to_owned(), (value.to_owned(), metadata));
     }
     ok(json!({"successful_key_count": written, "unsuccessful_keys": unsuccessful}))
+}
+
+/// `{"keys": [...]}` (at most 100) -> `{"values": {"<name>": "<value>" | null}}`: text values,
+/// as KV answers without `type` or `withMetadata`.
+async fn bulk_get(
+    State(state): Shared,
+    Path(ids): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(answer) = admit(&state, &ids, (&method, &uri, &headers), &body).await {
+        return *answer;
+    }
+    let keys: Option<Vec<String>> = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(fields)) if fields.len() == 1 => fields
+            .get("keys")
+            .and_then(|keys| serde_json::from_value(keys.clone()).ok()),
+        _ => None,
+    };
+    let Some(keys) = keys else {
+        return bad_request("the body must be {\"keys\": [names]}");
+    };
+    if keys.is_empty() || keys.len() > 100 {
+        return bad_request("a bulk read takes 1 to 100 keys");
+    }
+    let state = state.lock().unwrap_or_else(|p| p.into_inner());
+    let values: serde_json::Map<String, Value> = keys
+        .into_iter()
+        .map(|name| {
+            let value = state
+                .entries
+                .get(&name)
+                .map_or(Value::Null, |(value, _)| Value::String(value.clone()));
+            (name, value)
+        })
+        .collect();
+    ok(json!({ "values": values }))
 }
 
 async fn bulk_delete(

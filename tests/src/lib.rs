@@ -82,9 +82,18 @@ pub fn record_key_file() -> PathBuf {
     .clone()
 }
 
+/// The key a rotation moves the control plane to (a fixed test key, another `kid`).
+pub fn next_record_key() -> keygate_shared::SigningJwk {
+    keygate_origin::generate("rec-e2e-next", &[7; 32])
+}
+
 /// `record` as the control plane would write it to KV: signed with [`record_key`].
 pub fn seal(record: &SnapshotRecord) -> String {
-    let key = record_key();
+    seal_with(record, &record_key())
+}
+
+/// `record` signed with `key` under `key`'s `kid`.
+pub fn seal_with(record: &SnapshotRecord, key: &keygate_shared::SigningJwk) -> String {
     let secret: [u8; 32] = base64::Engine::decode(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
         key.d.as_bytes(),
@@ -145,6 +154,9 @@ pub struct WranglerDev {
     child: Child,
     pub port: u16,
     state: tempfile::TempDir,
+    /// Its local KV store, shared with the deployments started [`WranglerDev::beside`] it: the
+    /// directory lives as long as any of them.
+    store: std::sync::Arc<tempfile::TempDir>,
     log: PathBuf,
     /// One `wrangler kv` writer at a time: the local store is one SQLite file, and concurrent
     /// writers from parallel scenarios fail with SQLITE_BUSY instead of waiting.
@@ -155,7 +167,21 @@ impl WranglerDev {
     /// Starts `wrangler dev` with `vars` overriding wrangler.toml's, and waits until it answers.
     /// The Worker signs assertions with [`assertion_key`] unless `vars` say otherwise.
     pub fn start(vars: &[(&str, &str)]) -> Self {
+        Self::launch(vars, None)
+    }
+
+    /// A second `wrangler dev` of the Worker with other `vars`, reading `other`'s local KV store:
+    /// a new deployment of the Worker next to the running one, as a rollout has it for a while.
+    pub fn beside(other: &WranglerDev, vars: &[(&str, &str)]) -> Self {
+        Self::launch(vars, Some(other.store.clone()))
+    }
+
+    fn launch(vars: &[(&str, &str)], store: Option<std::sync::Arc<tempfile::TempDir>>) -> Self {
         let state = tempfile::tempdir().expect("temp dir");
+        let store = store.unwrap_or_else(|| {
+            std::sync::Arc::new(tempfile::tempdir().expect("a directory for the KV store"))
+        });
+        let persist = store.path().to_owned();
         let port = free_port();
         let log = state.path().join("wrangler.log");
         let mut command = wrangler();
@@ -165,7 +191,7 @@ impl WranglerDev {
             &free_port().to_string(),
             "--show-interactive-dev-session=false",
         ]);
-        command.arg("--persist-to").arg(state.path().join("kv"));
+        command.arg("--persist-to").arg(&persist);
         let key = serde_json::to_string(&assertion_key()).expect("JSON");
         if !vars
             .iter()
@@ -190,6 +216,7 @@ impl WranglerDev {
             child,
             port,
             state,
+            store,
             log,
             kv_writer: std::sync::Mutex::new(()),
         };
@@ -203,7 +230,7 @@ impl WranglerDev {
 
     /// Its `--persist-to` directory: where its local KV store lives.
     pub fn persist_dir(&self) -> PathBuf {
-        self.state.path().join("kv")
+        self.store.path().to_owned()
     }
 
     fn wait_ready(&self, limit: Duration) {
@@ -238,6 +265,40 @@ impl WranglerDev {
         self.kv(&["bulk".as_ref(), "put".as_ref(), file.as_os_str()]);
     }
 
+    /// Writes one KV entry with keygate's metadata (`{"version": version}`), as someone holding a
+    /// KV token could: a listing then shows the version the database expects.
+    pub fn kv_put_at_version(&self, key: &str, value: &str, version: u64) {
+        let file = self.state.path().join(format!("bulk-{}.json", free_port()));
+        let body = json!([{"key": key, "value": value, "metadata": {"version": version}}]);
+        std::fs::write(&file, serde_json::to_vec(&body).expect("json")).expect("bulk file");
+        self.kv(&["bulk".as_ref(), "put".as_ref(), file.as_os_str()]);
+    }
+
+    /// The value of one KV entry (`wrangler kv key get --local`); `None` if there is none.
+    pub fn kv_get(&self, key: &str) -> Option<String> {
+        let _one_at_a_time = self
+            .kv_writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut command = wrangler();
+        command
+            .args([
+                "kv",
+                "key",
+                "get",
+                key,
+                "--binding",
+                "KEYS",
+                "--local",
+                "--text",
+            ])
+            .arg("--persist-to")
+            .arg(self.store.path());
+        let output = command.output().expect("wrangler runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        (output.status.success() && stdout != "Value not found").then_some(stdout)
+    }
+
     /// Writes one KV entry with `wrangler kv key put --local`, as an operator would by hand.
     pub fn kv_put(&self, key: &str, value: &str) {
         self.kv(&["key", "put", key, value].map(std::ffi::OsStr::new));
@@ -257,7 +318,7 @@ impl WranglerDev {
                 .arg("kv")
                 .args(args)
                 .args(["--binding", "KEYS", "--local", "--persist-to"]);
-            command.arg(self.state.path().join("kv"));
+            command.arg(self.store.path());
             let output = command.output().expect("wrangler runs");
             let busy = String::from_utf8_lossy(&output.stdout).contains("SQLITE_BUSY")
                 || String::from_utf8_lossy(&output.stderr).contains("SQLITE_BUSY");

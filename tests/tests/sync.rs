@@ -86,13 +86,18 @@ fn the_cloudflare_client_sends_what_wrangler_sends() {
         listed_by_wrangler.status.success(),
         "{listed_by_wrangler:?}"
     );
+    let get_file = dir.path().join("get.json");
+    let wanted = ["kid_two", "kid_none"];
+    std::fs::write(&get_file, serde_json::to_vec(&wanted).unwrap()).unwrap();
+    let read_by_wrangler = wrangler_remote(&fake, &["bulk", "get", get_file.to_str().unwrap()]);
+    assert!(read_by_wrangler.status.success(), "{read_by_wrangler:?}");
     let delete = wrangler_remote(
         &fake,
         &["bulk", "delete", "--force", delete_file.to_str().unwrap()],
     );
     assert!(delete.status.success(), "{delete:?}");
     let reference = fake.state().requests.clone();
-    assert_eq!(reference.len(), 3, "{reference:#?}");
+    assert_eq!(reference.len(), 4, "{reference:#?}");
 
     // keygate, the same operations.
     let ours = client(&fake);
@@ -106,12 +111,18 @@ fn the_cloudflare_client_sends_what_wrangler_sends() {
         .collect();
     runtime.block_on(ours.put(&kv_entries)).expect("put");
     let listed = runtime.block_on(ours.list(None)).expect("list");
+    let wanted: Vec<String> = wanted.iter().map(|name| (*name).to_owned()).collect();
+    let read = runtime.block_on(ours.get(&wanted)).expect("get");
     let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
     runtime.block_on(ours.delete(&names)).expect("delete");
-    let mine = fake.state().requests[3..].to_vec();
-    assert_eq!(mine.len(), 3);
+    let mine = fake.state().requests[4..].to_vec();
+    assert_eq!(mine.len(), 4);
 
-    for (theirs, ours) in [(&reference[0], &mine[0]), (&reference[2], &mine[2])] {
+    for (theirs, ours) in [
+        (&reference[0], &mine[0]),
+        (&reference[2], &mine[2]),
+        (&reference[3], &mine[3]),
+    ] {
         assert_eq!(ours.method, theirs.method);
         assert_eq!(ours.uri, theirs.uri);
         assert_eq!(ours.authorization, theirs.authorization);
@@ -124,9 +135,21 @@ fn the_cloudflare_client_sends_what_wrangler_sends() {
         assert_eq!(shape(&a), shape(&b));
     }
     assert_eq!(
-        (reference[0].method.as_str(), reference[2].method.as_str()),
-        ("PUT", "DELETE")
+        [0, 2, 3].map(|n| reference[n].method.as_str()),
+        ["PUT", "POST", "DELETE"]
     );
+    // Bulk read: both see the value written and no value for a name KV does not hold.
+    let printed = String::from_utf8_lossy(&read_by_wrangler.stdout);
+    let wrangler_read: Value =
+        serde_json::from_str(printed.trim().trim_end_matches("Success!").trim())
+            .expect("wrangler prints the values as JSON");
+    assert_eq!(
+        wrangler_read,
+        json!({"kid_two": "value two", "kid_none": null})
+    );
+    assert_eq!(read.len(), 2);
+    assert_eq!(read["kid_two"].as_deref(), Some("value two"));
+    assert_eq!(read["kid_none"], None);
     // Listing: the same endpoint (wrangler adds `prefix=`, keygate pages with `limit=`), and
     // both read the same entries and metadata from the fake's answer.
     let path = |uri: &str| uri.split('?').next().unwrap_or_default().to_owned();
@@ -736,4 +759,107 @@ fn reconciliation_repairs_drift_and_a_full_sync_rebuilds_the_snapshot() {
         .unwrap();
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("0 records written"));
+}
+
+#[test]
+fn reconciliation_reads_values_and_rewrites_what_keygate_did_not_sign() {
+    let runtime = runtime();
+    let fake = FakeKv::start(&runtime);
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let token = bootstrap(&url);
+    let env = pushing_to(&fake, &[("KEYGATE_RECONCILE_INTERVAL_SECONDS", "1")]);
+    let keygate = Keygate::serve(&url, &token, &env, dir.path());
+    let keys: Vec<String> = (0..5)
+        .map(|n| create_key(&keygate, &format!("signed-{n}")))
+        .collect();
+    converged(&fake, &keygate, Duration::from_secs(30));
+    let active_of_1 = fake.value(&keys[1]).unwrap();
+    revoke(&keygate, &keys[1]);
+    converged(&fake, &keygate, Duration::from_secs(30));
+    let genuine: Vec<String> = keys.iter().map(|key| fake.value(key).unwrap()).collect();
+
+    // A pass over an untouched namespace reads every entry and finds nothing wrong.
+    let since = keygate.sync_status()["last_reconcile_at"].clone();
+    let (status, _) = poll(Duration::from_secs(30), "a reconciliation pass", || {
+        let status = keygate.sync_status();
+        (status["last_reconcile_at"] != since && status["last_reconcile_at"].is_string())
+            .then_some(status)
+    });
+    assert_eq!(status["last_reconcile_tampered"], 0, "{status}");
+    assert_eq!(status["last_tampering_at"], Value::Null, "{status}");
+
+    // Someone with the KV token writes entries at the versions the metadata expects: each
+    // listing still looks right.
+    let record_of = |n: usize| signed_record(&keys[n], &genuine[n]);
+    let widened = {
+        let mut record = record_of(0);
+        let RecordState::Present(body) = &mut record.state else {
+            panic!("a key")
+        };
+        body.permissions = keygate_shared::Grants::parse(&["*"]).unwrap();
+        // Signed by the attacker's own key under keygate's kid.
+        let mut forger = keygate_origin::generate("rec-e2e", &[66; 32]);
+        forger.kid = keygate_e2e::record_key().kid;
+        keygate_e2e::seal_with(&record, &forger)
+    };
+    let rotated = keygate_e2e::seal_with(&record_of(3), &keygate_e2e::next_record_key());
+    let replayed_version = record_of(1).version;
+    {
+        let mut state = fake.state();
+        let mut overwrite = |n: usize, value: String, version: u64| {
+            state.entries.insert(
+                keys[n].clone(),
+                (value, Some(json!({ "version": version }))),
+            );
+        };
+        overwrite(0, widened, record_of(0).version);
+        // The key's older, genuinely signed, active record, under its current version.
+        overwrite(1, active_of_1.clone(), replayed_version);
+        overwrite(2, "{\"format\":1}".to_owned(), record_of(2).version);
+        // The right record under another signing key (a rotation): re-signed, not tampering.
+        overwrite(3, rotated, record_of(3).version);
+    }
+    poll(
+        Duration::from_secs(30),
+        "reconciliation rewrites the entries",
+        || {
+            (0..5)
+                .all(|n| fake.value(&keys[n]).as_ref() == Some(&genuine[n]))
+                .then_some(())
+        },
+    );
+    let status = keygate.sync_status();
+    assert_eq!(status["last_tampering_entries"], 3, "{status}");
+    assert!(status["last_tampering_at"].is_string(), "{status}");
+    let metrics = reqwest::blocking::get(keygate.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("keygate_sync_tampered_entries_total 3\n"),
+        "{metrics}"
+    );
+    let log = keygate.log();
+    for key_id in &keys[..3] {
+        assert!(
+            log.lines()
+                .any(|line| line.contains("not what keygate signed") && line.contains(key_id)),
+            "the log names {key_id}: {log}"
+        );
+    }
+    assert!(
+        !log.lines()
+            .any(|line| line.contains("not what keygate signed") && line.contains(&keys[3])),
+        "a record under another signing key is no alarm: {log}"
+    );
+
+    // The next clean pass keeps the finding for an alert to see.
+    let since = keygate.sync_status()["last_reconcile_at"].clone();
+    let (status, _) = poll(Duration::from_secs(30), "a clean pass", || {
+        let status = keygate.sync_status();
+        (status["last_reconcile_at"] != since && status["last_reconcile_tampered"] == 0)
+            .then_some(status)
+    });
+    assert_eq!(status["last_tampering_entries"], 3, "{status}");
 }

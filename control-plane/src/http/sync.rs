@@ -37,8 +37,16 @@ pub(super) struct SyncStatus {
     /// The last reconciliation pass (KV listed and compared with the database).
     #[schema(format = DateTime)]
     last_reconcile_at: Option<String>,
-    /// What that pass queued again or deleted.
+    /// What that pass queued again, rewrote or deleted.
     last_reconcile_repairs: Option<i64>,
+    /// Entries that pass read at the right version but found unlike what keygate signed
+    /// (tampering, or a replayed older record), and rewrote.
+    last_reconcile_tampered: Option<i64>,
+    /// The last pass that found tampering, and how many entries it rewrote: kept through the
+    /// clean passes after it. Worth an alert whenever it changes.
+    #[schema(format = DateTime)]
+    last_tampering_at: Option<String>,
+    last_tampering_entries: Option<i64>,
 }
 
 /// The snapshot pusher's state, shared by all replicas. Admins and key managers.
@@ -72,5 +80,8 @@ async fn sync_status(
         last_error: last.last_error,
         last_reconcile_at: last.last_reconcile_at.map(rfc3339),
         last_reconcile_repairs: last.last_reconcile_repairs,
+        last_reconcile_tampered: last.last_reconcile_tampered,
+        last_tampering_at: last.last_tampering_at.map(rfc3339),
+        last_tampering_entries: last.last_tampering_entries,
     }))
 }

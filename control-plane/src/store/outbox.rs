@@ -369,12 +369,16 @@ pub struct SyncState {
     pub last_error: Option<String>,
     pub last_reconcile_at: Option<i64>,
     pub last_reconcile_repairs: Option<i64>,
+    pub last_reconcile_tampered: Option<i64>,
+    pub last_tampering_at: Option<i64>,
+    pub last_tampering_entries: Option<i64>,
 }
 
 pub async fn sync_state(db: &Db) -> Result<SyncState, StoreError> {
     let row = sqlx::query(
         "SELECT last_success_at, last_error_at, last_error, last_reconcile_at, \
-         last_reconcile_repairs FROM sync_state WHERE sync_state_id = 1",
+         last_reconcile_repairs, last_reconcile_tampered, last_tampering_at, \
+         last_tampering_entries FROM sync_state WHERE sync_state_id = 1",
     )
     .fetch_one(db.reader())
     .await?;
@@ -384,6 +388,9 @@ pub async fn sync_state(db: &Db) -> Result<SyncState, StoreError> {
         last_error: row.try_get("last_error")?,
         last_reconcile_at: row.try_get("last_reconcile_at")?,
         last_reconcile_repairs: row.try_get("last_reconcile_repairs")?,
+        last_reconcile_tampered: row.try_get("last_reconcile_tampered")?,
+        last_tampering_at: row.try_get("last_tampering_at")?,
+        last_tampering_entries: row.try_get("last_tampering_entries")?,
     })
 }
 
@@ -406,13 +413,24 @@ pub async fn record_outcome(
     Ok(())
 }
 
-pub async fn record_reconcile(db: &Db, repairs: u64, now: i64) -> Result<(), StoreError> {
+/// A reconciliation pass ended with `repairs`. Tampering found is remembered until a later pass
+/// finds more, so an alert polling `/v1/sync/status` does not miss it after a clean pass.
+pub async fn record_reconcile(
+    db: &Db,
+    repairs: &crate::sync::Repairs,
+    now: i64,
+) -> Result<(), StoreError> {
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     sqlx::query(
-        "UPDATE sync_state SET last_reconcile_at = $1, last_reconcile_repairs = $2 \
+        "UPDATE sync_state SET last_reconcile_at = $1, last_reconcile_repairs = $2, \
+         last_reconcile_tampered = $3, \
+         last_tampering_at = CASE WHEN $3 > 0 THEN $1 ELSE last_tampering_at END, \
+         last_tampering_entries = CASE WHEN $3 > 0 THEN $3 ELSE last_tampering_entries END \
          WHERE sync_state_id = 1",
     )
     .bind(now)
-    .bind(i64::try_from(repairs).unwrap_or(i64::MAX))
+    .bind(count(repairs.total()))
+    .bind(count(repairs.tampered))
     .execute(db.writer())
     .await?;
     Ok(())

@@ -53,27 +53,46 @@ pub async fn enqueue_everything(db: &Db, now: i64) -> Result<u64, StoreError> {
     Ok(queued)
 }
 
+/// The current record (or tombstone) of each of `key_ids` that the database knows.
+pub async fn current(db: &Db, key_ids: &[String]) -> Result<Vec<SnapshotRecord>, StoreError> {
+    let mut records = Vec::with_capacity(key_ids.len());
+    for chunk in key_ids.chunks(CHUNK) {
+        let mut tx = db.begin().await?;
+        records.extend(current_in(&mut tx, chunk).await?);
+        tx.commit().await?;
+    }
+    Ok(records)
+}
+
+async fn current_in(
+    connection: &mut sqlx::AnyConnection,
+    key_ids: &[String],
+) -> Result<Vec<SnapshotRecord>, StoreError> {
+    let mut records = keys::snapshots_of(&mut *connection, key_ids).await?;
+    let sql = format!(
+        "SELECT api_key_id, version FROM key_tombstone WHERE api_key_id IN ({})",
+        placeholders(1, key_ids.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for key_id in key_ids {
+        query = query.bind(key_id.as_str());
+    }
+    for row in query.fetch_all(&mut *connection).await? {
+        records.push(tombstone(
+            row.try_get("api_key_id")?,
+            row.try_get("version")?,
+        )?);
+    }
+    Ok(records)
+}
+
 /// Queues the current record (or tombstone) of each of `key_ids` that the database knows.
 /// Returns how many were queued.
 pub async fn enqueue_current(db: &Db, key_ids: &[String], now: i64) -> Result<u64, StoreError> {
     let mut queued = 0;
     for chunk in key_ids.chunks(CHUNK) {
         let mut tx = db.begin().await?;
-        let mut records = keys::snapshots_of(&mut tx, chunk).await?;
-        let sql = format!(
-            "SELECT api_key_id, version FROM key_tombstone WHERE api_key_id IN ({})",
-            placeholders(1, chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for key_id in chunk {
-            query = query.bind(key_id.as_str());
-        }
-        for row in query.fetch_all(&mut *tx).await? {
-            records.push(tombstone(
-                row.try_get("api_key_id")?,
-                row.try_get("version")?,
-            )?);
-        }
+        let records = current_in(&mut tx, chunk).await?;
         queued += outbox::enqueue_again(&mut tx, &records, now).await?;
         tx.commit().await?;
     }

@@ -1,6 +1,8 @@
-//! The Cloudflare REST API for Workers KV: bulk write, bulk delete and key listing, with the same
-//! requests `wrangler kv bulk put|delete --remote` sends (the e2e contract test compares them).
+//! The Cloudflare REST API for Workers KV: bulk write, read and delete, and key listing, with the
+//! same requests `wrangler kv bulk put|get|delete --remote` sends (the e2e contract test compares
+//! them).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -206,6 +208,20 @@ impl KvSink for CloudflareKv {
             .call(Method::PUT, "/bulk", Some(bulk_body(entries)))
             .await?
             .written())
+    }
+
+    async fn get(&self, names: &[String]) -> Result<HashMap<String, Option<String>>, SinkError> {
+        // `{"keys": [...]}` reads text values: `{"values": {"<name>": "<value>" | null}}`.
+        let envelope = self
+            .call(Method::POST, "/bulk/get", Some(json!({ "keys": names })))
+            .await?;
+        #[derive(Deserialize)]
+        struct Values {
+            values: HashMap<String, Option<String>>,
+        }
+        let read: Values = serde_json::from_value(envelope.result)
+            .map_err(|error| SinkError::Unavailable(format!("unexpected bulk read: {error}")))?;
+        Ok(read.values)
     }
 
     async fn delete(&self, names: &[String]) -> Result<Written, SinkError> {

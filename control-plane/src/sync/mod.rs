@@ -8,10 +8,16 @@
 //! - A request that fails is tried again after an exponential backoff with jitter, or after the
 //!   `Retry-After` KV asked for, whichever is longer; keys the bulk response lists as unsuccessful
 //!   wait out their own backoff. Nothing is dropped: records leave the outbox only once written.
-//! - Reconciliation lists KV (versions from the metadata, no values read), compares with the
-//!   database, queues the current record of every missing or stale key and deletes entries that
-//!   no key or tombstone explains. It runs periodically in `keygate serve` and at the end of
-//!   `keygate sync --full`, which first queues every record again.
+//! - Reconciliation lists KV and compares each entry's version (from its metadata) with the
+//!   database: it queues the current record of every missing or stale key and deletes entries
+//!   that no key or tombstone explains. It then reads the values of the entries whose version
+//!   matched and compares each, byte for byte, with what this signer writes for that record
+//!   (Ed25519 signatures are deterministic). Anyone who can write KV can also write the metadata,
+//!   so only the value proves anything: an entry that differs is tampering (or a replay), and is
+//!   rewritten, counted and logged as an error; one that holds the right record under another
+//!   signing key (after a rotation) is re-signed quietly. Reconciliation runs periodically in
+//!   `keygate serve` and at the end of `keygate sync --full`, which first queues every record
+//!   again.
 
 mod cloudflare;
 mod signer;
@@ -24,7 +30,8 @@ mod tests;
 pub use cloudflare::{ApiToken, CloudflareKv, DEFAULT_BASE_URL};
 pub use signer::RecordSigner;
 pub use sink::{
-    KvEntry, KvPage, KvSink, Listed, MAX_BULK_BYTES, MAX_BULK_PAIRS, SinkError, Written, batches,
+    KvEntry, KvPage, KvSink, Listed, MAX_BULK_BYTES, MAX_BULK_GETS, MAX_BULK_PAIRS, SinkError,
+    Written, batches,
 };
 pub use wrangler::WranglerKv;
 
@@ -66,8 +73,10 @@ struct HandleInner {
     put_requests: AtomicU64,
     delete_requests: AtomicU64,
     list_requests: AtomicU64,
+    get_requests: AtomicU64,
     failed_requests: AtomicU64,
     keys_not_written: AtomicU64,
+    tampered_entries: AtomicU64,
 }
 
 impl SyncHandle {
@@ -88,12 +97,13 @@ impl SyncHandle {
         self.0.sink.as_deref()
     }
 
-    /// Requests sent to KV by this process so far: (put, delete, list).
-    pub fn requests(&self) -> (u64, u64, u64) {
+    /// Requests sent to KV by this process so far: (put, delete, list, get).
+    pub fn requests(&self) -> (u64, u64, u64, u64) {
         (
             self.0.put_requests.load(Ordering::Relaxed),
             self.0.delete_requests.load(Ordering::Relaxed),
             self.0.list_requests.load(Ordering::Relaxed),
+            self.0.get_requests.load(Ordering::Relaxed),
         )
     }
 
@@ -102,7 +112,7 @@ impl SyncHandle {
     }
 
     pub fn render_metrics(&self, out: &mut String) {
-        let (put, delete, list) = self.requests();
+        let (put, delete, list, get) = self.requests();
         let _ = writeln!(
             out,
             "# HELP keygate_sync_requests_total Requests this process sent to KV.\n\
@@ -110,6 +120,7 @@ impl SyncHandle {
              keygate_sync_requests_total{{operation=\"put\"}} {put}\n\
              keygate_sync_requests_total{{operation=\"delete\"}} {delete}\n\
              keygate_sync_requests_total{{operation=\"list\"}} {list}\n\
+             keygate_sync_requests_total{{operation=\"get\"}} {get}\n\
              # HELP keygate_sync_failed_requests_total KV requests that failed and will be retried.\n\
              # TYPE keygate_sync_failed_requests_total counter\n\
              keygate_sync_failed_requests_total {}\n\
@@ -118,10 +129,15 @@ impl SyncHandle {
              keygate_sync_keys_not_written_total {}\n\
              # HELP keygate_sync_records_pushed_total Snapshot records this process wrote to KV.\n\
              # TYPE keygate_sync_records_pushed_total counter\n\
-             keygate_sync_records_pushed_total {}",
+             keygate_sync_records_pushed_total {}\n\
+             # HELP keygate_sync_tampered_entries_total KV entries reconciliation found unlike what \
+             keygate signed, and rewrote. Alert on any increase.\n\
+             # TYPE keygate_sync_tampered_entries_total counter\n\
+             keygate_sync_tampered_entries_total {}",
             self.0.failed_requests.load(Ordering::Relaxed),
             self.0.keys_not_written.load(Ordering::Relaxed),
             self.records_pushed(),
+            self.0.tampered_entries.load(Ordering::Relaxed),
         );
     }
 
@@ -143,6 +159,9 @@ pub struct PushSettings {
     pub max_backoff: Duration,
     /// Time between reconciliation passes; `None`: never.
     pub reconcile_interval: Option<Duration>,
+    /// The most entries whose values one pass reads (in bulk reads of at most
+    /// [`KvSink::max_gets`]); larger namespaces are read in turns, pass after pass.
+    pub reconcile_reads: usize,
 }
 
 /// What a one-shot run did.
@@ -163,6 +182,61 @@ pub struct Repairs {
     pub queued: u64,
     /// Entries no key or tombstone explains: deleted.
     pub deleted: u64,
+    /// Entries whose values were read and compared.
+    pub read: u64,
+    /// Entries at the right version whose value is not what keygate signed: rewritten.
+    pub tampered: u64,
+    /// Entries holding the right record under another signing key: re-signed.
+    pub resigned: u64,
+}
+
+impl Repairs {
+    /// Everything this pass queued again or deleted.
+    pub fn total(&self) -> u64 {
+        self.queued + self.deleted + self.tampered + self.resigned
+    }
+}
+
+/// What a value read from KV is, next to what the signer writes for the key's current record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Found {
+    /// Exactly what the signer writes.
+    Genuine,
+    /// The entry went between the listing and the read.
+    Missing,
+    /// The same record, signed under another key id: a rotation not yet rewritten.
+    OtherKey,
+    /// Anything else: another record (a replay, a widening), a bad signature, junk.
+    Tampered,
+}
+
+fn judge(value: Option<&str>, expected: &str, signer: &RecordSigner, record: &str) -> Found {
+    let Some(value) = value else {
+        return Found::Missing;
+    };
+    if value == expected {
+        return Found::Genuine;
+    }
+    match keygate_shared::Envelope::decode(value.as_bytes()) {
+        Ok(envelope)
+            if envelope.kid() != signer.kid() && envelope.unverified_record() == record =>
+        {
+            Found::OtherKey
+        }
+        _ => Found::Tampered,
+    }
+}
+
+/// At most `limit` of `candidates` (sorted), starting after `after` and wrapping around, so that
+/// pass after pass every candidate is read in turn.
+fn in_turn(candidates: &[&String], after: &str, limit: usize) -> Vec<String> {
+    let start = candidates.partition_point(|name| name.as_str() <= after);
+    candidates[start..]
+        .iter()
+        .chain(&candidates[..start])
+        .take(limit)
+        .map(|name| (*name).clone())
+        .collect()
 }
 
 enum Round {
@@ -235,6 +309,8 @@ pub struct Pusher<S> {
     /// Who holds a claim: unique per pusher, so a restarted process never mistakes old claims
     /// for its own.
     holder: String,
+    /// The last key whose value reconciliation read: the next pass reads on from there.
+    read_after: Mutex<String>,
 }
 
 impl<S: KvSink> Pusher<S> {
@@ -259,6 +335,7 @@ impl<S: KvSink> Pusher<S> {
             clock,
             jitter,
             holder,
+            read_after: Mutex::new(String::new()),
         }
     }
 
@@ -386,8 +463,8 @@ impl<S: KvSink> Pusher<S> {
                         && self.clock.now_ms() >= next_reconcile_ms
                     {
                         next_reconcile_ms = self.clock.now_ms() + millis(interval);
-                        match self.reconcile().await {
-                            Ok(repairs) if repairs.queued + repairs.deleted > 0 => {
+                        match self.reconcile(true).await {
+                            Ok(repairs) if repairs.total() > 0 => {
                                 tracing::warn!(?repairs, "reconciliation repaired drift in KV");
                                 continue;
                             }
@@ -420,7 +497,7 @@ impl<S: KvSink> Pusher<S> {
     /// same failure has been retried `max_failures` times.
     pub async fn drain(&self, give_up: Duration, max_failures: u32) -> Result<Report, SyncError> {
         let started = Instant::now();
-        let (puts_before, _, _) = self.handle.requests();
+        let puts_before = self.handle.requests().0;
         let mut report = Report::default();
         let mut failures = 0;
         loop {
@@ -454,27 +531,28 @@ impl<S: KvSink> Pusher<S> {
     }
 
     /// `keygate sync --full`: queues every key's current record, pushes them all, then
-    /// reconciles (which also deletes entries nothing explains).
+    /// reconciles (which also deletes entries nothing explains), without reading back what it
+    /// has just written.
     pub async fn rebuild(&self, give_up: Duration, max_failures: u32) -> Result<Report, SyncError> {
         let started = Instant::now();
         let queued = snapshot::enqueue_everything(&self.db, self.clock.now()).await?;
         let mut report = self.drain(give_up, max_failures).await?;
-        let repairs = self.reconcile().await?;
+        let repairs = self.reconcile(false).await?;
         if repairs.queued > 0 {
             let more = self.drain(give_up, max_failures).await?;
             report.records_pushed += more.records_pushed;
             report.put_requests += more.put_requests;
         }
         report.queued_again = queued;
-        report.repairs = repairs.queued + repairs.deleted;
+        report.repairs = repairs.total();
         report.elapsed = started.elapsed();
         Ok(report)
     }
 
-    /// One anti-entropy pass. KV is listed before the database is read: every entry in KV was
-    /// committed before it was pushed, so the later read knows it, and a key created in between
-    /// is never mistaken for an unknown entry.
-    pub async fn reconcile(&self) -> Result<Repairs, SyncError> {
+    /// One anti-entropy pass, reading values when `read_values` is set. KV is listed (and read)
+    /// before the database is: every entry in KV was committed before it was pushed, so the later
+    /// read knows it, and a key created in between is never mistaken for an unknown entry.
+    pub async fn reconcile(&self, read_values: bool) -> Result<Repairs, SyncError> {
         let mut listed: HashMap<String, Option<u64>> = HashMap::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -493,34 +571,127 @@ impl<S: KvSink> Pusher<S> {
             }
         }
         let expected = snapshot::expected_versions(&self.db).await?;
-        let drifted: Vec<String> = expected
-            .iter()
-            .filter(|(key_id, version)| listed.get(*key_id).copied().flatten() != Some(**version))
-            .map(|(key_id, _)| key_id.clone())
-            .collect();
+        let (mut current, mut drifted): (Vec<&String>, Vec<String>) = (Vec::new(), Vec::new());
+        for (key_id, version) in &expected {
+            if listed.get(key_id).copied().flatten() == Some(*version) {
+                current.push(key_id);
+            } else {
+                drifted.push(key_id.clone());
+            }
+        }
         let unknown: Vec<String> = listed
             .keys()
             .filter(|name| !expected.contains_key(*name))
             .cloned()
             .collect();
-        let queued = snapshot::enqueue_current(&self.db, &drifted, self.clock.now()).await?;
-        let mut deleted = 0;
+        let mut repairs = Repairs {
+            listed: listed.len() as u64,
+            ..Repairs::default()
+        };
+        if read_values && self.settings.reconcile_reads > 0 {
+            current.sort_unstable();
+            let (rewrite, found) = self.check_values(&current, &expected).await?;
+            repairs.read = found.len() as u64;
+            for (key_id, found) in &found {
+                match found {
+                    Found::Genuine => {}
+                    Found::Missing => drifted.push(key_id.clone()),
+                    Found::OtherKey => repairs.resigned += 1,
+                    Found::Tampered => repairs.tampered += 1,
+                }
+            }
+            self.report_tampering(&found);
+            snapshot::enqueue_current(&self.db, &rewrite, self.clock.now()).await?;
+        }
+        repairs.queued = snapshot::enqueue_current(&self.db, &drifted, self.clock.now()).await?;
         for names in unknown.chunks(self.sink.max_pairs()) {
             self.handle.count(&self.handle.0.delete_requests, 1);
             let written = self.sink.delete(names).await.inspect_err(|_| {
                 self.handle.count(&self.handle.0.failed_requests, 1);
             })?;
-            deleted += (names.len() - written.unsuccessful.len()) as u64;
+            repairs.deleted += (names.len() - written.unsuccessful.len()) as u64;
         }
-        outbox::record_reconcile(&self.db, queued + deleted, self.clock.now()).await?;
-        if queued > 0 {
+        self.handle
+            .count(&self.handle.0.tampered_entries, repairs.tampered);
+        outbox::record_reconcile(&self.db, &repairs, self.clock.now()).await?;
+        if repairs.queued + repairs.tampered + repairs.resigned > 0 {
             self.handle.changed();
         }
-        Ok(Repairs {
-            listed: listed.len() as u64,
-            queued,
-            deleted,
-        })
+        Ok(repairs)
+    }
+
+    /// Reads the values of this pass's turn of `current` (keys KV holds at the database's
+    /// version) and judges each against what this signer writes for the key's record. Returns
+    /// the keys to rewrite, and what was found for each key read.
+    async fn check_values(
+        &self,
+        current: &[&String],
+        expected: &HashMap<String, u64>,
+    ) -> Result<(Vec<String>, Vec<(String, Found)>), SyncError> {
+        let turn = {
+            let after = self
+                .read_after
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            in_turn(current, &after, self.settings.reconcile_reads)
+        };
+        let mut values: HashMap<String, Option<String>> = HashMap::with_capacity(turn.len());
+        for chunk in turn.chunks(self.sink.max_gets().max(1)) {
+            self.handle.count(&self.handle.0.get_requests, 1);
+            values.extend(self.sink.get(chunk).await.inspect_err(|_| {
+                self.handle.count(&self.handle.0.failed_requests, 1);
+            })?);
+        }
+        if let Some(last) = turn.last() {
+            *self
+                .read_after
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = last.clone();
+        }
+        let records: HashMap<String, String> = snapshot::current(&self.db, &turn)
+            .await?
+            .into_iter()
+            // A key changed since the listing is the pusher's to write, not a finding.
+            .filter(|record| expected.get(record.key_id.as_str()) == Some(&record.version))
+            .map(|record| (record.key_id.as_str().to_owned(), record.encode()))
+            .collect();
+        let mut rewrite = Vec::new();
+        let mut found = Vec::with_capacity(turn.len());
+        for key_id in turn {
+            let Some(record) = records.get(key_id.as_str()) else {
+                continue;
+            };
+            let value = values.get(key_id.as_str()).and_then(Option::as_deref);
+            let verdict = judge(value, &self.signer.seal(record), &self.signer, record);
+            if matches!(verdict, Found::OtherKey | Found::Tampered) {
+                rewrite.push(key_id.clone());
+            }
+            found.push((key_id, verdict));
+        }
+        Ok((rewrite, found))
+    }
+
+    /// One error line per tampered entry (the first few by name), worth an alert.
+    fn report_tampering(&self, found: &[(String, Found)]) {
+        const NAMED: usize = 20;
+        let tampered: Vec<&String> = found
+            .iter()
+            .filter(|(_, found)| *found == Found::Tampered)
+            .map(|(key_id, _)| key_id)
+            .collect();
+        for key_id in tampered.iter().take(NAMED) {
+            tracing::error!(
+                key_id = %key_id,
+                "KV entry is not what keygate signed (tampering or a replay); rewriting it"
+            );
+        }
+        if tampered.len() > NAMED {
+            tracing::error!(
+                count = tampered.len(),
+                "KV entries are not what keygate signed; {} more than named above are rewritten",
+                tampered.len() - NAMED
+            );
+        }
     }
 }
 
@@ -543,6 +714,20 @@ impl KvSink for Sink {
         match self {
             Self::Cloudflare(sink) => sink.put(entries).await,
             Self::Wrangler(sink) => sink.put(entries).await,
+        }
+    }
+
+    fn max_gets(&self) -> usize {
+        match self {
+            Self::Cloudflare(sink) => sink.max_gets(),
+            Self::Wrangler(sink) => sink.max_gets(),
+        }
+    }
+
+    async fn get(&self, names: &[String]) -> Result<HashMap<String, Option<String>>, SinkError> {
+        match self {
+            Self::Cloudflare(sink) => sink.get(names).await,
+            Self::Wrangler(sink) => sink.get(names).await,
         }
     }
 

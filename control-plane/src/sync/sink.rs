@@ -1,5 +1,6 @@
 //! Where snapshot records go: a Workers KV namespace, reached through one of the [`KvSink`]s.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -8,6 +9,8 @@ use serde::Serialize;
 /// Workers KV's limits on one bulk write: pairs per request and bytes per request body.
 pub const MAX_BULK_PAIRS: usize = 10_000;
 pub const MAX_BULK_BYTES: usize = 100_000_000;
+/// Workers KV's limit on one bulk read.
+pub const MAX_BULK_GETS: usize = 100;
 
 /// One KV entry: the key id, the encoded [`keygate_shared::SnapshotRecord`], and its version,
 /// which also goes into the entry's KV metadata so reconciliation can compare versions from a
@@ -94,6 +97,17 @@ pub trait KvSink: Send + Sync + 'static {
 
     /// Writes at most [`KvSink::max_pairs`] entries, [`MAX_BULK_BYTES`] in all.
     fn put(&self, entries: &[KvEntry]) -> impl Future<Output = Result<Written, SinkError>> + Send;
+
+    /// The most entries one bulk read may ask for: KV's limit, [`MAX_BULK_GETS`].
+    fn max_gets(&self) -> usize {
+        MAX_BULK_GETS
+    }
+
+    /// The values of at most [`KvSink::max_gets`] entries; a name KV does not hold maps to `None`.
+    fn get(
+        &self,
+        names: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Option<String>>, SinkError>> + Send;
 
     /// Deletes at most [`KvSink::max_pairs`] entries.
     fn delete(&self, names: &[String]) -> impl Future<Output = Result<Written, SinkError>> + Send;

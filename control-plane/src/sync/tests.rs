@@ -93,6 +93,13 @@ impl KvSink for ScriptedKv {
         }
     }
 
+    async fn get(
+        &self,
+        _names: &[String],
+    ) -> Result<std::collections::HashMap<String, Option<String>>, SinkError> {
+        Ok(std::collections::HashMap::new())
+    }
+
     async fn delete(&self, _names: &[String]) -> Result<Written, SinkError> {
         Ok(Written::default())
     }
@@ -126,6 +133,7 @@ impl Fixture {
             lease: LEASE,
             max_backoff: Duration::from_secs(60),
             reconcile_interval: None,
+            reconcile_reads: 0,
         };
         let jwk = keygate_origin::generate("rec-test", &[5; 32]);
         let signer = super::RecordSigner::from_jwk(&serde_json::to_string(&jwk).expect("JSON"))
@@ -357,4 +365,60 @@ async fn keys_kv_did_not_write_wait_their_own_backoff_and_the_rest_are_done() {
     assert!(matches!(pusher.round(0).await.unwrap(), Round::Pushed(1)));
     assert_eq!(sink.puts().last().unwrap(), &vec![failed]);
     assert_eq!(f.depth().await, 0);
+}
+
+#[test]
+fn reconciliation_reads_a_large_namespace_in_turns() {
+    let names: Vec<String> = (0..5).map(|n| format!("k{n}")).collect();
+    let sorted: Vec<&String> = names.iter().collect();
+    let mut after = String::new();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let turn = super::in_turn(&sorted, &after, 2);
+        after = turn.last().expect("a turn").clone();
+        seen.push(turn);
+    }
+    assert_eq!(seen, [["k0", "k1"], ["k2", "k3"], ["k4", "k0"]]);
+    // A key gone since the last pass does not stop the turn; a limit above the count reads all.
+    assert_eq!(super::in_turn(&sorted, "k25", 2), ["k3", "k4"]);
+    assert_eq!(super::in_turn(&sorted, "k4", 10), names);
+    assert!(super::in_turn(&[], "", 10).is_empty());
+}
+
+#[test]
+fn only_what_the_signer_writes_is_genuine() {
+    use super::Found;
+    let signer = |seed: u8, kid: &str| {
+        let jwk = keygate_origin::generate(kid, &[seed; 32]);
+        super::RecordSigner::from_jwk(&serde_json::to_string(&jwk).expect("JSON")).expect("key")
+    };
+    let ours = signer(1, "rec-now");
+    let record = |version: u64| {
+        SnapshotRecord {
+            key_id: KeyId::parse(&"a".repeat(22)).expect("key id"),
+            version,
+            state: RecordState::Deleted,
+        }
+        .encode()
+    };
+    let (now, before) = (record(3), record(2));
+    let judge = |value: Option<&str>| super::judge(value, &ours.seal(&now), &ours, &now);
+    assert_eq!(judge(Some(&ours.seal(&now))), Found::Genuine);
+    assert_eq!(judge(None), Found::Missing);
+    // The same record under the key it was signed with before a rotation.
+    assert_eq!(
+        judge(Some(&signer(2, "rec-before").seal(&now))),
+        Found::OtherKey
+    );
+    // Anything else is tampering: a replayed older record, a forger using our kid or another,
+    // an unsigned record, junk.
+    for value in [
+        ours.seal(&before),
+        signer(3, "rec-now").seal(&now),
+        signer(3, "rec-before").seal(&before),
+        now.clone(),
+        "junk".to_owned(),
+    ] {
+        assert_eq!(judge(Some(&value)), Found::Tampered, "{value}");
+    }
 }

@@ -1,9 +1,10 @@
 //! The local KV store that `wrangler dev` reads (`.wrangler/state`, or `--persist-to`), written
-//! through wrangler itself: `wrangler kv bulk put|delete --local` and `wrangler kv key list
+//! through wrangler itself: `wrangler kv bulk put|get|delete --local` and `wrangler kv key list
 //! --local`. For the dev loop and the end-to-end tests, so they run the same pusher as production.
 //! Each call starts wrangler (about 1.5 s); a call that fails, such as one that found the store
 //! busy with the running `wrangler dev`, is tried again like any other failed push.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -116,6 +117,30 @@ impl KvSink for WranglerKv {
         self.run(&["bulk", "put"], Some(&bulk_body(entries)))
             .await?;
         Ok(Written::default())
+    }
+
+    /// The local store has no limit of its own, and each call costs a wrangler start.
+    fn max_gets(&self) -> usize {
+        super::MAX_BULK_PAIRS
+    }
+
+    async fn get(&self, names: &[String]) -> Result<HashMap<String, Option<String>>, SinkError> {
+        #[derive(Deserialize)]
+        struct Read {
+            value: Option<String>,
+        }
+        let stdout = self.run(&["bulk", "get"], Some(&json!(names))).await?;
+        // `{"<name>": {"value": "<value>" | null}, ...}`, then a line saying "Success!".
+        let json = stdout.trim().trim_end_matches("Success!");
+        let read: HashMap<String, Read> = serde_json::from_str(json.trim()).map_err(|error| {
+            SinkError::Unavailable(format!(
+                "unexpected output of wrangler kv bulk get: {error}"
+            ))
+        })?;
+        Ok(read
+            .into_iter()
+            .map(|(name, read)| (name, read.value))
+            .collect())
     }
 
     async fn delete(&self, names: &[String]) -> Result<Written, SinkError> {
