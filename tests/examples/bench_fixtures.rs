@@ -1,7 +1,7 @@
 //! Keys and KV records for `scripts/bench-edge`, made by keygate-shared itself: a hot production
 //! key, a mistyped one, a staging one, the records (`{key id: encoded record}`) behind them, and
 //! the private JWK the Worker signs identity assertions with, and the public keys its records are
-//! signed with.
+//! signed with (and the same records unsigned, for the Worker before signing).
 
 use keygate_e2e::active_record;
 use keygate_shared::{Environment, KeyFormat};
@@ -22,6 +22,8 @@ fn main() {
         "junk": typo,
         "wrong_environment": staging.expose_secret(),
         "records": { hot.key_id().as_str(): keygate_e2e::seal(&record) },
+        // For the Worker before signed records, which reads format 1.
+        "unsigned_records": { hot.key_id().as_str(): record.encode() },
         "assertion_key": serde_json::to_string(&keygate_e2e::assertion_key()).expect("JSON"),
         "record_keys": keygate_e2e::record_keys(),
     });

@@ -5,10 +5,13 @@
 //! 2. Outbox drain rate: M keys created by a control plane without a sink, then the time from
 //!    starting one with a sink (the fake Cloudflare API) to an empty outbox.
 //! 3. Full resync: `keygate sync --full` of those M keys into an empty namespace: wall time and
-//!    bulk requests.
+//!    bulk requests. With `BENCH_BEFORE_KEYGATE` (another build of `keygate`, which knows the
+//!    first `BENCH_BEFORE_MIGRATIONS` migrations), that build's full resync of a copy of the same
+//!    database runs alternately with this one's, round after round: before and after in one run.
 //!
 //! Usage: `bench_sync [revocations (50)] [keys (100000)]`
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use keygate_e2e::fake_kv::FakeKv;
@@ -123,26 +126,41 @@ fn main() {
     assert_eq!(fake.state().entries.len(), keys);
     drop(keygate);
 
-    // 3. Full resync into an empty namespace.
-    let empty = FakeKv::start(&runtime);
-    let started = Instant::now();
-    let output = std::process::Command::new(binary())
-        .args(["sync", "--full"])
-        .env("DATABASE_URL", &url)
-        .envs(sink(&empty).iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("keygate sync runs");
-    let resync = started.elapsed();
-    assert!(output.status.success(), "{output:?}");
-    let puts = empty.count("PUT");
-    let lists = empty.count("GET");
-    let bytes: usize = empty
-        .state()
-        .requests
-        .iter()
-        .map(|request| request.body.len())
-        .sum();
-    assert_eq!(empty.state().entries.len(), keys);
+    // 3. Full resync into an empty namespace, by this build and, alternately, the one before.
+    let before = std::env::var_os("BENCH_BEFORE_KEYGATE").map(|binary| {
+        let known: i64 = std::env::var("BENCH_BEFORE_MIGRATIONS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .expect("BENCH_BEFORE_MIGRATIONS: how many migrations that build knows");
+        let copy = dir.path().join("before.db");
+        std::fs::copy(dir.path().join("bulk.db"), &copy).expect("copy the database");
+        forget_migrations_after(&runtime, &copy, known);
+        (
+            PathBuf::from(binary),
+            format!("sqlite://{}", copy.display()),
+        )
+    });
+    let mut resyncs = Vec::new();
+    let mut resyncs_before = Vec::new();
+    let mut last = None;
+    for _round in 0..3 {
+        if let Some((binary, url)) = &before {
+            resyncs_before.push(full_sync(&runtime, binary, url, keys, &sink).elapsed);
+        }
+        let resync = full_sync(&runtime, &binary(), &url, keys, &sink);
+        resyncs.push(resync.elapsed);
+        last = Some(resync);
+    }
+    let Resync {
+        puts,
+        lists,
+        bytes,
+        stdout,
+        ..
+    } = last.expect("three rounds");
+    resyncs.sort();
+    resyncs_before.sort();
+    let resync = resyncs[1];
 
     println!("| measurement | result |");
     println!("|---|---|");
@@ -163,12 +181,86 @@ fn main() {
         keys as f64 / drain.as_secs_f64()
     );
     println!(
-        "| `keygate sync --full`, {keys} keys into an empty namespace | {:.2} s wall, {puts} bulk writes + {lists} list, {:.1} MB sent |",
+        "| `keygate sync --full`, {keys} keys into an empty namespace (median of 3) | {:.2} s wall, {puts} bulk writes + {lists} list, {:.1} MB sent |",
         resync.as_secs_f64(),
         bytes as f64 / 1e6
     );
-    eprintln!(
-        "keygate sync said: {}",
-        String::from_utf8_lossy(&output.stdout).trim()
-    );
+    if let Some(before) = resyncs_before.get(1) {
+        println!(
+            "| the same by the build before (`BENCH_BEFORE_KEYGATE`), alternating rounds | {:.2} s wall; this build / before: {:.2} (rounds: {}) |",
+            before.as_secs_f64(),
+            resync.as_secs_f64() / before.as_secs_f64(),
+            resyncs_before
+                .iter()
+                .zip(&resyncs)
+                .map(|(before, now)| format!(
+                    "{:.2} s / {:.2} s",
+                    before.as_secs_f64(),
+                    now.as_secs_f64()
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    eprintln!("keygate sync said: {}", stdout.trim());
+}
+
+struct Resync {
+    elapsed: Duration,
+    puts: usize,
+    lists: usize,
+    bytes: usize,
+    stdout: String,
+}
+
+/// `binary sync --full` of the database at `url` into a new, empty fake namespace.
+fn full_sync(
+    runtime: &tokio::runtime::Runtime,
+    binary: &Path,
+    url: &str,
+    keys: usize,
+    sink: &dyn Fn(&FakeKv) -> Vec<(&'static str, String)>,
+) -> Resync {
+    let empty = FakeKv::start(runtime);
+    let started = Instant::now();
+    let output = std::process::Command::new(binary)
+        .args(["sync", "--full"])
+        .env("DATABASE_URL", url)
+        .envs(sink(&empty).iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("keygate sync runs");
+    let elapsed = started.elapsed();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(empty.state().entries.len(), keys);
+    let bytes = empty
+        .state()
+        .requests
+        .iter()
+        .map(|request| request.body.len())
+        .sum();
+    Resync {
+        elapsed,
+        puts: empty.count("PUT"),
+        lists: empty.count("GET"),
+        bytes,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+    }
+}
+
+/// Makes the SQLite database at `path` readable by a build that knows only its first `known`
+/// migrations: the later ones added columns that build never reads, so only their bookkeeping
+/// rows are removed.
+fn forget_migrations_after(runtime: &tokio::runtime::Runtime, path: &Path, known: i64) {
+    runtime.block_on(async {
+        use sqlx::Connection;
+        let mut connection =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .expect("open the copy");
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version > $1")
+            .bind(known)
+            .execute(&mut connection)
+            .await
+            .expect("forget the later migrations");
+    });
 }

@@ -413,11 +413,13 @@ pub async fn record_outcome(
     Ok(())
 }
 
-/// A reconciliation pass ended with `repairs`. Tampering found is remembered until a later pass
-/// finds more, so an alert polling `/v1/sync/status` does not miss it after a clean pass.
+/// A reconciliation pass ended, having queued again, rewritten or deleted `repairs` entries, of
+/// which `tampered` were not what keygate signed. Tampering found is remembered until a later
+/// pass finds more, so an alert polling `/v1/sync/status` does not miss it after a clean pass.
 pub async fn record_reconcile(
     db: &Db,
-    repairs: &crate::sync::Repairs,
+    repairs: u64,
+    tampered: u64,
     now: i64,
 ) -> Result<(), StoreError> {
     let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
@@ -429,8 +431,8 @@ pub async fn record_reconcile(
          WHERE sync_state_id = 1",
     )
     .bind(now)
-    .bind(count(repairs.total()))
-    .bind(count(repairs.tampered))
+    .bind(count(repairs))
+    .bind(count(tampered))
     .execute(db.writer())
     .await?;
     Ok(())

@@ -613,7 +613,13 @@ impl<S: KvSink> Pusher<S> {
         }
         self.handle
             .count(&self.handle.0.tampered_entries, repairs.tampered);
-        outbox::record_reconcile(&self.db, &repairs, self.clock.now()).await?;
+        outbox::record_reconcile(
+            &self.db,
+            repairs.total(),
+            repairs.tampered,
+            self.clock.now(),
+        )
+        .await?;
         if repairs.queued + repairs.tampered + repairs.resigned > 0 {
             self.handle.changed();
         }
