@@ -9,7 +9,7 @@
 //!    first `BENCH_BEFORE_MIGRATIONS` migrations), that build's full resync of a copy of the same
 //!    database runs alternately with this one's, round after round: before and after in one run.
 //!
-//! Usage: `bench_sync [revocations (50)] [keys (100000)]`
+//! Usage: `bench_sync [revocations (50; 0 skips step 1)] [keys (100000)]`
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -19,6 +19,9 @@ use keygate_e2e::keygate::{Keygate, binary, bootstrap, pushing_to_wrangler};
 use keygate_e2e::{EchoOrigin, WranglerDev, poll};
 use reqwest::Method;
 use serde_json::json;
+
+/// Full resyncs per build.
+const ROUNDS: usize = 5;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -45,51 +48,12 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
 
-    // 1. Revocation propagation, local loop.
-    let origin = EchoOrigin::start(&runtime);
-    let edge = WranglerDev::start(&[
-        ("KEYGATE_ORIGIN", &origin.url()),
-        (
-            "KEYGATE_ROUTES",
-            r#"[{"method": "*", "path": "/*", "any_key": true}]"#,
-        ),
-    ]);
-    let url = format!("sqlite://{}", dir.path().join("loop.db").display());
-    let token = bootstrap(&url);
-    let keygate = Keygate::serve(&url, &token, &pushing_to_wrangler(&edge), dir.path());
-    let http = reqwest::blocking::Client::new();
-    let edge_status = |key: &str| {
-        http.get(edge.url("/anything"))
-            .bearer_auth(key)
-            .send()
-            .map(|response| response.status().as_u16())
-            .unwrap_or(0)
+    // 1. Revocation propagation, local loop (skipped with 0 revocations).
+    let delays = if revocations > 0 {
+        revocation_delays(&runtime, dir.path(), revocations)
+    } else {
+        Vec::new()
     };
-    let created: Vec<(String, String)> = (0..revocations)
-        .map(|n| create(&keygate, &format!("revoke-{n}")))
-        .collect();
-    for (key, _) in &created {
-        poll(Duration::from_secs(60), "key live at the edge", || {
-            (edge_status(key) == 200).then_some(())
-        });
-    }
-    let mut delays = Vec::new();
-    for (key, key_id) in &created {
-        let (status, body) = keygate.call(
-            Method::POST,
-            &format!("/v1/keys/{key_id}/revoke"),
-            Some(json!({"reason": "benchmark"})),
-        );
-        assert_eq!(status, 200, "{body}");
-        let returned = Instant::now();
-        poll(Duration::from_secs(60), "revocation at the edge", || {
-            (edge_status(key) == 401).then_some(())
-        });
-        delays.push(returned.elapsed());
-    }
-    delays.sort();
-    drop(keygate);
-    drop(edge);
 
     // 2. Outbox drain: keys made while KV is down, then KV back.
     let fake = FakeKv::start(&runtime);
@@ -133,8 +97,7 @@ fn main() {
             .and_then(|n| n.parse().ok())
             .expect("BENCH_BEFORE_MIGRATIONS: how many migrations that build knows");
         let copy = dir.path().join("before.db");
-        std::fs::copy(dir.path().join("bulk.db"), &copy).expect("copy the database");
-        forget_migrations_after(&runtime, &copy, known);
+        copy_for_a_build_before(&runtime, &dir.path().join("bulk.db"), &copy, known);
         (
             PathBuf::from(binary),
             format!("sqlite://{}", copy.display()),
@@ -143,33 +106,49 @@ fn main() {
     let mut resyncs = Vec::new();
     let mut resyncs_before = Vec::new();
     let mut last = None;
-    for _round in 0..3 {
+    for round in 0..ROUNDS {
+        // Each build goes first every other round, so a drift of the machine favours neither.
+        let now_first = round % 2 == 1 || before.is_none();
+        if now_first {
+            let resync = full_sync(&runtime, &binary(), &url, keys, &sink);
+            resyncs.push(resync.elapsed);
+            last = Some(resync);
+        }
         if let Some((binary, url)) = &before {
             resyncs_before.push(full_sync(&runtime, binary, url, keys, &sink).elapsed);
         }
-        let resync = full_sync(&runtime, &binary(), &url, keys, &sink);
-        resyncs.push(resync.elapsed);
-        last = Some(resync);
+        if !now_first {
+            let resync = full_sync(&runtime, &binary(), &url, keys, &sink);
+            resyncs.push(resync.elapsed);
+            last = Some(resync);
+        }
     }
+    let pairs: Vec<String> = resyncs_before
+        .iter()
+        .zip(&resyncs)
+        .map(|(before, now)| format!("{:.2} s / {:.2} s", before.as_secs_f64(), now.as_secs_f64()))
+        .collect();
     let Resync {
         puts,
         lists,
         bytes,
         stdout,
         ..
-    } = last.expect("three rounds");
+    } = last.expect("at least one round");
     resyncs.sort();
     resyncs_before.sort();
-    let resync = resyncs[1];
+    let resync = resyncs[ROUNDS / 2];
 
     println!("| measurement | result |");
     println!("|---|---|");
-    println!(
-        "| revocation -> edge 401, local loop ({revocations} revocations) | p50 {} ms, p99 {} ms, max {} ms |",
-        percentile(&delays, 0.5).as_millis(),
-        percentile(&delays, 0.99).as_millis(),
-        delays.last().unwrap().as_millis()
-    );
+    if let Some(max) = delays.last() {
+        println!(
+            "| revocation -> edge 401, local loop ({revocations} revocations) | p50 {} ms, p99 {} ms, max {} ms |",
+            percentile(&delays, 0.5).as_millis(),
+            percentile(&delays, 0.99).as_millis(),
+            max.as_millis()
+        );
+    }
     println!(
         "| {keys} keys created through the API (8 clients, no pusher) | {:.1} s ({:.0}/s) |",
         creation.as_secs_f64(),
@@ -181,25 +160,16 @@ fn main() {
         keys as f64 / drain.as_secs_f64()
     );
     println!(
-        "| `keygate sync --full`, {keys} keys into an empty namespace (median of 3) | {:.2} s wall, {puts} bulk writes + {lists} list, {:.1} MB sent |",
+        "| `keygate sync --full`, {keys} keys into an empty namespace (median of {ROUNDS}) | {:.2} s wall, {puts} bulk writes + {lists} list, {:.1} MB sent |",
         resync.as_secs_f64(),
         bytes as f64 / 1e6
     );
-    if let Some(before) = resyncs_before.get(1) {
+    if let Some(before) = resyncs_before.get(ROUNDS / 2) {
         println!(
-            "| the same by the build before (`BENCH_BEFORE_KEYGATE`), alternating rounds | {:.2} s wall; this build / before: {:.2} (rounds: {}) |",
+            "| the same by the build before (`BENCH_BEFORE_KEYGATE`), alternating rounds | {:.2} s wall (median); this build / before: {:.2} (rounds, before / now: {}) |",
             before.as_secs_f64(),
             resync.as_secs_f64() / before.as_secs_f64(),
-            resyncs_before
-                .iter()
-                .zip(&resyncs)
-                .map(|(before, now)| format!(
-                    "{:.2} s / {:.2} s",
-                    before.as_secs_f64(),
-                    now.as_secs_f64()
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
+            pairs.join(", ")
         );
     }
     eprintln!("keygate sync said: {}", stdout.trim());
@@ -247,20 +217,79 @@ fn full_sync(
     }
 }
 
-/// Makes the SQLite database at `path` readable by a build that knows only its first `known`
-/// migrations: the later ones added columns that build never reads, so only their bookkeeping
-/// rows are removed.
-fn forget_migrations_after(runtime: &tokio::runtime::Runtime, path: &Path, known: i64) {
+/// A consistent copy (`VACUUM INTO`) of the SQLite database at `from`, readable by a build that
+/// knows only its first `known` migrations: the later ones added columns that build never reads,
+/// so only their bookkeeping rows are removed from the copy.
+fn copy_for_a_build_before(runtime: &tokio::runtime::Runtime, from: &Path, to: &Path, known: i64) {
     runtime.block_on(async {
         use sqlx::Connection;
-        let mut connection =
-            sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-                .await
-                .expect("open the copy");
+        let open = |path: &Path| {
+            let url = format!("sqlite://{}", path.display());
+            async move { sqlx::SqliteConnection::connect(&url).await.expect("open") }
+        };
+        let mut source = open(from).await;
+        sqlx::query("VACUUM INTO $1")
+            .bind(to.display().to_string())
+            .execute(&mut source)
+            .await
+            .expect("copy the database");
         sqlx::query("DELETE FROM _sqlx_migrations WHERE version > $1")
             .bind(known)
-            .execute(&mut connection)
+            .execute(&mut open(to).await)
             .await
             .expect("forget the later migrations");
     });
+}
+
+/// Revocation -> edge 401 on the local loop, for each of `revocations` keys, sorted.
+fn revocation_delays(
+    runtime: &tokio::runtime::Runtime,
+    dir: &Path,
+    revocations: usize,
+) -> Vec<Duration> {
+    let origin = EchoOrigin::start(runtime);
+    let edge = WranglerDev::start(&[
+        ("KEYGATE_ORIGIN", &origin.url()),
+        (
+            "KEYGATE_ROUTES",
+            r#"[{"method": "*", "path": "/*", "any_key": true}]"#,
+        ),
+    ]);
+    let url = format!("sqlite://{}", dir.join("loop.db").display());
+    let token = bootstrap(&url);
+    let keygate = Keygate::serve(&url, &token, &pushing_to_wrangler(&edge), dir);
+    let http = reqwest::blocking::Client::new();
+    let edge_status = |key: &str| {
+        http.get(edge.url("/anything"))
+            .bearer_auth(key)
+            .send()
+            .map(|response| response.status().as_u16())
+            .unwrap_or(0)
+    };
+    let created: Vec<(String, String)> = (0..revocations)
+        .map(|n| create(&keygate, &format!("revoke-{n}")))
+        .collect();
+    for (key, _) in &created {
+        poll(Duration::from_secs(60), "key live at the edge", || {
+            (edge_status(key) == 200).then_some(())
+        });
+    }
+    let mut delays = Vec::new();
+    for (key, key_id) in &created {
+        let (status, body) = keygate.call(
+            Method::POST,
+            &format!("/v1/keys/{key_id}/revoke"),
+            Some(json!({"reason": "benchmark"})),
+        );
+        assert_eq!(status, 200, "{body}");
+        let returned = Instant::now();
+        poll(Duration::from_secs(60), "revocation at the edge", || {
+            (edge_status(key) == 401).then_some(())
+        });
+        delays.push(returned.elapsed());
+    }
+    delays.sort();
+    drop(keygate);
+    drop(edge);
+    delays
 }
