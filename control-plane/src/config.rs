@@ -10,7 +10,8 @@ use keygate_shared::Environment;
 
 use crate::cli::ClientCommand;
 use crate::sync::{
-    ApiToken, CloudflareKv, DEFAULT_BASE_URL, PushSettings, RecordSigner, Sink, WranglerKv,
+    ApiToken, CloudflareKv, DEFAULT_BASE_URL, FeedToken, FeedWriter, PushSettings, RecordSigner,
+    Sink, WranglerKv,
 };
 
 #[derive(Debug, Parser)]
@@ -27,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the control-plane API (creates and migrates the database on first start).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Create the first admin and print its token once (what `serve` does on an empty database).
     Bootstrap(SetupArgs),
     /// Push the pending snapshot records to KV and exit; `--full` rebuilds the whole snapshot.
@@ -242,6 +243,17 @@ pub struct SyncArgs {
     /// passes. 0: compare versions only.
     #[arg(long, env = "KEYGATE_RECONCILE_READS", default_value_t = 100_000)]
     pub reconcile_reads: usize,
+    /// The edge's change feed route (`https://<edge>/.keygate/feed`): every record is appended
+    /// there before it goes to KV, so isolates learn of it within seconds. Unset: KV alone.
+    #[arg(long, env = "KEYGATE_FEED_URL")]
+    pub feed_url: Option<String>,
+    /// The edge's `KEYGATE_FEED_TOKEN` (a secret of 32 characters or more).
+    #[arg(long, env = "KEYGATE_FEED_TOKEN", hide_env_values = true, value_parser = parse_feed_token)]
+    pub feed_token: Option<FeedToken>,
+}
+
+fn parse_feed_token(text: &str) -> Result<FeedToken, String> {
+    Ok(FeedToken::new(text.to_owned()))
 }
 
 fn parse_token(text: &str) -> Result<ApiToken, String> {
@@ -291,6 +303,17 @@ impl SyncArgs {
             reconcile_interval: (self.reconcile_interval_seconds > 0)
                 .then(|| Duration::from_secs(self.reconcile_interval_seconds)),
             reconcile_reads: self.reconcile_reads,
+        }
+    }
+
+    /// The change feed writer, if one is configured, or what is missing or wrong.
+    pub fn feed(&self) -> Result<Option<FeedWriter>, String> {
+        let timeout = Duration::from_secs(self.sync_lease_seconds) / 2;
+        match (&self.feed_url, &self.feed_token) {
+            (None, None) => Ok(None),
+            (Some(url), Some(token)) => FeedWriter::new(url, token.clone(), timeout).map(Some),
+            (Some(_), None) => Err("--feed-url needs --feed-token (KEYGATE_FEED_TOKEN)".into()),
+            (None, Some(_)) => Err("--feed-token needs --feed-url (KEYGATE_FEED_URL)".into()),
         }
     }
 

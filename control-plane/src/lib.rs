@@ -31,7 +31,7 @@ use std::process::ExitCode;
 /// Runs one invocation of the binary.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        config::Command::Serve(config) => serve::serve(config).await,
+        config::Command::Serve(config) => serve::serve(*config).await,
         config::Command::Bootstrap(args) => serve::bootstrap(args).await,
         config::Command::Sync(command) => serve::sync_once(command).await,
         config::Command::AssertionKey(command) => key_pairs::assertion(command),

@@ -214,11 +214,24 @@ async fn run(config: ServeConfig) -> Result<(), String> {
     tracing::info!(%address, "keygate control plane listening");
     let sink = config.sync.sink()?;
     let signer = sink.as_ref().map(|_| config.sync.signer()).transpose()?;
-    let handle = SyncHandle::new(sink.as_ref().map(KvSink::describe));
+    let feed = config.sync.feed()?;
+    let handle = SyncHandle::new(
+        sink.as_ref().map(KvSink::describe),
+        feed.as_ref().map(|feed| feed.describe().to_owned()),
+    );
     let (stop_pusher, stopped) = tokio::sync::watch::channel(false);
     let pusher = match sink.zip(signer) {
         Some((sink, signer)) => {
             tracing::info!(kid = signer.kid(), "records are signed");
+            match &feed {
+                Some(feed) => tracing::info!(
+                    feed = feed.describe(),
+                    "records go to the change feed first"
+                ),
+                None => tracing::info!(
+                    "no change feed (KEYGATE_FEED_URL): the edge learns of changes from KV alone"
+                ),
+            }
             let pusher = Pusher::new(
                 db.clone(),
                 sink,
@@ -227,7 +240,8 @@ async fn run(config: ServeConfig) -> Result<(), String> {
                 handle.clone(),
                 Clock::system(),
                 Jitter::os(),
-            );
+            )
+            .with_feed(feed);
             Some(tokio::spawn(pusher.run(stopped)))
         }
         None => {
@@ -302,10 +316,11 @@ pub(crate) async fn sync_once(command: SyncCommand) -> ExitCode {
             sink,
             command.sync.signer()?,
             command.sync.push_settings(),
-            SyncHandle::new(Some(describe.clone())),
+            SyncHandle::new(Some(describe.clone()), None),
             Clock::system(),
             Jitter::os(),
-        );
+        )
+        .with_feed(command.sync.feed()?);
         let give_up = Duration::from_secs(command.timeout_seconds);
         let report = if command.full {
             pusher.rebuild(give_up, 8).await

@@ -147,7 +147,9 @@ async fn leases_are_measured_by_the_database_clock(backend: Backend) {
     );
 
     // The app's clock is hand-set years away; the lease (no time given) is the database's.
-    let held = outbox::claim(db, "first", None, 60_000, 10).await.unwrap();
+    let held = outbox::claim(db, "first", None, 60_000, 10, false)
+        .await
+        .unwrap();
     assert_eq!(held.len(), 1);
     let after = outbox::database_now_ms(db).await.unwrap();
     let pool = sqlx::AnyPool::connect(&app.db_url).await.unwrap();
@@ -165,7 +167,7 @@ async fn leases_are_measured_by_the_database_clock(backend: Backend) {
     );
     // Another replica, whatever its own clock says, finds the key held...
     assert!(
-        outbox::claim(db, "second", None, 60_000, 10)
+        outbox::claim(db, "second", None, 60_000, 10, false)
             .await
             .unwrap()
             .is_empty()
@@ -176,7 +178,7 @@ async fn leases_are_measured_by_the_database_clock(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(
-        outbox::claim(db, "second", None, 60_000, 10)
+        outbox::claim(db, "second", None, 60_000, 10, false)
             .await
             .unwrap()
             .len(),

@@ -95,6 +95,17 @@ impl RecordCache {
         }
     }
 
+    /// Drops `key_id`'s entry: its next lookup asks again.
+    pub(crate) fn forget(&mut self, key_id: &KeyId) {
+        self.entries.remove(key_id);
+    }
+
+    /// Drops every entry.
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+    }
+
     fn compact(&mut self) {
         let entries = &self.entries;
         self.order.retain(|(id, at)| {

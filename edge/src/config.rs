@@ -29,6 +29,10 @@ pub(crate) struct Config {
     pub(crate) assertion: Option<AssertionConfig>,
     /// Which records from KV are trusted.
     pub(crate) records: RecordTrust,
+    /// How this isolate follows the change feed (`KEYGATE_FEED=on`); `None`: KV alone.
+    pub(crate) feed: Option<FeedSettings>,
+    /// `KEYGATE_FEED_TOKEN` (a secret), as a digest: what the control plane appends with.
+    pub(crate) feed_token: Option<Digest>,
 }
 
 /// `KEYGATE_RECORD_SIGNATURES`: `required` (the default) trusts only records signed by a key of
@@ -109,6 +113,25 @@ pub(crate) struct AssertionConfig {
     /// What `/.keygate/jwks.json` serves: `KEYGATE_ASSERTION_JWKS`, which must list the signing
     /// key (and may list the next or previous one during a rotation), or the signing key alone.
     pub(crate) jwks_json: String,
+}
+
+/// `KEYGATE_FEED_UNREACHABLE`: what a stale isolate does when the feed does not answer in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unreachable {
+    /// Decide from KV and the isolate cache, as without a feed (the bound is then KV's).
+    Kv,
+    /// Answer 503 rather than risk a verdict older than the staleness limit.
+    Closed,
+}
+
+/// How an isolate follows the feed.
+#[derive(Clone, Debug)]
+pub(crate) struct FeedSettings {
+    pub(crate) poll_ms: i64,
+    pub(crate) stale_ms: i64,
+    pub(crate) timeout_ms: u64,
+    pub(crate) retention_ms: i64,
+    pub(crate) unreachable: Unreachable,
 }
 
 /// `KEYGATE_RATE_LIMIT_UNAVAILABLE`: `local` (the default) falls back to a bucket of the same limit
@@ -277,7 +300,37 @@ impl Config {
             _ => Signatures::Log,
         };
         let records = record_trust(signatures, var("KEYGATE_RECORD_KEYS").as_deref())?;
+        let feed = match choice("KEYGATE_FEED", &["off", "on"])? {
+            0 => None,
+            _ => Some(FeedSettings {
+                poll_ms: number("KEYGATE_FEED_POLL_MS", 1_000, 100..=60_000)? as i64,
+                stale_ms: number("KEYGATE_FEED_STALE_MS", 3_000, 200..=600_000)? as i64,
+                timeout_ms: number("KEYGATE_FEED_TIMEOUT_MS", 1_000, 50..=10_000)?,
+                retention_ms: number(
+                    "KEYGATE_FEED_RETENTION_SECONDS",
+                    crate::feed::DEFAULT_RETENTION_SECONDS,
+                    60..=86_400,
+                )? as i64
+                    * 1_000,
+                unreachable: match choice("KEYGATE_FEED_UNREACHABLE", &["kv", "closed"])? {
+                    0 => Unreachable::Kv,
+                    _ => Unreachable::Closed,
+                },
+            }),
+        };
+        let feed_token = match var("KEYGATE_FEED_TOKEN") {
+            None => None,
+            Some(token) if token.len() >= 32 => Some(Digest::of_key(&token)),
+            Some(_) => {
+                return Err(invalid(
+                    "KEYGATE_FEED_TOKEN",
+                    "must be at least 32 characters".into(),
+                ));
+            }
+        };
         Ok(Self {
+            feed,
+            feed_token,
             assertion,
             records,
             verify_secret,

@@ -16,6 +16,8 @@
 mod assertion;
 mod cache;
 mod config;
+mod feed;
+mod follower;
 mod gateway;
 mod limiter;
 mod lookup;
@@ -57,8 +59,10 @@ pub(crate) struct Isolate {
     pub(crate) cache: RefCell<RecordCache>,
     /// Signs the identity assertion (when the deployment has one).
     pub(crate) signer: assertion::Signer,
-    /// Checks the signature of every record read from KV.
+    /// Checks the signature of every record read from KV (or the change feed).
     pub(crate) records: records::RecordVerifier,
+    /// This isolate's place in the change feed.
+    pub(crate) follower: follower::Follower,
     /// Per-key buckets for when a key's limiter cannot be reached (`local` fallback).
     pub(crate) local_buckets: RefCell<limiter::LocalBuckets>,
     /// Whether the `USAGE` queue is bound: without it, no event is built at all.
@@ -82,6 +86,7 @@ fn isolate(env: &Env) -> std::result::Result<Rc<Isolate>, ConfigError> {
                 local_buckets: RefCell::new(local_buckets),
                 signer,
                 records: records::RecordVerifier::default(),
+                follower: follower::Follower::default(),
                 cache: RefCell::new(cache),
                 reports_usage: env.queue(usage::USAGE_BINDING).is_ok(),
             }))
@@ -121,6 +126,8 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Resp
     };
     if call.target.path == isolate.config.verify_path {
         call.verify(request).await
+    } else if call.target.path == feed::FEED_PATH && isolate.config.feed.is_some() {
+        call.append_to_feed(request).await
     } else if call.target.path == JWKS_PATH {
         call.jwks()
     } else {
@@ -129,7 +136,7 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Resp
 }
 
 struct Call<'a> {
-    isolate: &'a Isolate,
+    isolate: &'a Rc<Isolate>,
     env: &'a Env,
     ctx: &'a Context,
     request_id: &'a str,
@@ -433,12 +440,79 @@ impl Call<'_> {
         Ok(response)
     }
 
+    /// `POST /.keygate/feed`: the control plane appends signed records to the change feed, with
+    /// `Authorization: Bearer <KEYGATE_FEED_TOKEN>`.
+    async fn append_to_feed(&self, mut request: Request) -> Result<web_sys::Response> {
+        let Some(expected) = &self.isolate.config.feed_token else {
+            return respond::error(
+                404,
+                "no_route",
+                "This edge takes no feed appends (no KEYGATE_FEED_TOKEN).",
+                self.request_id,
+            );
+        };
+        if request.method() != worker::Method::Post {
+            return respond::error(
+                405,
+                "method_not_allowed",
+                "POST an append.",
+                self.request_id,
+            );
+        }
+        let presented = request.headers().get("authorization")?;
+        let presented = presented
+            .as_deref()
+            .and_then(|value| value.strip_prefix("Bearer "));
+        // Digest equality is constant-time.
+        if presented.map(Digest::of_key).as_ref() != Some(expected) {
+            return respond::error(
+                401,
+                "invalid_feed_token",
+                "Appending to the feed needs 'Authorization: Bearer <KEYGATE_FEED_TOKEN>'.",
+                self.request_id,
+            );
+        }
+        let Some(body) = read_capped(&mut request, keygate_shared::MAX_APPEND_BYTES).await? else {
+            let message = format!(
+                "An append is at most {} bytes.",
+                keygate_shared::MAX_APPEND_BYTES
+            );
+            return respond::error(413, "body_too_large", &message, self.request_id);
+        };
+        match feed::append(self.env, body).await {
+            Ok(response) => Ok(response.into()),
+            Err(error) => {
+                console_error!("{} feed unavailable: {error}", self.request_id);
+                respond::error(
+                    503,
+                    "unavailable",
+                    "The change feed cannot be reached.",
+                    self.request_id,
+                )
+            }
+        }
+    }
+
     fn verdict(&self, decision: Decision<'_>) -> Result<web_sys::Response> {
         respond::json(200, &decision.to_verify_response(), self.request_id)
     }
 
-    /// The record for `key_id`, or the response that ends the request (limited, KV trouble).
+    /// The record for `key_id`, or the response that ends the request (limited, KV trouble, a
+    /// stale feed where the deployment fails closed). The isolate keeps up with the change feed
+    /// first: in the background, or, when it has not heard from the feed lately, by waiting for
+    /// one poll.
     async fn record(&self, key_id: KeyId) -> std::result::Result<cache::Lookup, Answered> {
+        if follower::keep_up(self.isolate, self.env, self.ctx, self.now_ms)
+            .await
+            .is_err()
+        {
+            return Err(respond::error(
+                503,
+                "unavailable",
+                "The change feed cannot be reached, and this deployment does not decide without it.",
+                self.request_id,
+            ));
+        }
         lookup::record(self.isolate, self.env, key_id, self.client, self.now_ms)
             .await
             .map_err(|error| match error {

@@ -72,6 +72,17 @@ pub(crate) async fn record(
             Some(Rc::new(CachedRecord::new(record)))
         }
     };
+    // KV may still serve a version older than the change feed brought (its propagation, its
+    // edge cache): the newer one wins.
+    let lookup = isolate
+        .follower
+        .prefer_newer(
+            isolate,
+            &key_id,
+            lookup,
+            i64::try_from(now_ms).unwrap_or(i64::MAX),
+        )
+        .await;
     isolate
         .cache
         .borrow_mut()

@@ -10,6 +10,8 @@
 //! - the request target as it is authorised: [`Method`] and [`canonical_path`];
 //! - the identity assertion the edge signs for the origin ([`AssertionClaims`], [`signing_input`]);
 //! - per-key rate limiting ([`TokenBucket`]), exact integer arithmetic the edge runs per key.
+//! - the change feed the control plane appends to and every isolate follows ([`Append`],
+//!   [`FeedPage`]).
 //!
 //! It deliberately does no I/O, reads no clock and draws no randomness of its own: time comes in as
 //! `now`, randomness as a `CryptoRng`, records from the caller. So it is synchronous, builds for
@@ -25,6 +27,7 @@ mod cidr;
 mod decision;
 mod digest;
 mod environment;
+mod feed;
 mod key;
 #[cfg(feature = "openapi")]
 pub mod openapi;
@@ -47,6 +50,7 @@ pub use decision::{
 };
 pub use digest::Digest;
 pub use environment::Environment;
+pub use feed::{Append, Appended, FeedEntry, FeedPage, MAX_APPEND_BYTES, MAX_FEED_ENTRIES};
 pub use key::{
     ApiKey, CHECKSUM_LEN, KEY_ID_LEN, KeyError, KeyField, KeyFormat, KeyId, MAX_KEY_LEN,
     MAX_PREFIX_LEN, ParsedKey, PrefixError, SECRET_LEN,

@@ -27,7 +27,8 @@ pub fn binary() -> PathBuf {
     binary
 }
 
-/// The settings of a `keygate serve` that pushes into the local KV store `edge` reads.
+/// The settings of a `keygate serve` that pushes into the local KV store `edge` reads, and to its
+/// change feed first.
 pub fn pushing_to_wrangler(edge: &WranglerDev) -> Vec<(&'static str, String)> {
     let root = repo_root();
     let path = |path: PathBuf| path.display().to_string();
@@ -43,6 +44,8 @@ pub fn pushing_to_wrangler(edge: &WranglerDev) -> Vec<(&'static str, String)> {
             "KEYGATE_RECORD_SIGNING_KEY_FILE",
             path(crate::record_key_file()),
         ),
+        ("KEYGATE_FEED_URL", edge.url(crate::FEED_PATH)),
+        ("KEYGATE_FEED_TOKEN", crate::FEED_TOKEN.to_owned()),
     ]
 }
 

@@ -82,6 +82,11 @@ pub fn record_key_file() -> PathBuf {
     .clone()
 }
 
+/// What the control plane appends to the test Workers' change feed with (`KEYGATE_FEED_TOKEN`).
+pub const FEED_TOKEN: &str = "e2e-feed-token-0123456789abcdef0123456789abcdef";
+/// The test Workers' change feed route.
+pub const FEED_PATH: &str = "/.keygate/feed";
+
 /// The key a rotation moves the control plane to (a fixed test key, another `kid`).
 pub fn next_record_key() -> keygate_shared::SigningJwk {
     keygate_origin::generate("rec-e2e-next", &[7; 32])
@@ -201,6 +206,9 @@ impl WranglerDev {
         }
         if !vars.iter().any(|(name, _)| *name == "KEYGATE_RECORD_KEYS") {
             command.args(["--var", &format!("KEYGATE_RECORD_KEYS:{}", record_keys())]);
+        }
+        if !vars.iter().any(|(name, _)| *name == "KEYGATE_FEED_TOKEN") {
+            command.args(["--var", &format!("KEYGATE_FEED_TOKEN:{FEED_TOKEN}")]);
         }
         for (name, value) in vars {
             command.args(["--var", &format!("{name}:{value}")]);

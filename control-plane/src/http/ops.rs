@@ -135,6 +135,21 @@ async fn metrics(
         last.last_success_at.unwrap_or_default(),
         last.last_error_at.unwrap_or_default(),
     );
+    if state.sync().feed().is_some() {
+        let age = backlog
+            .oldest_unfed_at
+            .map_or(0, |at| (state.now() - at).max(0));
+        let _ = writeln!(
+            out,
+            "# HELP keygate_feed_pending Records not yet appended to the edge's change feed.\n\
+             # TYPE keygate_feed_pending gauge\nkeygate_feed_pending {}\n\
+             # HELP keygate_feed_oldest_pending_seconds Age of the oldest of them (0: none): the \
+             feed's lag, which bounds how late an isolate learns of a revocation.\n\
+             # TYPE keygate_feed_oldest_pending_seconds gauge\n\
+             keygate_feed_oldest_pending_seconds {age}",
+            backlog.unfed
+        );
+    }
     state.sync().render_metrics(&mut out);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }

@@ -21,6 +21,13 @@ pub(super) struct SyncStatus {
     /// Where this replica's pusher writes (`cloudflare:<account>/storage/kv/namespaces/<id>` or
     /// `wrangler-local:<binding>:<dir>`); null when it runs none. Other replicas may.
     sink: Option<String>,
+    /// Where this replica's pusher appends to the edge's change feed before KV; null when it
+    /// has no feed.
+    feed: Option<String>,
+    /// Records not yet in the change feed (null without a feed): what isolates cannot know yet.
+    feed_pending: Option<i64>,
+    /// Age of the oldest of them (null when there are none, or no feed).
+    feed_oldest_pending_age_seconds: Option<i64>,
     /// Snapshot records written to the outbox and not yet in KV.
     outbox_depth: i64,
     /// Keys those records belong to.
@@ -72,6 +79,13 @@ async fn sync_status(
     let now = state.now();
     Ok(Json(SyncStatus {
         sink: state.sync().sink().map(str::to_owned),
+        feed: state.sync().feed().map(str::to_owned),
+        feed_pending: state.sync().feed().map(|_| backlog.unfed),
+        feed_oldest_pending_age_seconds: state
+            .sync()
+            .feed()
+            .and(backlog.oldest_unfed_at)
+            .map(|at| (now - at).max(0)),
         outbox_depth: backlog.depth,
         pending_keys: backlog.keys,
         oldest_pending_age_seconds: backlog.oldest_enqueued_at.map(|at| (now - at).max(0)),

@@ -157,22 +157,26 @@ async fn lease_now(db: &Db, now_ms: Option<i64>) -> Result<i64, StoreError> {
 
 /// Claims up to `limit` keys with pending records, those that must stop working first, then in
 /// the order they were queued. Keys another pusher holds, or that wait out a backoff, are skipped.
-/// `now_ms: None` measures the lease by the database's clock (see [`database_now_ms`]).
+/// `now_ms: None` measures the lease by the database's clock (see [`database_now_ms`]). With
+/// `fed_only` (a change feed is configured), only rows already appended to the feed count: KV never
+/// gets a record before the feed has it.
 pub async fn claim(
     db: &Db,
     holder: &str,
     now_ms: Option<i64>,
     lease_ms: i64,
     limit: usize,
+    fed_only: bool,
 ) -> Result<Vec<Claimed>, StoreError> {
     let now_ms = lease_now(db, now_ms).await?;
+    let fed = if fed_only { " AND o.fed = 1" } else { "" };
     let mut tx = db.begin().await?;
-    let candidates: Vec<String> = sqlx::query(
+    let candidates: Vec<String> = sqlx::query(&format!(
         "SELECT o.api_key_id, MIN(o.priority) AS priority, MIN(o.outbox_id) AS first \
          FROM outbox o LEFT JOIN sync_claim c ON c.api_key_id = o.api_key_id \
-         WHERE c.api_key_id IS NULL OR c.until_ms <= $1 \
-         GROUP BY o.api_key_id ORDER BY priority, first LIMIT $2",
-    )
+         WHERE (c.api_key_id IS NULL OR c.until_ms <= $1){fed} \
+         GROUP BY o.api_key_id ORDER BY priority, first LIMIT $2"
+    ))
     .bind(now_ms)
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .fetch_all(&mut *tx)
@@ -215,8 +219,8 @@ pub async fn claim(
     let mut claimed: HashMap<String, Claimed> = HashMap::new();
     for chunk in held.chunks(CHUNK) {
         let sql = format!(
-            "SELECT outbox_id, api_key_id, version, record, priority FROM outbox \
-             WHERE api_key_id IN ({})",
+            "SELECT outbox_id, api_key_id, version, record, priority FROM outbox o \
+             WHERE api_key_id IN ({}){fed}",
             placeholders(1, chunk.len())
         );
         let mut query = sqlx::query(&sql);
@@ -255,6 +259,51 @@ pub async fn claim(
         .into_iter()
         .filter_map(|key_id| claimed.remove(key_id))
         .collect())
+}
+
+/// A row the change feed has not had yet.
+#[derive(Clone, Debug)]
+pub struct Unfed {
+    pub outbox_id: i64,
+    pub key_id: String,
+    pub record: String,
+}
+
+/// Up to `limit` rows not yet appended to the change feed: keys that must stop working first,
+/// then in the order they were written.
+pub async fn unfed(db: &Db, limit: usize) -> Result<Vec<Unfed>, StoreError> {
+    sqlx::query(
+        "SELECT outbox_id, api_key_id, record FROM outbox WHERE fed = 0 \
+         ORDER BY priority, outbox_id LIMIT $1",
+    )
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(db.writer())
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(Unfed {
+            outbox_id: row.try_get("outbox_id")?,
+            key_id: row.try_get("api_key_id")?,
+            record: row.try_get("record")?,
+        })
+    })
+    .collect()
+}
+
+/// These rows are in the change feed: KV may have them now.
+pub async fn fed(db: &Db, rows: &[Unfed]) -> Result<(), StoreError> {
+    for chunk in rows.chunks(CHUNK) {
+        let sql = format!(
+            "UPDATE outbox SET fed = 1 WHERE outbox_id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            query = query.bind(row.outbox_id);
+        }
+        query.execute(db.writer()).await?;
+    }
+    Ok(())
 }
 
 /// The pushed keys' rows are done: deletes them (not rows written since) and frees the keys.
@@ -324,12 +373,17 @@ pub struct Backlog {
     pub keys: i64,
     /// When the oldest of them was written (Unix seconds).
     pub oldest_enqueued_at: Option<i64>,
+    /// Rows not yet appended to the change feed (all rows, when there is no feed), and when the
+    /// oldest of them was written.
+    pub unfed: i64,
+    pub oldest_unfed_at: Option<i64>,
 }
 
 pub async fn backlog(db: &Db) -> Result<Backlog, StoreError> {
     let row = sqlx::query(
         "SELECT COUNT(*) AS depth, COUNT(DISTINCT api_key_id) AS pending_keys, \
-         MIN(enqueued_at) AS oldest FROM outbox",
+         MIN(enqueued_at) AS oldest, COUNT(CASE WHEN fed = 0 THEN 1 END) AS unfed, \
+         MIN(CASE WHEN fed = 0 THEN enqueued_at END) AS oldest_unfed FROM outbox",
     )
     .fetch_one(db.reader())
     .await?;
@@ -337,6 +391,8 @@ pub async fn backlog(db: &Db) -> Result<Backlog, StoreError> {
         depth: row.try_get("depth")?,
         keys: row.try_get("pending_keys")?,
         oldest_enqueued_at: row.try_get("oldest")?,
+        unfed: row.try_get("unfed")?,
+        oldest_unfed_at: row.try_get("oldest_unfed")?,
     })
 }
 

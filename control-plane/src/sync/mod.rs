@@ -20,6 +20,7 @@
 //!   again.
 
 mod cloudflare;
+mod feed;
 mod signer;
 mod sink;
 mod wrangler;
@@ -28,6 +29,7 @@ mod wrangler;
 mod tests;
 
 pub use cloudflare::{ApiToken, CloudflareKv, DEFAULT_BASE_URL};
+pub use feed::{FeedToken, FeedWriter};
 pub use signer::RecordSigner;
 pub use sink::{
     KvEntry, KvPage, KvSink, Listed, MAX_BULK_BYTES, MAX_BULK_GETS, MAX_BULK_PAIRS, SinkError,
@@ -68,29 +70,40 @@ pub struct SyncHandle(Arc<HandleInner>);
 #[derive(Debug, Default)]
 struct HandleInner {
     wake: Notify,
+    feed_wake: Notify,
     sink: Option<String>,
+    feed: Option<String>,
     records_pushed: AtomicU64,
     put_requests: AtomicU64,
     delete_requests: AtomicU64,
     list_requests: AtomicU64,
     get_requests: AtomicU64,
+    feed_appends: AtomicU64,
     failed_requests: AtomicU64,
     keys_not_written: AtomicU64,
     tampered_entries: AtomicU64,
 }
 
 impl SyncHandle {
-    /// A process whose pusher writes to `sink` (its [`KvSink::describe`]); `None`: no pusher.
-    pub fn new(sink: Option<String>) -> Self {
+    /// A process whose pusher writes to `sink` (its [`KvSink::describe`]; `None`: no pusher),
+    /// and to the change feed at `feed` first, if it has one.
+    pub fn new(sink: Option<String>, feed: Option<String>) -> Self {
         Self(Arc::new(HandleInner {
             sink,
+            feed,
             ..HandleInner::default()
         }))
+    }
+
+    /// Where this process's pusher appends to the change feed, if it does.
+    pub fn feed(&self) -> Option<&str> {
+        self.0.feed.as_deref()
     }
 
     /// A key changed: the pusher should look at the outbox now rather than at its next poll.
     pub fn changed(&self) {
         self.0.wake.notify_one();
+        self.0.feed_wake.notify_one();
     }
 
     pub fn sink(&self) -> Option<&str> {
@@ -121,6 +134,9 @@ impl SyncHandle {
              keygate_sync_requests_total{{operation=\"delete\"}} {delete}\n\
              keygate_sync_requests_total{{operation=\"list\"}} {list}\n\
              keygate_sync_requests_total{{operation=\"get\"}} {get}\n\
+             # HELP keygate_sync_feed_appends_total Appends this process sent to the edge's change feed.\n\
+             # TYPE keygate_sync_feed_appends_total counter\n\
+             keygate_sync_feed_appends_total {}\n\
              # HELP keygate_sync_failed_requests_total KV requests that failed and will be retried.\n\
              # TYPE keygate_sync_failed_requests_total counter\n\
              keygate_sync_failed_requests_total {}\n\
@@ -134,6 +150,7 @@ impl SyncHandle {
              keygate signed, and rewrote. Alert on any increase.\n\
              # TYPE keygate_sync_tampered_entries_total counter\n\
              keygate_sync_tampered_entries_total {}",
+            self.0.feed_appends.load(Ordering::Relaxed),
             self.0.failed_requests.load(Ordering::Relaxed),
             self.0.keys_not_written.load(Ordering::Relaxed),
             self.records_pushed(),
@@ -302,6 +319,8 @@ pub struct Pusher<S> {
     sink: S,
     /// Seals every record it writes: the edge trusts no unsigned one.
     signer: RecordSigner,
+    /// The edge's change feed, written before KV when there is one.
+    feed: Option<FeedWriter>,
     settings: PushSettings,
     handle: SyncHandle,
     clock: Clock,
@@ -330,12 +349,82 @@ impl<S: KvSink> Pusher<S> {
             db,
             sink,
             signer,
+            feed: None,
             settings,
             handle,
             clock,
             jitter,
             holder,
             read_after: Mutex::new(String::new()),
+        }
+    }
+
+    /// Appends every record to `feed` before writing it to KV.
+    pub fn with_feed(mut self, feed: Option<FeedWriter>) -> Self {
+        self.feed = feed;
+        self
+    }
+
+    async fn write(&self, batch: &[KvEntry]) -> Result<Written, SinkError> {
+        self.handle.count(&self.handle.0.put_requests, 1);
+        self.sink.put(batch).await
+    }
+
+    /// Appends the rows the change feed has not had, stopped keys first, and marks them fed: KV
+    /// takes only fed rows, so the feed is never behind it, and a slow KV never holds the feed
+    /// back. Returns how many rows were appended. A row appended twice (two replicas, a crash
+    /// before the mark) is harmless: the edge keeps the newest version of each key.
+    async fn feed_round(&self, feed: &FeedWriter) -> Result<usize, SyncError> {
+        let rows = outbox::unfed(&self.db, keygate_shared::MAX_FEED_ENTRIES).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let entries: Vec<keygate_shared::Appended> = rows
+            .iter()
+            .map(|row| keygate_shared::Appended {
+                key_id: row.key_id.clone(),
+                record: self.signer.seal(&row.record),
+            })
+            .collect();
+        self.handle.count(&self.handle.0.feed_appends, 1);
+        feed.append(&entries).await.inspect_err(|_| {
+            self.handle.count(&self.handle.0.failed_requests, 1);
+        })?;
+        outbox::fed(&self.db, &rows).await?;
+        // Those rows are KV's to write now.
+        self.handle.0.wake.notify_one();
+        Ok(rows.len())
+    }
+
+    /// Appends to the feed until `shutdown`: at once after each change this process makes, every
+    /// poll interval for other replicas' changes, after a backoff when the feed fails.
+    async fn follow_feed(&self, feed: &FeedWriter, mut shutdown: watch::Receiver<bool>) {
+        let mut failures = 0u32;
+        while !*shutdown.borrow() {
+            let wait = match self.feed_round(feed).await {
+                Ok(0) => {
+                    failures = 0;
+                    None
+                }
+                Ok(_) => {
+                    failures = 0;
+                    continue;
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    let delay = self.jitter.backoff(failures, self.settings.max_backoff);
+                    tracing::warn!(
+                        retry_in_ms = millis(delay),
+                        "change feed append failed: {error}"
+                    );
+                    Some(delay)
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                () = tokio::time::sleep(wait.unwrap_or(self.settings.poll_interval)) => {}
+                () = self.handle.0.feed_wake.notified(), if wait.is_none() => {}
+            }
         }
     }
 
@@ -348,6 +437,7 @@ impl<S: KvSink> Pusher<S> {
             self.clock.manual_ms(),
             millis(self.settings.lease),
             self.settings.batch_size.clamp(1, MAX_BULK_PAIRS),
+            self.feed.is_some(),
         )
         .await?;
         if claimed.is_empty() {
@@ -372,8 +462,7 @@ impl<S: KvSink> Pusher<S> {
                 self.retry_in(&claimed[start - batch.len()..], 0).await?;
                 break;
             }
-            self.handle.count(&self.handle.0.put_requests, 1);
-            match self.sink.put(batch).await {
+            match self.write(batch).await {
                 Ok(written) => pushed += self.written(keys, &written).await?,
                 Err(error) => {
                     self.handle.count(&self.handle.0.failed_requests, 1);
@@ -446,8 +535,21 @@ impl<S: KvSink> Pusher<S> {
 
     /// Pushes until `shutdown` turns true: at once after each change this process makes, every
     /// poll interval for other replicas' changes, and reconciling every reconcile interval.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
         tracing::info!(sink = %self.sink.describe(), "snapshot pusher started");
+        match &self.feed {
+            Some(feed) => {
+                tokio::join!(
+                    self.follow_feed(feed, shutdown.clone()),
+                    self.push_to_kv(shutdown)
+                );
+            }
+            None => self.push_to_kv(shutdown).await,
+        }
+        tracing::info!("snapshot pusher stopped");
+    }
+
+    async fn push_to_kv(&self, mut shutdown: watch::Receiver<bool>) {
         let mut failures = 0u32;
         let mut next_reconcile_ms = self.clock.now_ms();
         while !*shutdown.borrow() {
@@ -490,7 +592,6 @@ impl<S: KvSink> Pusher<S> {
                 () = self.handle.0.wake.notified(), if wait.is_none() => {}
             }
         }
-        tracing::info!("snapshot pusher stopped");
     }
 
     /// Pushes until the outbox is empty (`keygate sync`); fails after `give_up` or once the
@@ -501,6 +602,21 @@ impl<S: KvSink> Pusher<S> {
         let mut report = Report::default();
         let mut failures = 0;
         loop {
+            if let Some(feed) = &self.feed {
+                let mut fed = Ok(1);
+                while matches!(fed, Ok(n) if n > 0) {
+                    fed = self.feed_round(feed).await;
+                }
+                if let Err(error) = fed {
+                    failures += 1;
+                    if failures >= max_failures {
+                        return Err(SyncError::GaveUp(format!("the change feed: {error}")));
+                    }
+                    tokio::time::sleep(self.jitter.backoff(failures, self.settings.max_backoff))
+                        .await;
+                    continue;
+                }
+            }
             match self.round(failures).await? {
                 Round::Pushed(count) => {
                     report.records_pushed += count;

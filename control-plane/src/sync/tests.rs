@@ -143,7 +143,7 @@ impl Fixture {
             sink.clone(),
             signer,
             settings,
-            SyncHandle::new(Some("scripted".into())),
+            SyncHandle::new(Some("scripted".into()), None),
             self.clock.clone(),
             Jitter::new(StdRng::seed_from_u64(seed)),
         )
@@ -186,7 +186,7 @@ impl Fixture {
 
     /// Who may claim now: the keys another pusher would get at this instant.
     async fn claimable(&self) -> Vec<String> {
-        outbox::claim(&self.db, "observer", self.clock.manual_ms(), 1, 100)
+        outbox::claim(&self.db, "observer", self.clock.manual_ms(), 1, 100, false)
             .await
             .expect("claim")
             .into_iter()
@@ -207,7 +207,7 @@ fn round_failed(round: Round) -> Duration {
 async fn a_claim_holds_a_key_until_its_lease_ends() {
     let f = fixture().await;
     let keys = f.keys(1).await;
-    let held = outbox::claim(&f.db, "first", f.clock.manual_ms(), 60_000, 10)
+    let held = outbox::claim(&f.db, "first", f.clock.manual_ms(), 60_000, 10, false)
         .await
         .unwrap();
     assert_eq!(held.len(), 1);
@@ -421,4 +421,37 @@ fn only_what_the_signer_writes_is_genuine() {
     ] {
         assert_eq!(judge(Some(&value)), Found::Tampered, "{value}");
     }
+}
+
+#[tokio::test]
+async fn with_a_change_feed_kv_takes_only_what_the_feed_already_has() {
+    let f = fixture().await;
+    let keys = f.keys(3).await;
+    let claim = |fed_only| outbox::claim(&f.db, "kv", f.clock.manual_ms(), 1, 10, fed_only);
+    assert!(claim(true).await.unwrap().is_empty(), "nothing is fed yet");
+    assert_eq!(claim(false).await.unwrap().len(), 3, "without a feed, all");
+    f.clock.advance_ms(2);
+
+    // The feed takes keys that must stop working first.
+    f.change(keys[2], 2, Status::Revoked).await;
+    let first = outbox::unfed(&f.db, 1).await.unwrap();
+    assert_eq!(first[0].key_id, keys[2].to_string());
+    let two = outbox::unfed(&f.db, 2).await.unwrap();
+    outbox::fed(&f.db, &two).await.unwrap();
+    let mut held: Vec<String> = claim(true)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|claimed| claimed.key_id)
+        .collect();
+    held.sort();
+    let mut fed: Vec<String> = two.iter().map(|row| row.key_id.clone()).collect();
+    fed.sort();
+    fed.dedup();
+    assert_eq!(held, fed, "only the fed keys");
+    assert_eq!(
+        outbox::unfed(&f.db, 10).await.unwrap().len(),
+        2,
+        "the rest wait for the feed"
+    );
 }

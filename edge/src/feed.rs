@@ -1,0 +1,185 @@
+//! The change feed's store: one Durable Object (`FEED`, class [`ChangeFeed`], named `global`)
+//! keeps an ordered log of the signed records the control plane appends, numbered by SQLite, for
+//! `KEYGATE_FEED_RETENTION_SECONDS`. The control plane appends through `POST /.keygate/feed`
+//! (bearer `KEYGATE_FEED_TOKEN`); isolates read it through the binding ([`crate::follower`]).
+//! Nothing here trusts a record: every reader checks its signature as it does KV's.
+
+use keygate_shared::{Append, FeedEntry, FeedPage, MAX_FEED_ENTRIES};
+use serde::Deserialize;
+use worker::{
+    Date, DurableObject, Env, Method, Request, RequestInit, Response, Result, State, Stub,
+    durable_object,
+};
+
+pub(crate) const FEED_BINDING: &str = "FEED";
+/// The route the control plane appends through.
+pub(crate) const FEED_PATH: &str = "/.keygate/feed";
+/// The one feed object.
+const FEED_NAME: &str = "global";
+/// Kept when `KEYGATE_FEED_RETENTION_SECONDS` is not set: well past KV's propagation (about 60 s)
+/// plus its edge cache (`KEYGATE_KV_CACHE_TTL_SECONDS`).
+pub(crate) const DEFAULT_RETENTION_SECONDS: u64 = 600;
+
+#[durable_object]
+pub struct ChangeFeed {
+    state: State,
+    retention_ms: i64,
+}
+
+impl std::fmt::Debug for ChangeFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeFeed")
+            .field("retention_ms", &self.retention_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct Bounds {
+    head: Option<f64>,
+    first: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct Row {
+    seq: f64,
+    key_id: String,
+    record: String,
+}
+
+fn whole(number: Option<f64>) -> u64 {
+    // SQLite integers arrive as JS numbers; sequence numbers stay far below 2^53.
+    number.map_or(0, |n| n as u64)
+}
+
+impl ChangeFeed {
+    fn sql(&self) -> worker::SqlStorage {
+        self.state.storage().sql()
+    }
+
+    fn page(&self, after: u64) -> Result<FeedPage> {
+        let sql = self.sql();
+        let bounds: Bounds = sql
+            .exec(
+                "SELECT MAX(seq) AS head, MIN(seq) AS first FROM entry",
+                None,
+            )?
+            .one()?;
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows: Vec<Row> = sql
+            .exec(
+                "SELECT seq, key_id, record FROM entry WHERE seq > ? ORDER BY seq LIMIT ?",
+                vec![after.into(), (MAX_FEED_ENTRIES as i64).into()],
+            )?
+            .to_array()?;
+        Ok(FeedPage {
+            head: whole(bounds.head),
+            first: whole(bounds.first),
+            entries: rows
+                .into_iter()
+                .map(|row| FeedEntry {
+                    seq: row.seq as u64,
+                    key_id: row.key_id,
+                    record: row.record,
+                })
+                .collect(),
+        })
+    }
+
+    fn append(&self, append: &Append) -> Result<()> {
+        let sql = self.sql();
+        let now = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
+        for entry in &append.entries {
+            sql.exec(
+                "INSERT INTO entry (key_id, record, at_ms) VALUES (?, ?, ?)",
+                vec![
+                    entry.key_id.as_str().into(),
+                    entry.record.as_str().into(),
+                    now.into(),
+                ],
+            )?;
+        }
+        // The newest entry always stays, so the head survives a quiet spell.
+        sql.exec(
+            "DELETE FROM entry WHERE at_ms < ? AND seq < (SELECT MAX(seq) FROM entry)",
+            vec![(now - self.retention_ms).into()],
+        )?;
+        Ok(())
+    }
+}
+
+impl DurableObject for ChangeFeed {
+    fn new(state: State, env: Env) -> Self {
+        let retention_seconds = env
+            .var("KEYGATE_FEED_RETENTION_SECONDS")
+            .ok()
+            .and_then(|var| var.to_string().trim().parse::<u64>().ok())
+            .unwrap_or(DEFAULT_RETENTION_SECONDS);
+        let feed = Self {
+            state,
+            retention_ms: i64::try_from(retention_seconds.saturating_mul(1_000))
+                .unwrap_or(i64::MAX),
+        };
+        if let Err(error) = feed.sql().exec(
+            "CREATE TABLE IF NOT EXISTS entry (seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+             key_id TEXT NOT NULL, record TEXT NOT NULL, at_ms INTEGER NOT NULL)",
+            None,
+        ) {
+            worker::console_error!("feed: cannot create its table: {error}");
+        }
+        feed
+    }
+
+    /// `GET ?after=N`: the [`FeedPage`] after `N`. `POST` an [`Append`]: the page after the
+    /// appended entries (its head).
+    async fn fetch(&self, mut request: Request) -> Result<Response> {
+        match request.method() {
+            Method::Get => {
+                let after = request
+                    .url()?
+                    .query_pairs()
+                    .find(|(name, _)| name == "after")
+                    .and_then(|(_, value)| value.parse().ok())
+                    .unwrap_or(0);
+                Response::from_json(&self.page(after)?)
+            }
+            Method::Post => {
+                let bytes = request.bytes().await?;
+                let append = match Append::decode(&bytes) {
+                    Ok(append) => append,
+                    Err(error) => return Response::error(error.to_string(), 400),
+                };
+                self.append(&append)?;
+                let page = self.page(u64::MAX)?;
+                Response::from_json(&page)
+            }
+            _ => Response::error("GET or POST", 405),
+        }
+    }
+}
+
+/// The feed object's stub.
+pub(crate) fn stub(env: &Env) -> Result<Stub> {
+    env.durable_object(FEED_BINDING)?
+        .id_from_name(FEED_NAME)?
+        .get_stub()
+}
+
+/// Hands an append (already authenticated) to the feed object; its answer goes back as it is.
+pub(crate) async fn append(env: &Env, body: Vec<u8>) -> Result<Response> {
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(
+        worker::js_sys::Uint8Array::from(body.as_slice()).into(),
+    ));
+    let request = Request::new_with_init("https://feed/append", &init)?;
+    stub(env)?.fetch_with_request(request).await
+}
+
+/// The page after `after`, from the feed object.
+pub(crate) async fn read(env: &Env, after: u64) -> Result<FeedPage> {
+    stub(env)?
+        .fetch_with_str(&format!("https://feed/after?after={after}"))
+        .await?
+        .json()
+        .await
+}
