@@ -14,7 +14,7 @@ use worker::{
 pub(crate) const LIMITER_BINDING: &str = "KEY_LIMITER";
 const BUCKET: &str = "bucket";
 
-#[durable_object]
+#[durable_object(fetch)]
 pub struct KeyLimiter {
     state: State,
     /// The bucket as last stored; read from storage once per object lifetime.
