@@ -215,6 +215,12 @@ impl Config {
                 format!("{origin_text:?} is not an http(s) URL without a query"),
             )
         })?;
+        // A shared secret of at least 32 characters, kept only as its digest.
+        let secret = |setting: &'static str| match var(setting) {
+            None => Ok(None),
+            Some(secret) if secret.len() >= 32 => Ok(Some(Digest::of_key(&secret))),
+            Some(_) => Err(invalid(setting, "must be at least 32 characters".into())),
+        };
         let choice = |setting: &'static str, choices: &[&'static str]| {
             let value = var(setting);
             let value = value.as_deref().map_or(choices[0], str::trim);
@@ -246,16 +252,7 @@ impl Config {
                 0 => LimiterUnavailable::Local,
                 _ => LimiterUnavailable::Closed,
             };
-        let verify_secret = match var("KEYGATE_VERIFY_SECRET") {
-            None => None,
-            Some(secret) if secret.len() >= 32 => Some(Digest::of_key(&secret)),
-            Some(_) => {
-                return Err(invalid(
-                    "KEYGATE_VERIFY_SECRET",
-                    "must be at least 32 characters".into(),
-                ));
-            }
-        };
+        let verify_secret = secret("KEYGATE_VERIFY_SECRET")?;
         let assertion = match choice("KEYGATE_ASSERTION", &["required", "off"])? {
             0 => {
                 let jwk_json = required("KEYGATE_ASSERTION_KEY")?;
@@ -318,16 +315,7 @@ impl Config {
                 },
             }),
         };
-        let feed_token = match var("KEYGATE_FEED_TOKEN") {
-            None => None,
-            Some(token) if token.len() >= 32 => Some(Digest::of_key(&token)),
-            Some(_) => {
-                return Err(invalid(
-                    "KEYGATE_FEED_TOKEN",
-                    "must be at least 32 characters".into(),
-                ));
-            }
-        };
+        let feed_token = secret("KEYGATE_FEED_TOKEN")?;
         Ok(Self {
             feed,
             feed_token,

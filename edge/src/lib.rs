@@ -387,20 +387,15 @@ impl Call<'_> {
                 return respond::error(400, "invalid_request", &message, self.request_id);
             }
         };
-        if let Some(expected) = &self.isolate.config.verify_secret {
-            let presented = request.headers().get("authorization")?;
-            let presented = presented
-                .as_deref()
-                .and_then(|value| value.strip_prefix("Bearer "));
-            // Digest equality is constant-time.
-            if presented.map(Digest::of_key).as_ref() != Some(expected) {
-                return respond::error(
-                    401,
-                    "invalid_verifier",
-                    "Verify mode needs the verifier secret: 'Authorization: Bearer <secret>'.",
-                    self.request_id,
-                );
-            }
+        if let Some(expected) = &self.isolate.config.verify_secret
+            && !bearer_is(&request, expected)?
+        {
+            return respond::error(
+                401,
+                "invalid_verifier",
+                "Verify mode needs the verifier secret: 'Authorization: Bearer <secret>'.",
+                self.request_id,
+            );
         }
         let verifier = &self.isolate.config.verifier;
         if asked
@@ -459,12 +454,7 @@ impl Call<'_> {
                 self.request_id,
             );
         }
-        let presented = request.headers().get("authorization")?;
-        let presented = presented
-            .as_deref()
-            .and_then(|value| value.strip_prefix("Bearer "));
-        // Digest equality is constant-time.
-        if presented.map(Digest::of_key).as_ref() != Some(expected) {
+        if !bearer_is(&request, expected)? {
             return respond::error(
                 401,
                 "invalid_feed_token",
@@ -605,6 +595,16 @@ async fn read_capped(request: &mut Request, limit: usize) -> Result<Option<Vec<u
         body.extend_from_slice(&chunk);
     }
     Ok(Some(body))
+}
+
+/// Whether the request's `Authorization: Bearer <secret>` is the secret whose digest is
+/// `expected` (digest equality is constant-time).
+fn bearer_is(request: &Request, expected: &Digest) -> Result<bool> {
+    let presented = request.headers().get("authorization")?;
+    let presented = presented
+        .as_deref()
+        .and_then(|value| value.strip_prefix("Bearer "));
+    Ok(presented.map(Digest::of_key).as_ref() == Some(expected))
 }
 
 /// Cloudflare sets `CF-Connecting-IP` on every request it receives, overwriting any a client sent.

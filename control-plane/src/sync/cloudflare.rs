@@ -63,11 +63,7 @@ impl CloudflareKv {
         if token.0.trim().is_empty() {
             return Err("the Cloudflare API token is empty".into());
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("keygate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| format!("HTTP client: {error}"))?;
+        let http = super::http_client(timeout)?;
         Ok(Self {
             http,
             namespace_url: format!(

@@ -43,11 +43,7 @@ impl FeedWriter {
         if token.0.len() < 32 {
             return Err("the feed token must be at least 32 characters".into());
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("keygate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| format!("HTTP client: {error}"))?;
+        let http = super::http_client(timeout)?;
         Ok(Self {
             http,
             url: url.to_owned(),

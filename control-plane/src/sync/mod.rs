@@ -262,6 +262,15 @@ enum Round {
     Failed(Duration),
 }
 
+/// The HTTP client the pusher's sinks use: keygate's user agent, and `timeout` per request.
+fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("keygate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|error| format!("HTTP client: {error}"))
+}
+
 fn millis(duration: Duration) -> i64 {
     duration.as_millis().try_into().unwrap_or(i64::MAX)
 }
