@@ -659,15 +659,39 @@ fn two_pushers_on_one_postgres_lose_and_reorder_nothing() {
     });
 }
 
-#[test]
-fn reconciliation_repairs_drift_and_a_full_sync_rebuilds_the_snapshot() {
-    let runtime = runtime();
-    let fake = FakeKv::start(&runtime);
+/// `keygate serve` on a new SQLite database, pushing to a new stand-in and reconciling every
+/// second.
+struct Reconciling {
+    fake: FakeKv,
+    keygate: Keygate,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+fn reconciling(runtime: &tokio::runtime::Runtime) -> Reconciling {
+    let fake = FakeKv::start(runtime);
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
     let token = bootstrap(&url);
     let env = pushing_to(&fake, &[("KEYGATE_RECONCILE_INTERVAL_SECONDS", "1")]);
     let keygate = Keygate::serve(&url, &token, &env, dir.path());
+    Reconciling {
+        fake,
+        keygate,
+        url,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn reconciliation_repairs_drift_and_a_full_sync_rebuilds_the_snapshot() {
+    let runtime = runtime();
+    let Reconciling {
+        fake,
+        keygate,
+        url,
+        _dir,
+    } = reconciling(&runtime);
     let keys: Vec<String> = (0..6)
         .map(|n| create_key(&keygate, &format!("drift-{n}")))
         .collect();
@@ -764,12 +788,12 @@ fn reconciliation_repairs_drift_and_a_full_sync_rebuilds_the_snapshot() {
 #[test]
 fn reconciliation_reads_values_and_rewrites_what_keygate_did_not_sign() {
     let runtime = runtime();
-    let fake = FakeKv::start(&runtime);
-    let dir = tempfile::tempdir().unwrap();
-    let url = sqlite_url(dir.path());
-    let token = bootstrap(&url);
-    let env = pushing_to(&fake, &[("KEYGATE_RECONCILE_INTERVAL_SECONDS", "1")]);
-    let keygate = Keygate::serve(&url, &token, &env, dir.path());
+    let Reconciling {
+        fake,
+        keygate,
+        url: _,
+        _dir,
+    } = reconciling(&runtime);
     let keys: Vec<String> = (0..5)
         .map(|n| create_key(&keygate, &format!("signed-{n}")))
         .collect();
