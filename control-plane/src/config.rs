@@ -250,6 +250,11 @@ pub struct SyncArgs {
     /// The edge's `KEYGATE_FEED_TOKEN` (a secret of 32 characters or more).
     #[arg(long, env = "KEYGATE_FEED_TOKEN", hide_env_values = true, value_parser = parse_feed_token)]
     pub feed_token: Option<FeedToken>,
+    /// How long a record waits for the change feed before KV gets it anyway: while the feed
+    /// fails, the edge still learns every change through KV (degraded mode), this much later.
+    #[arg(long, env = "KEYGATE_FEED_HOLD_SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub feed_hold_seconds: u64,
 }
 
 fn parse_feed_token(text: &str) -> Result<FeedToken, String> {
@@ -292,6 +297,9 @@ pub(crate) fn parse_environment(name: &str) -> Result<Environment, String> {
         .ok_or_else(|| format!("{name:?} is not production, staging or development"))
 }
 
+/// The longest one append to the change feed may take.
+const FEED_APPEND_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl SyncArgs {
     /// How the pusher works, from these flags.
     pub fn push_settings(&self) -> PushSettings {
@@ -303,12 +311,15 @@ impl SyncArgs {
             reconcile_interval: (self.reconcile_interval_seconds > 0)
                 .then(|| Duration::from_secs(self.reconcile_interval_seconds)),
             reconcile_reads: self.reconcile_reads,
+            feed_hold: Duration::from_secs(self.feed_hold_seconds),
         }
     }
 
     /// The change feed writer, if one is configured, or what is missing or wrong.
     pub fn feed(&self) -> Result<Option<FeedWriter>, String> {
-        let timeout = Duration::from_secs(self.sync_lease_seconds) / 2;
+        // The feed is the fast path: a stalled append is given up soon and tried again, rather
+        // than holding every change behind it for half a lease.
+        let timeout = (Duration::from_secs(self.sync_lease_seconds) / 2).min(FEED_APPEND_TIMEOUT);
         match (&self.feed_url, &self.feed_token) {
             (None, None) => Ok(None),
             (Some(url), Some(token)) => FeedWriter::new(url, token.clone(), timeout).map(Some),

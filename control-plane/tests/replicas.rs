@@ -147,7 +147,7 @@ async fn leases_are_measured_by_the_database_clock(backend: Backend) {
     );
 
     // The app's clock is hand-set years away; the lease (no time given) is the database's.
-    let held = outbox::claim(db, "first", None, 60_000, 10, false)
+    let held = outbox::claim(db, "first", None, 60_000, 10, outbox::KvTakes::All)
         .await
         .unwrap();
     assert_eq!(held.len(), 1);
@@ -167,7 +167,7 @@ async fn leases_are_measured_by_the_database_clock(backend: Backend) {
     );
     // Another replica, whatever its own clock says, finds the key held...
     assert!(
-        outbox::claim(db, "second", None, 60_000, 10, false)
+        outbox::claim(db, "second", None, 60_000, 10, outbox::KvTakes::All)
             .await
             .unwrap()
             .is_empty()
@@ -178,7 +178,7 @@ async fn leases_are_measured_by_the_database_clock(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(
-        outbox::claim(db, "second", None, 60_000, 10, false)
+        outbox::claim(db, "second", None, 60_000, 10, outbox::KvTakes::All)
             .await
             .unwrap()
             .len(),

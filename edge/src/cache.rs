@@ -64,10 +64,11 @@ impl RecordCache {
         }
     }
 
-    /// `Some(lookup)` when a fresh answer is cached, `None` when KV must be asked.
-    pub(crate) fn get(&self, key_id: &KeyId, now_ms: u64) -> Option<Lookup> {
+    /// `Some(lookup)` when an answer younger than the TTL and than `max_age_ms` is cached, `None`
+    /// when KV must be asked.
+    pub(crate) fn get(&self, key_id: &KeyId, now_ms: u64, max_age_ms: u64) -> Option<Lookup> {
         let (lookup, stored_at) = self.entries.get(key_id)?;
-        (now_ms.saturating_sub(*stored_at) < self.ttl_ms).then(|| lookup.clone())
+        (now_ms.saturating_sub(*stored_at) < self.ttl_ms.min(max_age_ms)).then(|| lookup.clone())
     }
 
     pub(crate) fn insert(&mut self, key_id: KeyId, lookup: Lookup, now_ms: u64) {
@@ -152,10 +153,17 @@ mod tests {
     fn entries_expire_after_the_ttl() {
         let id = ids(1)[0];
         let mut cache = RecordCache::new(10, 1_000);
-        assert!(cache.get(&id, 0).is_none());
+        assert!(cache.get(&id, 0, u64::MAX).is_none());
         cache.insert(id, tombstone(id), 5_000);
-        assert!(cache.get(&id, 5_999).is_some_and(|lookup| lookup.is_some()));
-        assert!(cache.get(&id, 6_000).is_none());
+        assert!(
+            cache
+                .get(&id, 5_999, u64::MAX)
+                .is_some_and(|lookup| lookup.is_some())
+        );
+        assert!(cache.get(&id, 6_000, u64::MAX).is_none());
+        // A shorter cap (the feed degraded) expires it sooner.
+        assert!(cache.get(&id, 5_499, 500).is_some());
+        assert!(cache.get(&id, 5_500, 500).is_none());
     }
 
     #[test]
@@ -163,7 +171,7 @@ mod tests {
         let id = ids(1)[0];
         let mut cache = RecordCache::new(10, 1_000);
         cache.insert(id, None, 0);
-        assert!(matches!(cache.get(&id, 10), Some(None)));
+        assert!(matches!(cache.get(&id, 10, u64::MAX), Some(None)));
     }
 
     #[test]
@@ -174,9 +182,9 @@ mod tests {
             cache.insert(*id, None, at as u64);
         }
         assert_eq!(cache.len(), 3);
-        assert!(cache.get(&ids[0], 10).is_none());
-        assert!(cache.get(&ids[1], 10).is_none());
-        assert!(matches!(cache.get(&ids[4], 10), Some(None)));
+        assert!(cache.get(&ids[0], 10, u64::MAX).is_none());
+        assert!(cache.get(&ids[1], 10, u64::MAX).is_none());
+        assert!(matches!(cache.get(&ids[4], 10, u64::MAX), Some(None)));
     }
 
     #[test]
@@ -191,7 +199,7 @@ mod tests {
         cache.insert(ids[2], None, 10_001);
         assert_eq!(cache.len(), 3);
         assert!(
-            matches!(cache.get(&ids[0], 10_002), Some(None)),
+            matches!(cache.get(&ids[0], 10_002, u64::MAX), Some(None)),
             "the refreshed key is not evicted early"
         );
     }
@@ -201,6 +209,6 @@ mod tests {
         let id = ids(1)[0];
         let mut cache = RecordCache::new(3, 0);
         cache.insert(id, None, 0);
-        assert!(cache.get(&id, 0).is_none());
+        assert!(cache.get(&id, 0, u64::MAX).is_none());
     }
 }

@@ -132,6 +132,10 @@ pub(crate) struct FeedSettings {
     pub(crate) timeout_ms: u64,
     pub(crate) retention_ms: i64,
     pub(crate) unreachable: Unreachable,
+    /// How long isolates of one location share a read of the feed (0: each reads the object).
+    pub(crate) share_ms: u64,
+    /// The isolate cache's TTL while the feed cannot be heard.
+    pub(crate) degraded_cache_ttl_ms: u64,
 }
 
 /// `KEYGATE_RATE_LIMIT_UNAVAILABLE`: `local` (the default) falls back to a bucket of the same limit
@@ -313,6 +317,12 @@ impl Config {
                     0 => Unreachable::Kv,
                     _ => Unreachable::Closed,
                 },
+                share_ms: number("KEYGATE_FEED_SHARE_MS", 500, 0..=10_000)?,
+                degraded_cache_ttl_ms: number(
+                    "KEYGATE_FEED_DEGRADED_CACHE_TTL_MS",
+                    1_000,
+                    0..=600_000,
+                )?,
             }),
         };
         let feed_token = secret("KEYGATE_FEED_TOKEN")?;

@@ -6,9 +6,11 @@
 
 use keygate_shared::{Append, FeedEntry, FeedPage, MAX_FEED_ENTRIES};
 use serde::Deserialize;
+use worker::wasm_bindgen::JsCast;
+use worker::wasm_bindgen_futures::JsFuture;
 use worker::{
     Date, DurableObject, Env, Method, Request, RequestInit, Response, Result, State, Stub,
-    durable_object,
+    durable_object, web_sys,
 };
 
 pub(crate) const FEED_BINDING: &str = "FEED";
@@ -16,6 +18,8 @@ pub(crate) const FEED_BINDING: &str = "FEED";
 pub(crate) const FEED_PATH: &str = "/.keygate/feed";
 /// The one feed object.
 const FEED_NAME: &str = "global";
+/// Beyond every sequence number: JS numbers are exact up to 2^53 - 1.
+const MAX_SEQ: u64 = (1 << 53) - 1;
 /// Kept when `KEYGATE_FEED_RETENTION_SECONDS` is not set: well past KV's propagation (about 60 s)
 /// plus its edge cache (`KEYGATE_KV_CACHE_TTL_SECONDS`).
 pub(crate) const DEFAULT_RETENTION_SECONDS: u64 = 600;
@@ -65,7 +69,8 @@ impl ChangeFeed {
                 None,
             )?
             .one()?;
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        // Sequence numbers stay far below 2^53, the largest integer a JS number holds exactly.
+        let after = i64::try_from(after.min(MAX_SEQ)).unwrap_or_default();
         let rows: Vec<Row> = sql
             .exec(
                 "SELECT seq, key_id, record FROM entry WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -145,7 +150,7 @@ impl DurableObject for ChangeFeed {
                     Err(error) => return Response::error(error.to_string(), 400),
                 };
                 self.append(&append)?;
-                let page = self.page(u64::MAX)?;
+                let page = self.page(MAX_SEQ)?;
                 Response::from_json(&page)
             }
             _ => Response::error("GET or POST", 405),
@@ -181,13 +186,88 @@ pub(crate) async fn append(env: &Env, body: Vec<u8>) -> Result<Response> {
     stub(env)?.fetch_with_request(request).await
 }
 
-/// The page after `after`, from the feed object.
-pub(crate) async fn read(env: &Env, after: u64) -> Result<FeedPage> {
-    stub(env)?
+/// How isolates in one location share their reads of the feed: through that location's Cache
+/// API, for a window of time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sharing<'a> {
+    /// `scheme://host` of the request that polls: Cloudflare advises cache keys on the Worker's
+    /// own hostname.
+    pub(crate) origin: &'a str,
+    /// Which window of `share_ms` this is: a page read in one window is never used in the next.
+    pub(crate) window: i64,
+    pub(crate) share_ms: u64,
+}
+
+/// The named cache feed pages are shared through (per location, never replicated).
+const PAGE_CACHE: &str = "keygate-feed";
+
+/// The page after `after`. With `sharing`, an isolate asks this location's cache first: the
+/// first isolate here to poll for `after` in a window reads the object and leaves the page for
+/// the others, so the object is read about once per location and window, however many isolates
+/// a location runs. A page is at most one window old.
+pub(crate) async fn read(env: &Env, after: u64, sharing: Option<Sharing<'_>>) -> Result<FeedPage> {
+    let shared = match sharing {
+        Some(sharing) => page_cache().await.map(|cache| {
+            let key = format!(
+                "{}{FEED_PATH}/page/{after}/{}",
+                sharing.origin, sharing.window
+            );
+            (cache, key, sharing.share_ms)
+        }),
+        None => None,
+    };
+    if let Some((cache, key, _)) = &shared
+        && let Some(page) = cached(cache, key).await
+    {
+        return Ok(page);
+    }
+    let mut response = stub(env)?
         .fetch_with_str(&format!("https://feed/after?after={after}"))
-        .await?
-        .json()
+        .await?;
+    if response.status_code() != 200 {
+        return Err(worker::Error::RustError(format!(
+            "the feed answered {}",
+            response.status_code()
+        )));
+    }
+    let text = response.text().await?;
+    let page = serde_json::from_str(&text)?;
+    if let Some((cache, key, share_ms)) = shared {
+        // A page that cannot be shared is still this isolate's to use.
+        let _ = share(&cache, &key, text, share_ms).await;
+    }
+    Ok(page)
+}
+
+/// This location's page cache; `None` where the platform has none to offer.
+async fn page_cache() -> Option<web_sys::Cache> {
+    let global: web_sys::WorkerGlobalScope = worker::js_sys::global().unchecked_into();
+    let opened = JsFuture::from(global.caches().ok()?.open(PAGE_CACHE))
         .await
+        .ok()?;
+    opened.dyn_into().ok()
+}
+
+/// The page another isolate here left under `key`, if any (an unreadable one counts as none).
+async fn cached(cache: &web_sys::Cache, key: &str) -> Option<FeedPage> {
+    let found = JsFuture::from(cache.match_with_str(key)).await.ok()?;
+    let response: web_sys::Response = found.dyn_into().ok()?;
+    let text = JsFuture::from(response.text().ok()?).await.ok()?;
+    serde_json::from_str(&text.as_string()?).ok()
+}
+
+async fn share(cache: &web_sys::Cache, key: &str, page: String, share_ms: u64) -> Result<()> {
+    let headers = worker::Headers::new();
+    // Cache lifetimes are whole seconds; the window in the key keeps a page from outliving its own.
+    headers.set(
+        "cache-control",
+        &format!("max-age={}", share_ms.div_ceil(1_000).max(1)),
+    )?;
+    headers.set("content-type", "application/json")?;
+    let response = Response::ok(page)?.with_headers(headers);
+    let response: web_sys::Response = response.into();
+    JsFuture::from(cache.put_with_str(key, &response)).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,11 +8,14 @@
 //!   signature as a KV record's is (once), and takes whichever of KV's record and the feed's is
 //!   newer: until the feed's retention ends, a stale KV read cannot undo a revocation. A poll costs
 //!   no crypto however many keys changed; only keys in use pay, once each.
+//! - Isolates of one location share their reads through the Cache API for
+//!   `KEYGATE_FEED_SHARE_MS` ([`feed::read`]), so the object is read about once per location and
+//!   window, not once per isolate.
 //! - An isolate that has not heard from the feed for `KEYGATE_FEED_STALE_MS` (a new or idle one)
 //!   makes its next request wait for one poll, at most `KEYGATE_FEED_TIMEOUT_MS`. If the feed
-//!   cannot be reached, the isolate is degraded: it says so in the log, counts it, and decides
-//!   from KV as before (`KEYGATE_FEED_UNREACHABLE=kv`, the default) or answers 503
-//!   (`closed`).
+//!   cannot be reached, the isolate is degraded: it says so in the log, counts it, uses its cache
+//!   for at most `KEYGATE_FEED_DEGRADED_CACHE_TTL_MS`, and decides from KV as before
+//!   (`KEYGATE_FEED_UNREACHABLE=kv`, the default) or answers 503 (`closed`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -102,6 +105,15 @@ impl Follower {
         }
     }
 
+    /// How long a cached record may be used: the cache's TTL, or less while the feed cannot be
+    /// heard (degraded), when only the cache's age bounds how late a change arrives.
+    pub(crate) fn cache_ttl_ms(&self, settings: Option<&FeedSettings>) -> u64 {
+        match settings {
+            Some(settings) if self.degraded.get() => settings.degraded_cache_ttl_ms,
+            _ => u64::MAX,
+        }
+    }
+
     fn fresh(&self, settings: &FeedSettings, now_ms: i64) -> bool {
         self.heard_ms.get() > 0 && now_ms - self.heard_ms.get() <= settings.stale_ms
     }
@@ -113,6 +125,7 @@ pub(crate) async fn keep_up(
     isolate: &Rc<Isolate>,
     env: &Env,
     ctx: &Context,
+    origin: &str,
     now_ms: i64,
 ) -> Result<(), Stale> {
     let Some(settings) = &isolate.config.feed else {
@@ -123,9 +136,9 @@ pub(crate) async fn keep_up(
         if now_ms - follower.started_ms.get() >= settings.poll_ms && !follower.polling.get() {
             follower.polling.set(true);
             follower.started_ms.set(now_ms);
-            let (isolate, env) = (isolate.clone(), env.clone());
+            let (isolate, env, origin) = (isolate.clone(), env.clone(), origin.to_owned());
             ctx.wait_until(async move {
-                poll_and_record(&isolate, &env, now_ms).await;
+                poll_and_record(&isolate, &env, &origin, now_ms).await;
                 isolate.follower.polling.set(false);
             });
         }
@@ -133,7 +146,7 @@ pub(crate) async fn keep_up(
     }
     follower.started_ms.set(now_ms);
     let timeout = Delay::from(std::time::Duration::from_millis(settings.timeout_ms));
-    let polled = std::pin::pin!(poll_and_record(isolate, env, now_ms));
+    let polled = std::pin::pin!(poll_and_record(isolate, env, origin, now_ms));
     if let Either::Right(_) = select(polled, timeout).await {
         note_failure(follower, "timed out");
     }
@@ -144,8 +157,8 @@ pub(crate) async fn keep_up(
     }
 }
 
-async fn poll_and_record(isolate: &Isolate, env: &Env, now_ms: i64) {
-    match poll(isolate, env, now_ms).await {
+async fn poll_and_record(isolate: &Isolate, env: &Env, origin: &str, now_ms: i64) {
+    match poll(isolate, env, origin, now_ms).await {
         Ok(()) => {
             let follower = &isolate.follower;
             follower.heard_ms.set(now_ms);
@@ -168,14 +181,19 @@ fn note_failure(follower: &Follower, why: &str) {
 }
 
 /// Reads the entries after this isolate's last, checks each, and applies the newer ones.
-async fn poll(isolate: &Isolate, env: &Env, now_ms: i64) -> worker::Result<()> {
+async fn poll(isolate: &Isolate, env: &Env, origin: &str, now_ms: i64) -> worker::Result<()> {
     let follower = &isolate.follower;
     let Some(settings) = &isolate.config.feed else {
         return Ok(());
     };
+    let sharing = (settings.share_ms > 0).then(|| feed::Sharing {
+        origin,
+        window: now_ms.div_euclid(settings.share_ms as i64),
+        share_ms: settings.share_ms,
+    });
     for _ in 0..MAX_PAGES_PER_POLL {
         let after = follower.seq.get();
-        let page = feed::read(env, after).await?;
+        let page = feed::read(env, after, sharing).await?;
         if page.missed(after) {
             // Entries this isolate never saw are gone: anything it holds may be outdated.
             isolate.cache.borrow_mut().clear();

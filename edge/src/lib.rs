@@ -492,9 +492,15 @@ impl Call<'_> {
     /// first: in the background, or, when it has not heard from the feed lately, by waiting for
     /// one poll.
     async fn record(&self, key_id: KeyId) -> std::result::Result<cache::Lookup, Answered> {
-        if follower::keep_up(self.isolate, self.env, self.ctx, self.now_ms)
-            .await
-            .is_err()
+        if follower::keep_up(
+            self.isolate,
+            self.env,
+            self.ctx,
+            &self.target.origin,
+            self.now_ms,
+        )
+        .await
+        .is_err()
         {
             return Err(respond::error(
                 503,

@@ -34,7 +34,8 @@ pub(crate) async fn record(
     now_ms: i64,
 ) -> Result<Lookup, LookupError> {
     let now_ms = u64::try_from(now_ms).unwrap_or_default();
-    if let Some(hit) = isolate.cache.borrow().get(&key_id, now_ms) {
+    let max_age_ms = isolate.follower.cache_ttl_ms(isolate.config.feed.as_ref());
+    if let Some(hit) = isolate.cache.borrow().get(&key_id, now_ms, max_age_ms) {
         return Ok(hit);
     }
     // A checksum is no secret, so valid-looking junk can reach this point; each client gets a

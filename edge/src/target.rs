@@ -9,6 +9,8 @@ use crate::respond;
 /// The request target as it is routed, authorised and forwarded: a method of the fixed set, the
 /// canonical path, and the query as received.
 pub(crate) struct Target {
+    /// `scheme://host[:port]`, as the request was addressed.
+    pub(crate) origin: String,
     pub(crate) method: Method,
     pub(crate) path: String,
     pub(crate) query: String,
@@ -34,8 +36,10 @@ impl Target {
         let inner = request.inner();
         let method = Method::parse(&inner.method()).ok_or(Unroutable::Method)?;
         let url = inner.url();
-        let (path, query) = path_and_query(&url);
+        let (origin, rest) = split_origin(&url);
+        let (path, query) = path_and_query(rest);
         Ok(Self {
+            origin: origin.to_owned(),
             method,
             path: canonical_path(path).map_err(Unroutable::Path)?,
             query: query.to_owned(),
@@ -43,14 +47,17 @@ impl Target {
     }
 }
 
-/// The path and the query (without its `?`) of a serialised absolute URL: the path starts at the
-/// first `/` after `scheme://host` (a serialised http(s) URL always has one, and percent-encodes
-/// any `?` or `#` inside its path); a fragment is dropped.
-fn path_and_query(url: &str) -> (&str, &str) {
-    let from_path = url
-        .find("://")
+/// `scheme://host[:port]` of a serialised absolute URL, and the rest from its path on: the path
+/// starts at the first `/` after `scheme://host` (a serialised http(s) URL always has one, and
+/// percent-encodes any `?` or `#` inside its path).
+fn split_origin(url: &str) -> (&str, &str) {
+    url.find("://")
         .and_then(|scheme| url[scheme + 3..].find('/').map(|path| scheme + 3 + path))
-        .map_or("/", |at| &url[at..]);
+        .map_or(("", "/"), |at| url.split_at(at))
+}
+
+/// The path and the query (without its `?`) of what follows the origin; a fragment is dropped.
+fn path_and_query(from_path: &str) -> (&str, &str) {
     let without_fragment = from_path.split('#').next().unwrap_or(from_path);
     without_fragment
         .split_once('?')
@@ -59,7 +66,24 @@ fn path_and_query(url: &str) -> (&str, &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::path_and_query;
+    use super::split_origin;
+
+    fn path_and_query(url: &str) -> (&str, &str) {
+        super::path_and_query(split_origin(url).1)
+    }
+
+    #[test]
+    fn the_origin_is_everything_before_the_path() {
+        assert_eq!(
+            split_origin("https://edge.example.com/v1/a?x=1"),
+            ("https://edge.example.com", "/v1/a?x=1")
+        );
+        assert_eq!(
+            split_origin("http://127.0.0.1:8787/"),
+            ("http://127.0.0.1:8787", "/")
+        );
+        assert_eq!(split_origin("not a url"), ("", "/"));
+    }
 
     #[test]
     fn path_and_query_are_taken_verbatim() {

@@ -49,6 +49,22 @@ pub fn pushing_to_wrangler(edge: &WranglerDev) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A `wrangler` that sleeps `delay` before each `kv bulk put`, written into `dir`: KV's path made
+/// slow (as KV's propagation is, in production), the feed's not. For `KEYGATE_WRANGLER`.
+pub fn slow_wrangler(dir: &std::path::Path, delay: Duration) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let real = repo_root().join("node_modules/.bin/wrangler");
+    let path = dir.join("slow-wrangler");
+    let script = format!(
+        "#!/bin/sh\nif [ \"$2 $3\" = \"bulk put\" ]; then sleep {}; fi\nexec '{}' \"$@\"\n",
+        delay.as_secs(),
+        real.display()
+    );
+    std::fs::write(&path, script).expect("the wrapper");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path.display().to_string()
+}
+
 /// Creates the first admin of `database_url` and returns its token, read from the owner-only
 /// file `keygate bootstrap` writes it to.
 pub fn bootstrap(database_url: &str) -> String {

@@ -4,6 +4,7 @@
 //! Nothing here sleeps in place of synchronisation: readiness and propagation are polled.
 
 pub mod fake_kv;
+pub mod feed_fault;
 pub mod keygate;
 
 use std::net::TcpListener;
@@ -172,16 +173,26 @@ impl WranglerDev {
     /// Starts `wrangler dev` with `vars` overriding wrangler.toml's, and waits until it answers.
     /// The Worker signs assertions with [`assertion_key`] unless `vars` say otherwise.
     pub fn start(vars: &[(&str, &str)]) -> Self {
-        Self::launch(vars, None)
+        Self::launch(vars, None, &[])
+    }
+
+    /// `wrangler dev` of several Workers in one workerd (`--config` each, the one served first),
+    /// as [`feed_fault::configs`] writes them.
+    pub fn with_configs(configs: &[PathBuf], vars: &[(&str, &str)]) -> Self {
+        Self::launch(vars, None, configs)
     }
 
     /// A second `wrangler dev` of the Worker with other `vars`, reading `other`'s local KV store:
     /// a new deployment of the Worker next to the running one, as a rollout has it for a while.
     pub fn beside(other: &WranglerDev, vars: &[(&str, &str)]) -> Self {
-        Self::launch(vars, Some(other.store.clone()))
+        Self::launch(vars, Some(other.store.clone()), &[])
     }
 
-    fn launch(vars: &[(&str, &str)], store: Option<std::sync::Arc<tempfile::TempDir>>) -> Self {
+    fn launch(
+        vars: &[(&str, &str)],
+        store: Option<std::sync::Arc<tempfile::TempDir>>,
+        configs: &[PathBuf],
+    ) -> Self {
         let state = tempfile::tempdir().expect("temp dir");
         let store = store.unwrap_or_else(|| {
             std::sync::Arc::new(tempfile::tempdir().expect("a directory for the KV store"))
@@ -197,6 +208,9 @@ impl WranglerDev {
             "--show-interactive-dev-session=false",
         ]);
         command.arg("--persist-to").arg(&persist);
+        for config in configs {
+            command.arg("--config").arg(config);
+        }
         let key = serde_json::to_string(&assertion_key()).expect("JSON");
         if !vars
             .iter()
@@ -220,7 +234,7 @@ impl WranglerDev {
             .stdin(Stdio::null());
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command.spawn().expect("wrangler dev starts");
-        let dev = Self {
+        let mut dev = Self {
             child,
             port,
             state,
@@ -241,9 +255,15 @@ impl WranglerDev {
         self.store.path().to_owned()
     }
 
-    fn wait_ready(&self, limit: Duration) {
+    fn wait_ready(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                panic!(
+                    "wrangler dev exited ({exit}) before it was ready:\n{}",
+                    self.log()
+                );
+            }
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
                 && std::fs::read_to_string(&self.log).is_ok_and(|log| log.contains("Ready on"))
             {

@@ -4,18 +4,31 @@
 
 use std::time::Duration;
 
-use keygate_e2e::keygate::{Keygate, bootstrap, pushing_to_wrangler};
+use keygate_e2e::feed_fault::{self, FeedMode, FeedSwitch};
+use keygate_e2e::keygate::{Keygate, bootstrap, pushing_to_wrangler, slow_wrangler};
 use keygate_e2e::{EchoOrigin, WranglerDev, poll};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const ROUTES: &str = r#"[{"method": "*", "path": "/*", "any_key": true}]"#;
+const ROUTES: &str = r#"[
+  {"method": "GET", "path": "/needs-read", "permissions": ["customer:read"]},
+  {"method": "*", "path": "/*", "any_key": true}
+]"#;
 /// A poll a second, a wrangler start per push (about 1.5 s), on a loaded 2-core machine.
 const BOUND: Duration = Duration::from_secs(10);
 
 fn status(http: &reqwest::blocking::Client, edge: &WranglerDev, key: &str) -> (u16, String) {
+    status_at(http, edge, key, "/anything")
+}
+
+fn status_at(
+    http: &reqwest::blocking::Client,
+    edge: &WranglerDev,
+    key: &str,
+    path: &str,
+) -> (u16, String) {
     let response = http
-        .get(edge.url("/anything"))
+        .get(edge.url(path))
         .bearer_auth(key)
         .send()
         .expect("the edge answers");
@@ -28,56 +41,95 @@ fn status(http: &reqwest::blocking::Client, edge: &WranglerDev, key: &str) -> (u
     (status, code)
 }
 
-/// A `wrangler` that sleeps `delay` before each `kv bulk put`: KV's path made slow, the feed's not.
-fn slow_wrangler(dir: &std::path::Path, delay: Duration) -> String {
-    use std::os::unix::fs::PermissionsExt;
-    let real = keygate_e2e::repo_root().join("node_modules/.bin/wrangler");
-    let path = dir.join("slow-wrangler");
-    let script = format!(
-        "#!/bin/sh\nif [ \"$2 $3\" = \"bulk put\" ]; then sleep {}; fi\nexec '{}' \"$@\"\n",
-        delay.as_secs(),
-        real.display()
-    );
-    std::fs::write(&path, script).expect("the wrapper");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    path.display().to_string()
-}
-
 struct Loop {
     keygate: Keygate,
     edge: WranglerDev,
     http: reqwest::blocking::Client,
+    /// The feed's switch, when the Worker reaches its feed through the fault proxy.
+    switch: Option<FeedSwitch>,
     _origin: EchoOrigin,
     _dir: tempfile::TempDir,
     _runtime: tokio::runtime::Runtime,
 }
 
+impl Drop for Loop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- wrangler dev:\n{}\n--- keygate:\n{}",
+                self.edge.log(),
+                self.keygate.log()
+            );
+        }
+    }
+}
+
+/// How a [`Loop`] is set up.
+#[derive(Default)]
+struct Setup {
+    /// The isolate cache's TTL.
+    cache_ttl_ms: &'static str,
+    /// Each KV write of the pusher takes this much longer.
+    kv_delay: Option<Duration>,
+    /// The feed sits behind a switch ([`FeedSwitch`]).
+    switchable_feed: bool,
+    /// More settings of `keygate serve`.
+    keygate_env: Vec<(&'static str, String)>,
+}
+
 impl Loop {
     /// `wrangler dev` with an isolate cache of `cache_ttl_ms`, and `keygate serve` pushing to its
     /// feed and KV; with `kv_delay`, each KV write of the pusher takes that much longer.
-    fn start(cache_ttl_ms: &str, kv_delay: Option<Duration>) -> Self {
+    fn start(cache_ttl_ms: &'static str, kv_delay: Option<Duration>) -> Self {
+        Self::with(Setup {
+            cache_ttl_ms,
+            kv_delay,
+            ..Setup::default()
+        })
+    }
+
+    fn with(setup: Setup) -> Self {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let origin = EchoOrigin::start(&runtime);
-        let edge = WranglerDev::start(&[
-            ("KEYGATE_ORIGIN", &origin.url()),
-            ("KEYGATE_ROUTES", ROUTES),
-            ("KEYGATE_CACHE_TTL_MS", cache_ttl_ms),
-        ]);
         let dir = tempfile::tempdir().unwrap();
+        let vars = [
+            ("KEYGATE_ORIGIN", origin.url()),
+            ("KEYGATE_ROUTES", ROUTES.to_owned()),
+            ("KEYGATE_CACHE_TTL_MS", setup.cache_ttl_ms.to_owned()),
+        ];
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let switch = setup.switchable_feed.then(|| FeedSwitch::start(&runtime));
+        let edge = match &switch {
+            Some(switch) => {
+                WranglerDev::with_configs(&feed_fault::configs(dir.path(), switch), &vars)
+            }
+            None => WranglerDev::start(&vars),
+        };
         let url = format!("sqlite://{}", dir.path().join("keygate.db").display());
         let token = bootstrap(&url);
         let mut env = pushing_to_wrangler(&edge);
-        if let Some(delay) = kv_delay {
+        if let Some(delay) = setup.kv_delay {
             env.retain(|(name, _)| *name != "KEYGATE_WRANGLER");
             env.push(("KEYGATE_WRANGLER", slow_wrangler(dir.path(), delay)));
         }
         env.push(("KEYGATE_SYNC_POLL_MS", "200".to_owned()));
+        env.push(("KEYGATE_SYNC_MAX_BACKOFF_SECONDS", "1".to_owned()));
         env.push(("KEYGATE_RECONCILE_INTERVAL_SECONDS", "0".to_owned()));
+        env.extend(setup.keygate_env);
         let keygate = Keygate::serve(&url, &token, &env, dir.path());
+        for permission in ["customer:read", "telemetry:write"] {
+            let (code, body) = keygate.call(
+                Method::POST,
+                "/v1/permissions",
+                Some(json!({ "name": permission })),
+            );
+            assert_eq!(code, 201, "{body}");
+        }
         Self {
             keygate,
             edge,
             http: reqwest::blocking::Client::new(),
+            switch,
             _origin: origin,
             _dir: dir,
             _runtime: runtime,
@@ -90,10 +142,15 @@ impl Loop {
 
     /// A new key that works at the edge: (key, key id).
     fn live_key(&self, name: &str) -> (String, String) {
+        self.live_key_with(name, &[])
+    }
+
+    /// A new key with `permissions` that works at the edge: (key, key id).
+    fn live_key_with(&self, name: &str, permissions: &[&str]) -> (String, String) {
         let (code, body) = self.keygate.call(
             Method::POST,
             "/v1/keys",
-            Some(json!({"name": name, "environment": "development"})),
+            Some(json!({"name": name, "environment": "development", "permissions": permissions})),
         );
         assert_eq!(code, 201, "{body}");
         let key = body["key"].as_str().unwrap().to_owned();
@@ -104,18 +161,41 @@ impl Loop {
         (key, body["key_id"].as_str().unwrap().to_owned())
     }
 
-    /// Revokes the key and waits for the edge to refuse it.
-    fn revoke(&self, key: &str, key_id: &str) {
-        let (code, body) = self.keygate.call(
+    /// Revokes the key and waits for the edge to refuse it; how long that took.
+    fn revoke(&self, key: &str, key_id: &str) -> Duration {
+        self.change(
+            "revoke",
             Method::POST,
             &format!("/v1/keys/{key_id}/revoke"),
-            Some(json!({"reason": "test"})),
+            json!({"reason": "test"}),
         );
-        assert_eq!(code, 200, "{body}");
-        let (_, took) = poll(BOUND, "the revocation reaches the edge", || {
-            (self.status(key) == (401, "revoked".to_owned())).then_some(())
+        self.until(key, "/anything", (401, "revoked"), BOUND)
+    }
+
+    /// One admin call that must succeed; its body.
+    fn change(&self, what: &str, method: Method, path: &str, body: Value) -> Value {
+        let (code, body) = self.keygate.call(method, path, Some(body));
+        assert_eq!(code, 200, "{what}: {body}");
+        body
+    }
+
+    /// Waits (at most `bound`) until the edge answers `key` on `path` with `expected` (status and
+    /// error code); how long that took.
+    fn until(&self, key: &str, path: &str, expected: (u16, &str), bound: Duration) -> Duration {
+        let what = format!("{path} answers {expected:?}");
+        let (_, took) = poll(bound, &what, || {
+            let (status, code) = status_at(&self.http, &self.edge, key, path);
+            (status == expected.0 && code == expected.1).then_some(())
         });
-        eprintln!("revoke -> 401: {} ms", took.as_millis());
+        eprintln!("{what}: after {} ms", took.as_millis());
+        took
+    }
+
+    /// Waits until the control plane has appended everything to the feed.
+    fn fed(&self) {
+        poll(BOUND, "the feed has every change", || {
+            (self.keygate.sync_status()["feed_pending"] == 0).then_some(())
+        });
     }
 }
 
@@ -125,6 +205,163 @@ fn a_revocation_reaches_a_warm_isolate_through_the_feed_long_before_its_cache_ex
     let world = Loop::start("60000", None);
     let (key, key_id) = world.live_key("warm");
     world.revoke(&key, &key_id);
+}
+
+#[test]
+fn with_kv_slowed_by_30_s_a_disable_a_regeneration_and_a_removed_permission_reach_the_edge_in_seconds()
+ {
+    let world = Loop::start("60000", Some(Duration::from_secs(30)));
+    let (reader, reader_id) = world.live_key_with("reader", &["customer:read"]);
+    world.until(&reader, "/needs-read", (200, ""), BOUND);
+    world.change(
+        "remove the permission",
+        Method::PATCH,
+        &format!("/v1/keys/{reader_id}"),
+        json!({"permissions": ["telemetry:write"]}),
+    );
+    world.until(
+        &reader,
+        "/needs-read",
+        (403, "insufficient_permissions"),
+        BOUND,
+    );
+    world.until(&reader, "/anything", (200, ""), BOUND);
+
+    let (disabled, disabled_id) = world.live_key("disabled");
+    world.change(
+        "disable",
+        Method::POST,
+        &format!("/v1/keys/{disabled_id}/disable"),
+        json!({}),
+    );
+    world.until(&disabled, "/anything", (401, "disabled"), BOUND);
+
+    let (old, old_id) = world.live_key("regenerated");
+    let body = world.change(
+        "regenerate without grace",
+        Method::POST,
+        &format!("/v1/keys/{old_id}/regenerate"),
+        json!({}),
+    );
+    let new = body["key"].as_str().expect("the new key");
+    world.until(&old, "/anything", (401, "invalid_key"), BOUND);
+    world.until(new, "/anything", (200, ""), BOUND);
+    // None of it came through KV: its first write is still asleep.
+    for key_id in [&reader_id, &disabled_id, &old_id] {
+        assert_eq!(world.edge.kv_get(key_id), None, "KV has {key_id} already");
+    }
+}
+
+#[test]
+fn an_isolate_idle_for_10_s_honours_a_revocation_made_in_the_quiet_on_its_first_request() {
+    // KV slowed past the test and a one-minute isolate cache: only the feed can tell.
+    let world = Loop::start("60000", Some(Duration::from_secs(60)));
+    let (key, key_id) = world.live_key("idle");
+    world.change(
+        "revoke",
+        Method::POST,
+        &format!("/v1/keys/{key_id}/revoke"),
+        json!({"reason": "while the edge was quiet"}),
+    );
+    world.fed();
+    // The quiet itself is what is tested: no request reaches the edge for 10 s.
+    std::thread::sleep(Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    assert_eq!(
+        world.status(&key),
+        (401, "revoked".to_owned()),
+        "the first request after the quiet"
+    );
+    eprintln!(
+        "first request after 10 s idle: 401 in {} ms",
+        started.elapsed().as_millis()
+    );
+}
+
+/// The longest a request may take while the feed fails: the poll timeout (1 s) plus a KV read and
+/// the rest of the request, on a loaded 2-core machine.
+const BLOCKED_AT_MOST: Duration = Duration::from_secs(4);
+
+#[test]
+fn a_failing_or_stalled_feed_degrades_to_kv_within_the_bound_and_the_edge_recovers_on_its_own() {
+    // KV's path is slower than the feed's but well inside the test: a change that arrives sooner
+    // than the KV delay came through the feed.
+    let kv_delay = Duration::from_secs(8);
+    let world = Loop::with(Setup {
+        cache_ttl_ms: "60000",
+        kv_delay: Some(kv_delay),
+        switchable_feed: true,
+        keygate_env: vec![("KEYGATE_FEED_HOLD_SECONDS", "1".to_owned())],
+    });
+    let switch = world.switch.as_ref().expect("a switchable feed");
+    // Degraded: the hold (1 s), the slowed KV write (8 s plus wrangler's start), the degraded
+    // cache TTL (1 s), with room for a loaded machine.
+    let degraded_bound = Duration::from_secs(30);
+    let (first, first_id) = world.live_key("before the outage");
+    let (second, second_id) = world.live_key("revoked during the stall");
+
+    for (mode, key, key_id) in [
+        (FeedMode::Failing, &first, &first_id),
+        (FeedMode::Stalled, &second, &second_id),
+    ] {
+        switch.set(mode);
+        world.change(
+            "revoke",
+            Method::POST,
+            &format!("/v1/keys/{key_id}/revoke"),
+            json!({"reason": "during an outage of the feed"}),
+        );
+        let mut slowest = Duration::ZERO;
+        let (_, took) = poll(
+            degraded_bound,
+            "the revocation reaches the edge through KV",
+            || {
+                let started = std::time::Instant::now();
+                let answer = world.status(key);
+                slowest = slowest.max(started.elapsed());
+                (answer == (401, "revoked".to_owned())).then_some(())
+            },
+        );
+        assert!(
+            slowest < BLOCKED_AT_MOST,
+            "{mode:?}: a request took {slowest:?}"
+        );
+        assert!(
+            world.edge.kv_get(key_id).is_some(),
+            "{mode:?}: the revocation came through KV"
+        );
+        let status = world.keygate.sync_status();
+        assert!(status["feed_pending"].as_i64() > Some(0), "{status}");
+        eprintln!(
+            "{mode:?}: revoke -> 401 through KV in {} ms, slowest request {} ms",
+            took.as_millis(),
+            slowest.as_millis()
+        );
+    }
+    assert!(
+        world.edge.log().contains("feed_degraded"),
+        "degraded mode is logged:\n{}",
+        world.edge.log()
+    );
+
+    // The feed comes back: the control plane catches it up, the edge hears it again, and a
+    // revocation is faster than KV could bring it.
+    switch.set(FeedMode::Up);
+    world.fed();
+    let (third, third_id) = world.live_key("after the outage");
+    poll(BOUND, "the edge hears the feed again", || {
+        world.status(&third);
+        world
+            .edge
+            .log()
+            .contains("feed: reachable again")
+            .then_some(())
+    });
+    let took = world.revoke(&third, &third_id);
+    assert!(
+        took < kv_delay,
+        "the revocation took {took:?}: it came through KV, not the feed"
+    );
 }
 
 #[test]

@@ -157,19 +157,23 @@ async fn lease_now(db: &Db, now_ms: Option<i64>) -> Result<i64, StoreError> {
 
 /// Claims up to `limit` keys with pending records, those that must stop working first, then in
 /// the order they were queued. Keys another pusher holds, or that wait out a backoff, are skipped.
-/// `now_ms: None` measures the lease by the database's clock (see [`database_now_ms`]). With
-/// `fed_only` (a change feed is configured), only rows already appended to the feed count: KV never
-/// gets a record before the feed has it.
+/// `now_ms: None` measures the lease by the database's clock (see [`database_now_ms`]). Rows KV
+/// has already written (`kv_done`, while the feed lagged) are not taken again.
 pub async fn claim(
     db: &Db,
     holder: &str,
     now_ms: Option<i64>,
     lease_ms: i64,
     limit: usize,
-    fed_only: bool,
+    takes: KvTakes,
 ) -> Result<Vec<Claimed>, StoreError> {
     let now_ms = lease_now(db, now_ms).await?;
-    let fed = if fed_only { " AND o.fed = 1" } else { "" };
+    let fed = match takes {
+        KvTakes::All => " AND o.kv_done = 0".to_owned(),
+        KvTakes::FedOrQueuedBy(cutoff) => {
+            format!(" AND o.kv_done = 0 AND (o.fed = 1 OR o.enqueued_at <= {cutoff})")
+        }
+    };
     let mut tx = db.begin().await?;
     let candidates: Vec<String> = sqlx::query(&format!(
         "SELECT o.api_key_id, MIN(o.priority) AS priority, MIN(o.outbox_id) AS first \
@@ -261,6 +265,16 @@ pub async fn claim(
         .collect())
 }
 
+/// Which outbox rows KV may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvTakes {
+    /// Every row: there is no change feed.
+    All,
+    /// Rows the change feed has taken, and rows queued at or before this Unix second: KV gets a
+    /// record after the feed has it, but does not wait for a failing feed longer than the hold.
+    FedOrQueuedBy(i64),
+}
+
 /// A row the change feed has not had yet.
 #[derive(Clone, Debug)]
 pub struct Unfed {
@@ -290,24 +304,43 @@ pub async fn unfed(db: &Db, limit: usize) -> Result<Vec<Unfed>, StoreError> {
     .collect()
 }
 
-/// These rows are in the change feed: KV may have them now.
+/// These rows are in the change feed: KV may have them now. Rows KV has written already are done
+/// and leave the outbox.
 pub async fn fed(db: &Db, rows: &[Unfed]) -> Result<(), StoreError> {
     for chunk in rows.chunks(CHUNK) {
-        let sql = format!(
-            "UPDATE outbox SET fed = 1 WHERE outbox_id IN ({})",
-            placeholders(1, chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for row in chunk {
-            query = query.bind(row.outbox_id);
+        let mut tx = db.begin().await?;
+        for statement in [
+            "DELETE FROM outbox WHERE kv_done = 1 AND outbox_id IN",
+            "UPDATE outbox SET fed = 1 WHERE outbox_id IN",
+        ] {
+            let sql = format!("{statement} ({})", placeholders(1, chunk.len()));
+            let mut query = sqlx::query(&sql);
+            for row in chunk {
+                query = query.bind(row.outbox_id);
+            }
+            query.execute(&mut *tx).await?;
         }
-        query.execute(db.writer()).await?;
+        tx.commit().await?;
     }
     Ok(())
 }
 
-/// The pushed keys' rows are done: deletes them (not rows written since) and frees the keys.
-pub async fn pushed(db: &Db, holder: &str, done: &[&Claimed]) -> Result<(), StoreError> {
+/// The pushed keys' rows are done in KV: deletes them (not rows written since) and frees the keys.
+/// With a change feed (`takes` is not [`KvTakes::All`]), a row the feed has not taken stays,
+/// marked `kv_done`, until it has.
+pub async fn pushed(
+    db: &Db,
+    holder: &str,
+    done: &[&Claimed],
+    takes: KvTakes,
+) -> Result<(), StoreError> {
+    let statements: &[&str] = match takes {
+        KvTakes::All => &["DELETE FROM outbox WHERE outbox_id IN"],
+        KvTakes::FedOrQueuedBy(_) => &[
+            "DELETE FROM outbox WHERE fed = 1 AND outbox_id IN",
+            "UPDATE outbox SET kv_done = 1 WHERE outbox_id IN",
+        ],
+    };
     for chunk in done.chunks(CHUNK) {
         let mut tx = db.begin().await?;
         let ids: Vec<i64> = chunk
@@ -315,15 +348,14 @@ pub async fn pushed(db: &Db, holder: &str, done: &[&Claimed]) -> Result<(), Stor
             .flat_map(|claimed| claimed.outbox_ids.iter().copied())
             .collect();
         for ids in ids.chunks(CHUNK) {
-            let sql = format!(
-                "DELETE FROM outbox WHERE outbox_id IN ({})",
-                placeholders(1, ids.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for id in ids {
-                query = query.bind(*id);
+            for statement in statements {
+                let sql = format!("{statement} ({})", placeholders(1, ids.len()));
+                let mut query = sqlx::query(&sql);
+                for id in ids {
+                    query = query.bind(*id);
+                }
+                query.execute(&mut *tx).await?;
             }
-            query.execute(&mut *tx).await?;
         }
         let sql = format!(
             "DELETE FROM sync_claim WHERE holder = $1 AND api_key_id IN ({})",
@@ -367,7 +399,7 @@ pub async fn retry_later(
 /// What is waiting to be pushed.
 #[derive(Clone, Debug, Default)]
 pub struct Backlog {
-    /// Outbox rows.
+    /// Outbox rows KV has not written.
     pub depth: i64,
     /// Distinct keys among them.
     pub keys: i64,
@@ -381,8 +413,10 @@ pub struct Backlog {
 
 pub async fn backlog(db: &Db) -> Result<Backlog, StoreError> {
     let row = sqlx::query(
-        "SELECT COUNT(*) AS depth, COUNT(DISTINCT api_key_id) AS pending_keys, \
-         MIN(enqueued_at) AS oldest, COUNT(CASE WHEN fed = 0 THEN 1 END) AS unfed, \
+        "SELECT COUNT(CASE WHEN kv_done = 0 THEN 1 END) AS depth, \
+         COUNT(DISTINCT CASE WHEN kv_done = 0 THEN api_key_id END) AS pending_keys, \
+         MIN(CASE WHEN kv_done = 0 THEN enqueued_at END) AS oldest, \
+         COUNT(CASE WHEN fed = 0 THEN 1 END) AS unfed, \
          MIN(CASE WHEN fed = 0 THEN enqueued_at END) AS oldest_unfed FROM outbox",
     )
     .fetch_one(db.reader())

@@ -179,6 +179,9 @@ pub struct PushSettings {
     /// The most entries whose values one pass reads (in bulk reads of at most
     /// [`KvSink::max_gets`]); larger namespaces are read in turns, pass after pass.
     pub reconcile_reads: usize,
+    /// With a change feed: how long KV waits for the feed to take a record before writing it
+    /// anyway (the feed gets it later; nothing leaves the outbox before both have it).
+    pub feed_hold: Duration,
 }
 
 /// What a one-shot run did.
@@ -379,9 +382,21 @@ impl<S: KvSink> Pusher<S> {
         self.sink.put(batch).await
     }
 
+    /// Which rows KV may take: without a feed, all; with one, those the feed has taken, and
+    /// those it has failed to take for longer than the hold, so a feed outage leaves the edge
+    /// KV's bound rather than no bound at all.
+    fn kv_takes(&self) -> outbox::KvTakes {
+        match self.feed {
+            None => outbox::KvTakes::All,
+            Some(_) => outbox::KvTakes::FedOrQueuedBy(
+                self.clock.now() - i64::try_from(self.settings.feed_hold.as_secs()).unwrap_or(0),
+            ),
+        }
+    }
+
     /// Appends the rows the change feed has not had, stopped keys first, and marks them fed: KV
-    /// takes only fed rows, so the feed is never behind it, and a slow KV never holds the feed
-    /// back. Returns how many rows were appended. A row appended twice (two replicas, a crash
+    /// takes fed rows (and, past the hold, rows the feed failed to take), so the feed is not
+    /// behind it while it works, and a slow KV never holds the feed back. Returns how many rows were appended. A row appended twice (two replicas, a crash
     /// before the mark) is harmless: the edge keeps the newest version of each key.
     async fn feed_round(&self, feed: &FeedWriter) -> Result<usize, SyncError> {
         let rows = outbox::unfed(&self.db, keygate_shared::MAX_FEED_ENTRIES).await?;
@@ -446,7 +461,7 @@ impl<S: KvSink> Pusher<S> {
             self.clock.manual_ms(),
             millis(self.settings.lease),
             self.settings.batch_size.clamp(1, MAX_BULK_PAIRS),
-            self.feed.is_some(),
+            self.kv_takes(),
         )
         .await?;
         if claimed.is_empty() {
@@ -484,7 +499,7 @@ impl<S: KvSink> Pusher<S> {
                     tracing::warn!(
                         keys = rest.len(),
                         retry_in_ms = millis(delay),
-                        "snapshot push failed: {error}"
+                        "KV write failed: {error}"
                     );
                     self.outcome(Err(error.to_string())).await?;
                     return Ok(Round::Failed(delay));
@@ -501,7 +516,7 @@ impl<S: KvSink> Pusher<S> {
         let (bad, good): (Vec<&Claimed>, Vec<&Claimed>) = keys
             .iter()
             .partition(|key| failed.contains(key.key_id.as_str()));
-        outbox::pushed(&self.db, &self.holder, &good).await?;
+        outbox::pushed(&self.db, &self.holder, &good, self.kv_takes()).await?;
         let count = good.len() as u64;
         self.handle.count(&self.handle.0.records_pushed, count);
         if !bad.is_empty() {

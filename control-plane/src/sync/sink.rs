@@ -60,11 +60,11 @@ pub struct Written {
 /// never right, but `Refused` needs an operator (a bad token or namespace id, say).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SinkError {
-    #[error("KV is throttling requests (429){}", retry_hint(.retry_after))]
+    #[error("throttled (429){}", retry_hint(.retry_after))]
     Throttled { retry_after: Option<Duration> },
-    #[error("KV is unavailable: {0}")]
+    #[error("unavailable: {0}")]
     Unavailable(String),
-    #[error("KV refused the request: {0}")]
+    #[error("refused: {0}")]
     Refused(String),
 }
 

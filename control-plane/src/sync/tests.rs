@@ -16,6 +16,7 @@ use super::{
     backoff,
 };
 use crate::Clock;
+use crate::store::outbox::{Claimed, KvTakes};
 use crate::store::{Db, outbox};
 
 const START: i64 = 1_800_000_000;
@@ -134,6 +135,7 @@ impl Fixture {
             max_backoff: Duration::from_secs(60),
             reconcile_interval: None,
             reconcile_reads: 0,
+            feed_hold: Duration::from_secs(5),
         };
         let jwk = keygate_origin::generate("rec-test", &[5; 32]);
         let signer = super::RecordSigner::from_jwk(&serde_json::to_string(&jwk).expect("JSON"))
@@ -186,12 +188,19 @@ impl Fixture {
 
     /// Who may claim now: the keys another pusher would get at this instant.
     async fn claimable(&self) -> Vec<String> {
-        outbox::claim(&self.db, "observer", self.clock.manual_ms(), 1, 100, false)
-            .await
-            .expect("claim")
-            .into_iter()
-            .map(|claimed| claimed.key_id)
-            .collect()
+        outbox::claim(
+            &self.db,
+            "observer",
+            self.clock.manual_ms(),
+            1,
+            100,
+            KvTakes::All,
+        )
+        .await
+        .expect("claim")
+        .into_iter()
+        .map(|claimed| claimed.key_id)
+        .collect()
     }
 }
 
@@ -207,9 +216,16 @@ fn round_failed(round: Round) -> Duration {
 async fn a_claim_holds_a_key_until_its_lease_ends() {
     let f = fixture().await;
     let keys = f.keys(1).await;
-    let held = outbox::claim(&f.db, "first", f.clock.manual_ms(), 60_000, 10, false)
-        .await
-        .unwrap();
+    let held = outbox::claim(
+        &f.db,
+        "first",
+        f.clock.manual_ms(),
+        60_000,
+        10,
+        KvTakes::All,
+    )
+    .await
+    .unwrap();
     assert_eq!(held.len(), 1);
     f.clock.advance_ms(59_999);
     assert!(f.claimable().await.is_empty(), "held until the lease ends");
@@ -427,9 +443,17 @@ fn only_what_the_signer_writes_is_genuine() {
 async fn with_a_change_feed_kv_takes_only_what_the_feed_already_has() {
     let f = fixture().await;
     let keys = f.keys(3).await;
-    let claim = |fed_only| outbox::claim(&f.db, "kv", f.clock.manual_ms(), 1, 10, fed_only);
-    assert!(claim(true).await.unwrap().is_empty(), "nothing is fed yet");
-    assert_eq!(claim(false).await.unwrap().len(), 3, "without a feed, all");
+    let claim = |takes| outbox::claim(&f.db, "kv", f.clock.manual_ms(), 1, 10, takes);
+    let fed_only = KvTakes::FedOrQueuedBy(0);
+    assert!(
+        claim(fed_only).await.unwrap().is_empty(),
+        "nothing is fed yet"
+    );
+    assert_eq!(
+        claim(KvTakes::All).await.unwrap().len(),
+        3,
+        "without a feed, all"
+    );
     f.clock.advance_ms(2);
 
     // The feed takes keys that must stop working first.
@@ -438,7 +462,7 @@ async fn with_a_change_feed_kv_takes_only_what_the_feed_already_has() {
     assert_eq!(first[0].key_id, keys[2].to_string());
     let two = outbox::unfed(&f.db, 2).await.unwrap();
     outbox::fed(&f.db, &two).await.unwrap();
-    let mut held: Vec<String> = claim(true)
+    let mut held: Vec<String> = claim(fed_only)
         .await
         .unwrap()
         .into_iter()
@@ -454,4 +478,65 @@ async fn with_a_change_feed_kv_takes_only_what_the_feed_already_has() {
         2,
         "the rest wait for the feed"
     );
+}
+
+#[tokio::test]
+async fn while_the_feed_fails_kv_takes_each_record_after_the_hold_and_the_feed_still_gets_it() {
+    let f = fixture().await;
+    let keys = f.keys(2).await;
+    let hold = 5;
+    let takes = || KvTakes::FedOrQueuedBy(f.clock.now() - hold);
+    let claim = || outbox::claim(&f.db, "kv", f.clock.manual_ms(), 1, 10, takes());
+    assert!(
+        claim().await.unwrap().is_empty(),
+        "within the hold, KV waits"
+    );
+    f.clock.advance_ms(1_000 * (hold - 1));
+    assert!(claim().await.unwrap().is_empty(), "still within the hold");
+
+    // The feed has failed for the whole hold: KV writes both records anyway.
+    f.clock.advance_ms(1_000);
+    let held = claim().await.unwrap();
+    assert_eq!(held.len(), 2, "past the hold, KV takes what the feed lacks");
+    let done: Vec<&Claimed> = held.iter().collect();
+    outbox::pushed(&f.db, "kv", &done, takes()).await.unwrap();
+    let backlog = outbox::backlog(&f.db).await.unwrap();
+    assert_eq!(backlog.depth, 0, "KV has everything");
+    assert_eq!(
+        backlog.unfed, 2,
+        "the feed does not, and the rows stay for it"
+    );
+    f.clock.advance_ms(LEASE.as_millis() as i64);
+    assert!(
+        claim().await.unwrap().is_empty(),
+        "KV does not write them twice"
+    );
+
+    // A change made now goes to the feed first again once the feed is back.
+    f.change(keys[0], 2, Status::Revoked).await;
+    assert!(
+        claim().await.unwrap().is_empty(),
+        "a new change waits for the feed"
+    );
+    let unfed = outbox::unfed(&f.db, 10).await.unwrap();
+    assert_eq!(
+        unfed.len(),
+        3,
+        "the feed gets the two KV has, and the new one"
+    );
+    assert_eq!(unfed[0].key_id, keys[0].to_string(), "the revocation first");
+    outbox::fed(&f.db, &unfed).await.unwrap();
+    let held = claim().await.unwrap();
+    assert_eq!(held.len(), 1, "KV takes only the change it has not written");
+    assert_eq!(held[0].key_id, keys[0].to_string());
+    assert_eq!(held[0].version, 2);
+    let done: Vec<&Claimed> = held.iter().collect();
+    outbox::pushed(&f.db, "kv", &done, takes()).await.unwrap();
+    let backlog = outbox::backlog(&f.db).await.unwrap();
+    assert_eq!((backlog.depth, backlog.unfed), (0, 0), "{backlog:?}");
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+        .fetch_one(f.db.reader())
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "both have every record: the outbox is empty");
 }
