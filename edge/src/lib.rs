@@ -496,7 +496,7 @@ impl Call<'_> {
             self.isolate,
             self.env,
             self.ctx,
-            &self.target.origin,
+            self.target.origin(),
             self.now_ms,
         )
         .await

@@ -9,11 +9,13 @@ use crate::respond;
 /// The request target as it is routed, authorised and forwarded: a method of the fixed set, the
 /// canonical path, and the query as received.
 pub(crate) struct Target {
-    /// `scheme://host[:port]`, as the request was addressed.
-    pub(crate) origin: String,
     pub(crate) method: Method,
     pub(crate) path: String,
     pub(crate) query: String,
+    /// The URL as received, kept for its origin: the change feed's polls key their shared
+    /// reads on it, about once a second, so no request pays for more than a length.
+    url: String,
+    origin_len: usize,
 }
 
 /// Why a request target is refused before routing.
@@ -39,11 +41,17 @@ impl Target {
         let (origin, rest) = split_origin(&url);
         let (path, query) = path_and_query(rest);
         Ok(Self {
-            origin: origin.to_owned(),
             method,
             path: canonical_path(path).map_err(Unroutable::Path)?,
             query: query.to_owned(),
+            origin_len: origin.len(),
+            url,
         })
+    }
+
+    /// `scheme://host[:port]`, as the request was addressed.
+    pub(crate) fn origin(&self) -> &str {
+        &self.url[..self.origin_len]
     }
 }
 

@@ -174,6 +174,18 @@ impl Keygate {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Adds `permissions` to the catalogue, so keys may be given them.
+    pub fn catalogue(&self, permissions: &[&str]) {
+        for permission in permissions {
+            let (status, body) = self.call(
+                reqwest::Method::POST,
+                "/v1/permissions",
+                Some(serde_json::json!({ "name": permission })),
+            );
+            assert_eq!(status, 201, "{body}");
+        }
+    }
+
     /// `GET /v1/sync/status`.
     pub fn sync_status(&self) -> Value {
         let (status, body) = self.call(reqwest::Method::GET, "/v1/sync/status", None);

@@ -117,14 +117,7 @@ impl Loop {
         env.push(("KEYGATE_RECONCILE_INTERVAL_SECONDS", "0".to_owned()));
         env.extend(setup.keygate_env);
         let keygate = Keygate::serve(&url, &token, &env, dir.path());
-        for permission in ["customer:read", "telemetry:write"] {
-            let (code, body) = keygate.call(
-                Method::POST,
-                "/v1/permissions",
-                Some(json!({ "name": permission })),
-            );
-            assert_eq!(code, 201, "{body}");
-        }
+        keygate.catalogue(&["customer:read", "telemetry:write"]);
         Self {
             keygate,
             edge,

@@ -86,17 +86,6 @@ fn create_key(keygate: &Keygate, name: &str) -> (String, String) {
     )
 }
 
-fn catalogue(keygate: &Keygate) {
-    for permission in ["customer:read", "admin:write"] {
-        let (status, body) = keygate.call(
-            Method::POST,
-            "/v1/permissions",
-            Some(json!({ "name": permission })),
-        );
-        assert_eq!(status, 201, "{body}");
-    }
-}
-
 /// The edge's status and error code for `key` on `method path`.
 fn ask(
     http: &reqwest::blocking::Client,
@@ -152,7 +141,7 @@ fn a_record_overwritten_in_kv_is_refused_at_the_edge_and_repaired_by_reconciliat
         ],
     );
     let keygate = Keygate::serve(&url, &token, &env, dir.path());
-    catalogue(&keygate);
+    keygate.catalogue(&["customer:read", "admin:write"]);
     let (key, key_id) = create_key(&keygate, "overwritten");
     let http = reqwest::blocking::Client::new();
     let edge_url = edge.url("");
@@ -300,7 +289,7 @@ fn rotating_the_record_signing_key_fails_no_request() {
     );
     env.retain(|(name, _)| !name.starts_with("KEYGATE_FEED"));
     let keygate = Keygate::serve(&url, &token, &env, dir.path());
-    catalogue(&keygate);
+    keygate.catalogue(&["customer:read", "admin:write"]);
     let (key, key_id) = create_key(&keygate, "rotated");
     let http = reqwest::blocking::Client::new();
     poll(BOUND, "the key works at the edge", || {

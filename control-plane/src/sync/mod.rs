@@ -396,8 +396,9 @@ impl<S: KvSink> Pusher<S> {
 
     /// Appends the rows the change feed has not had, stopped keys first, and marks them fed: KV
     /// takes fed rows (and, past the hold, rows the feed failed to take), so the feed is not
-    /// behind it while it works, and a slow KV never holds the feed back. Returns how many rows were appended. A row appended twice (two replicas, a crash
-    /// before the mark) is harmless: the edge keeps the newest version of each key.
+    /// behind it while it works, and a slow KV never holds the feed back. Returns how many rows
+    /// were appended. A row appended twice (two replicas, a crash before the mark) is harmless:
+    /// the edge keeps the newest version of each key.
     async fn feed_round(&self, feed: &FeedWriter) -> Result<usize, SyncError> {
         let rows = outbox::unfed(&self.db, keygate_shared::MAX_FEED_ENTRIES).await?;
         if rows.is_empty() {
