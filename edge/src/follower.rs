@@ -15,7 +15,9 @@
 //!   makes its next request wait for one poll, at most `KEYGATE_FEED_TIMEOUT_MS`. If the feed
 //!   cannot be reached, the isolate is degraded: it says so in the log, counts it, uses its cache
 //!   for at most `KEYGATE_FEED_DEGRADED_CACHE_TTL_MS`, and decides from KV as before
-//!   (`KEYGATE_FEED_UNREACHABLE=kv`, the default) or answers 503 (`closed`).
+//!   (`KEYGATE_FEED_UNREACHABLE=kv`, the default) or answers 503 (`closed`). While degraded, no
+//!   request waits for the feed; a background poll each interval, bounded by the same timeout,
+//!   notices when it is back.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -120,7 +122,9 @@ impl Follower {
 }
 
 /// Keeps this isolate up with the feed before a request is decided: a background poll when one is
-/// due, or, when the isolate is stale, one poll the request waits for (bounded).
+/// due, or, when the isolate is stale, one poll the request waits for (bounded). A degraded
+/// isolate does not make its requests wait: each would only add the timeout while the feed is
+/// down; a background poll each interval notices when it is back.
 pub(crate) async fn keep_up(
     isolate: &Rc<Isolate>,
     env: &Env,
@@ -132,23 +136,22 @@ pub(crate) async fn keep_up(
         return Ok(());
     };
     let follower = &isolate.follower;
-    if follower.fresh(settings, now_ms) {
+    let fresh = follower.fresh(settings, now_ms);
+    if fresh || follower.degraded.get() {
         if now_ms - follower.started_ms.get() >= settings.poll_ms && !follower.polling.get() {
             follower.polling.set(true);
             follower.started_ms.set(now_ms);
             let (isolate, env, origin) = (isolate.clone(), env.clone(), origin.to_owned());
             ctx.wait_until(async move {
-                poll_and_record(&isolate, &env, &origin, now_ms).await;
+                if let Some(settings) = &isolate.config.feed {
+                    poll_within_timeout(&isolate, settings, &env, &origin, now_ms).await;
+                }
                 isolate.follower.polling.set(false);
             });
         }
-        return Ok(());
-    }
-    follower.started_ms.set(now_ms);
-    let timeout = Delay::from(std::time::Duration::from_millis(settings.timeout_ms));
-    let polled = std::pin::pin!(poll_and_record(isolate, env, origin, now_ms));
-    if let Either::Right(_) = select(polled, timeout).await {
-        note_failure(follower, "timed out");
+    } else {
+        follower.started_ms.set(now_ms);
+        poll_within_timeout(isolate, settings, env, origin, now_ms).await;
     }
     if follower.fresh(settings, now_ms) || settings.unreachable == Unreachable::Kv {
         Ok(())
@@ -157,8 +160,30 @@ pub(crate) async fn keep_up(
     }
 }
 
-async fn poll_and_record(isolate: &Isolate, env: &Env, origin: &str, now_ms: i64) {
-    match poll(isolate, env, origin, now_ms).await {
+/// One poll, given up after `KEYGATE_FEED_TIMEOUT_MS`: a stalled feed holds neither a request nor
+/// the next background poll.
+async fn poll_within_timeout(
+    isolate: &Isolate,
+    settings: &FeedSettings,
+    env: &Env,
+    origin: &str,
+    now_ms: i64,
+) {
+    let timeout = Delay::from(std::time::Duration::from_millis(settings.timeout_ms));
+    let polled = std::pin::pin!(poll_and_record(isolate, settings, env, origin, now_ms));
+    if let Either::Right(_) = select(polled, timeout).await {
+        note_failure(&isolate.follower, "timed out");
+    }
+}
+
+async fn poll_and_record(
+    isolate: &Isolate,
+    settings: &FeedSettings,
+    env: &Env,
+    origin: &str,
+    now_ms: i64,
+) {
+    match poll(isolate, settings, env, origin, now_ms).await {
         Ok(()) => {
             let follower = &isolate.follower;
             follower.heard_ms.set(now_ms);
@@ -181,11 +206,14 @@ fn note_failure(follower: &Follower, why: &str) {
 }
 
 /// Reads the entries after this isolate's last, checks each, and applies the newer ones.
-async fn poll(isolate: &Isolate, env: &Env, origin: &str, now_ms: i64) -> worker::Result<()> {
+async fn poll(
+    isolate: &Isolate,
+    settings: &FeedSettings,
+    env: &Env,
+    origin: &str,
+    now_ms: i64,
+) -> worker::Result<()> {
     let follower = &isolate.follower;
-    let Some(settings) = &isolate.config.feed else {
-        return Ok(());
-    };
     let sharing = (settings.share_ms > 0).then(|| feed::Sharing {
         origin,
         window: now_ms.div_euclid(settings.share_ms as i64),

@@ -275,6 +275,10 @@ fn an_isolate_idle_for_10_s_honours_a_revocation_made_in_the_quiet_on_its_first_
 /// the rest of the request, on a loaded 2-core machine.
 const BLOCKED_AT_MOST: Duration = Duration::from_secs(4);
 
+/// A request this slow waited for the feed (the poll timeout is 1 s; a request that does not wait
+/// takes a few milliseconds).
+const WAITED: Duration = Duration::from_millis(500);
+
 #[test]
 fn a_failing_or_stalled_feed_degrades_to_kv_within_the_bound_and_the_edge_recovers_on_its_own() {
     // KV's path is slower than the feed's but well inside the test: a change that arrives sooner
@@ -304,20 +308,29 @@ fn a_failing_or_stalled_feed_degrades_to_kv_within_the_bound_and_the_edge_recove
             &format!("/v1/keys/{key_id}/revoke"),
             json!({"reason": "during an outage of the feed"}),
         );
-        let mut slowest = Duration::ZERO;
+        let (mut slowest, mut requests, mut waited) = (Duration::ZERO, 0, 0);
         let (_, took) = poll(
             degraded_bound,
             "the revocation reaches the edge through KV",
             || {
                 let started = std::time::Instant::now();
                 let answer = world.status(key);
-                slowest = slowest.max(started.elapsed());
+                let elapsed = started.elapsed();
+                slowest = slowest.max(elapsed);
+                requests += 1;
+                waited += usize::from(elapsed >= WAITED);
                 (answer == (401, "revoked".to_owned())).then_some(())
             },
         );
         assert!(
             slowest < BLOCKED_AT_MOST,
             "{mode:?}: a request took {slowest:?}"
+        );
+        // Once degraded, requests decide from KV without waiting for the feed: only the one that
+        // found it down (in each isolate) waited.
+        assert!(
+            waited <= 2,
+            "{mode:?}: {waited} of {requests} requests waited for the feed"
         );
         assert!(
             world.edge.kv_get(key_id).is_some(),
@@ -326,7 +339,8 @@ fn a_failing_or_stalled_feed_degrades_to_kv_within_the_bound_and_the_edge_recove
         let status = world.keygate.sync_status();
         assert!(status["feed_pending"].as_i64() > Some(0), "{status}");
         eprintln!(
-            "{mode:?}: revoke -> 401 through KV in {} ms, slowest request {} ms",
+            "{mode:?}: revoke -> 401 through KV in {} ms, slowest request {} ms, {waited} of \
+             {requests} requests waited for the feed",
             took.as_millis(),
             slowest.as_millis()
         );
