@@ -101,6 +101,44 @@ pub struct ServeConfig {
     #[arg(long, env = "KEYGATE_LOG_RETENTION_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub log_retention_days: u32,
+    #[command(flatten)]
+    pub ui: UiArgs,
+}
+
+/// The dashboard (`/ui`).
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// A dashboard session ends after this many seconds without a request.
+    #[arg(long, env = "KEYGATE_UI_IDLE_SECONDS", default_value_t = 1_800,
+          value_parser = clap::value_parser!(u32).range(5..=86_400))]
+    pub ui_idle_seconds: u32,
+    /// ... and this many seconds after sign-in, however busy.
+    #[arg(long, env = "KEYGATE_UI_SESSION_SECONDS", default_value_t = 43_200,
+          value_parser = clap::value_parser!(u32).range(5..=604_800))]
+    pub ui_session_seconds: u32,
+    /// `secure`: the session cookie is `__Host-keygate_session`, sent over HTTPS only (put
+    /// keygate behind TLS). `local`: `keygate_session` without `Secure`, for plain http on
+    /// a development machine; `scripts/dev` uses it.
+    #[arg(long, env = "KEYGATE_UI_COOKIE", value_enum, default_value_t = UiCookie::Secure)]
+    pub ui_cookie: UiCookie,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum UiCookie {
+    Secure,
+    Local,
+}
+
+impl UiArgs {
+    pub fn settings(&self) -> crate::http::UiSettings {
+        crate::http::UiSettings {
+            lifetimes: crate::store::sessions::Lifetimes {
+                idle_seconds: i64::from(self.ui_idle_seconds),
+                absolute_seconds: i64::from(self.ui_session_seconds),
+            },
+            secure_cookie: self.ui_cookie == UiCookie::Secure,
+        }
+    }
 }
 
 /// A shared secret from the command line or environment (the ingest and metrics tokens), never

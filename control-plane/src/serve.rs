@@ -182,6 +182,7 @@ async fn run(config: ServeConfig) -> Result<(), String> {
             config.log_retention_days,
         )
         .with_metrics_token(config.metrics_token.as_ref().map(|token| token.0.as_str()))
+        .with_ui(config.ui.settings())
         .with_assertion_jwks(jwks.as_deref())?;
     let db = Db::connect(&setup.database.database_url, setup.database.max_connections)
         .await

@@ -6,15 +6,17 @@
 use std::net::IpAddr;
 
 use axum::extract::FromRequestParts;
+use axum::http::Extensions;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use keygate_shared::{
     Decision, Denial, Grants, KeyRecord, OwnerId, RecordState, Request, SnapshotRecord, Status,
+    is_expired,
 };
 
 use super::error::ApiError;
 use super::{AppState, ClientIp, RequestId};
-use crate::store::users::{self, Role};
+use crate::store::users::{self, Role, TokenHolder};
 
 /// Whether the request's `Authorization: Bearer` is the shared secret whose digest is `expected`
 /// (the ingest token, the metrics token). Digest equality is constant-time.
@@ -57,61 +59,105 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let invalid = || ApiError::unauthorized("missing or invalid bearer token");
         let authorization = parts
             .headers
             .get(AUTHORIZATION)
-            .map(|value| value.to_str().map_err(|_| invalid()))
+            .map(|value| value.to_str().map_err(|_| invalid_token()))
             .transpose()?;
-        let verifier = state.token_verifier();
-        let token = verifier
-            .identify(authorization, None)
-            .map_err(|_| invalid())?;
-        let holder = users::token_holder(state.db(), &token.key_id()).await?;
-        let record = match &holder {
-            Some(holder) => Some(SnapshotRecord {
-                key_id: token.key_id(),
-                version: 1,
-                state: RecordState::Present(KeyRecord {
-                    status: if holder.revoked || !holder.user_active {
-                        Status::Revoked
-                    } else {
-                        Status::Active
-                    },
-                    expires_at: holder.expires_at,
-                    ..KeyRecord::active(
-                        holder.digest,
-                        verifier.environment(),
-                        Grants::default(),
-                        OwnerId::parse(&holder.user_id).map_err(ApiError::internal)?,
-                    )
-                }),
+        let (request_id, client_ip) = origin_of(&parts.extensions);
+        authenticate(state, authorization, request_id, client_ip).await
+    }
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::unauthorized("missing or invalid bearer token")
+}
+
+/// The request's id and client address, as `observe` noted them.
+pub(super) fn origin_of(extensions: &Extensions) -> (String, Option<IpAddr>) {
+    let request_id = extensions
+        .get::<RequestId>()
+        .map(|RequestId(id)| id.clone())
+        .unwrap_or_default();
+    let client_ip = extensions.get::<ClientIp>().and_then(|ClientIp(ip)| *ip);
+    (request_id, client_ip)
+}
+
+/// The caller presenting `authorization` (`Bearer <token>`): the token checked by keygate-shared
+/// exactly as the edge checks API keys, then its holder's standing.
+pub(super) async fn authenticate(
+    state: &AppState,
+    authorization: Option<&str>,
+    request_id: String,
+    client_ip: Option<IpAddr>,
+) -> Result<Caller, ApiError> {
+    let verifier = state.token_verifier();
+    let token = verifier
+        .identify(authorization, None)
+        .map_err(|_| invalid_token())?;
+    let holder = users::token_holder(state.db(), &token.key_id()).await?;
+    let record = match &holder {
+        Some(holder) => Some(SnapshotRecord {
+            key_id: token.key_id(),
+            version: 1,
+            state: RecordState::Present(KeyRecord {
+                status: if holder.revoked || !holder.user_active {
+                    Status::Revoked
+                } else {
+                    Status::Active
+                },
+                expires_at: holder.expires_at,
+                ..KeyRecord::active(
+                    holder.digest,
+                    verifier.environment(),
+                    Grants::default(),
+                    OwnerId::parse(&holder.user_id).map_err(ApiError::internal)?,
+                )
             }),
-            None => None,
-        };
-        match (
-            token.decide(record.as_ref(), &Request::at(state.now())),
-            holder,
-        ) {
-            (Decision::Allowed(_), Some(holder)) => Ok(Caller {
-                user_id: holder.user_id,
-                role: holder.role,
-                token_id: holder.token_id,
-                token_expires_at: holder.expires_at,
-                request_id: parts
-                    .extensions
-                    .get::<RequestId>()
-                    .map(|RequestId(id)| id.clone())
-                    .unwrap_or_default(),
-                client_ip: parts
-                    .extensions
-                    .get::<ClientIp>()
-                    .and_then(|ClientIp(ip)| *ip),
-            }),
-            (Decision::Denied(Denial::Revoked), _) => Err(ApiError::unauthorized(
-                "this token was revoked, or its user deactivated",
-            )),
-            _ => Err(invalid()),
+        }),
+        None => None,
+    };
+    match (
+        token.decide(record.as_ref(), &Request::at(state.now())),
+        holder,
+    ) {
+        (Decision::Allowed(_), Some(holder)) => Ok(Caller::of(holder, request_id, client_ip)),
+        (Decision::Denied(Denial::Revoked), _) => Err(revoked()),
+        _ => Err(invalid_token()),
+    }
+}
+
+fn revoked() -> ApiError {
+    ApiError::unauthorized("this token was revoked, or its user deactivated")
+}
+
+impl Caller {
+    fn of(holder: TokenHolder, request_id: String, client_ip: Option<IpAddr>) -> Self {
+        Self {
+            user_id: holder.user_id,
+            role: holder.role,
+            token_id: holder.token_id,
+            token_expires_at: holder.expires_at,
+            request_id,
+            client_ip,
         }
+    }
+
+    /// The caller a dashboard session acts for: its token's holder, if the token still stands
+    /// (not revoked, its user active, not expired) at `now`. The token itself was checked when
+    /// the session started; the session's secret stands in for it since.
+    pub(super) fn of_session(
+        holder: TokenHolder,
+        now: i64,
+        request_id: String,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Self, ApiError> {
+        if holder.revoked || !holder.user_active {
+            return Err(revoked());
+        }
+        if is_expired(holder.expires_at, now) {
+            return Err(ApiError::unauthorized("this token has expired"));
+        }
+        Ok(Self::of(holder, request_id, client_ip))
     }
 }

@@ -3,8 +3,7 @@
 //! cause, which the request middleware logs and never sends. The request id is filled in by that
 //! middleware too, so errors raised anywhere (extractors included) share one shape.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -241,19 +240,25 @@ fn without_values(message: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct ApiQuery<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(value)| ApiQuery(value))
-            .map_err(|rejection: QueryRejection| {
+impl<T: DeserializeOwned> ApiQuery<T> {
+    /// `query` (a query string without its `?`) as `T`, as axum's `Query` reads it.
+    pub(crate) fn parse(query: &str) -> Result<Self, ApiError> {
+        serde_urlencoded::from_str(query)
+            .map(ApiQuery)
+            .map_err(|error| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_query",
-                    rejection.body_text(),
+                    format!("Failed to deserialize query string: {error}"),
                 )
             })
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Self::parse(parts.uri.query().unwrap_or_default())
     }
 }

@@ -516,7 +516,7 @@ async fn create_key(
         (status = 403, description = "A member asking for someone else's keys", body = ErrorResponse),
     )
 )]
-async fn list_keys(
+pub(super) async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<ListKeysQuery>,

@@ -12,6 +12,7 @@ mod metrics;
 mod ops;
 mod permissions;
 mod sync;
+mod ui;
 mod usage;
 mod users;
 mod verify;
@@ -35,6 +36,7 @@ pub use auth::Caller;
 pub use error::{ApiError, ErrorResponse};
 use error::{ErrorDetail, ErrorReport};
 pub use metrics::Metrics;
+pub use ui::UiSettings;
 
 use crate::Clock;
 use crate::store::{Actor, Db};
@@ -57,6 +59,8 @@ pub struct Settings {
     pub assertion_jwks: Option<keygate_shared::Jwks>,
     /// The digest of the token `/metrics` asks for; `None`: `/metrics` is open.
     pub metrics_token: Option<keygate_shared::Digest>,
+    /// The dashboard's sessions.
+    pub ui: UiSettings,
 }
 
 impl Settings {
@@ -81,6 +85,7 @@ impl Settings {
             metrics_token: None,
             ingest_token: None,
             log_retention_days: 30,
+            ui: UiSettings::default(),
         })
     }
 
@@ -101,6 +106,11 @@ impl Settings {
             })
             .transpose()?;
         Ok(self)
+    }
+
+    pub fn with_ui(mut self, ui: UiSettings) -> Self {
+        self.ui = ui;
+        self
     }
 
     pub fn with_usage(mut self, token: Option<&str>, retention_days: u32) -> Self {
@@ -245,6 +255,7 @@ pub fn openapi() -> serde_json::Value {
 pub fn app(state: AppState) -> Router {
     let (router, document) = routes_and_document();
     router
+        .merge(ui::router())
         .layer(Extension(Arc::new(document)))
         .layer(DefaultBodyLimit::max(state.settings().max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -262,6 +273,7 @@ async fn observe(State(state): State<AppState>, mut request: Request, next: Next
         .get::<MatchedPath>()
         .map_or("unmatched", |path| path.as_str())
         .to_owned();
+    let is_page = ui::serves(request.uri().path());
     let client_ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -285,7 +297,10 @@ async fn observe(State(state): State<AppState>, mut request: Request, next: Next
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
-    if report.is_some() || (status.is_client_error() || status.is_server_error()) && !is_json {
+    // The dashboard's errors are pages, and stay so.
+    if !is_page
+        && (report.is_some() || (status.is_client_error() || status.is_server_error()) && !is_json)
+    {
         let (code, message) = match report {
             Some(report) => (report.code, report.message),
             None => generic_error(status),

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod ceilings;
 pub mod keys;
 pub mod outbox;
+pub mod sessions;
 pub mod snapshot;
 pub mod usage;
 pub mod users;

@@ -1,0 +1,89 @@
+//! What every page shares: the layout's data, rendering a template, and the error page.
+
+use askama::Template;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::Caller;
+use super::assets::{URLS, Urls};
+use crate::http::ApiError;
+
+/// The layout's data: the title, the asset URLs, and who is signed in.
+#[derive(Debug)]
+pub(super) struct Layout {
+    pub title: &'static str,
+    pub assets: &'static Urls,
+    /// The signed-in user and role, for the header; `None` on the sign-in page.
+    pub user: Option<(String, &'static str)>,
+}
+
+impl Layout {
+    pub(super) fn signed_out(title: &'static str) -> Self {
+        Self {
+            title,
+            assets: &URLS,
+            user: None,
+        }
+    }
+
+    pub(super) fn signed_in(title: &'static str, caller: &Caller) -> Self {
+        Self {
+            title,
+            assets: &URLS,
+            user: Some((caller.user_id.clone(), caller.role.as_str())),
+        }
+    }
+}
+
+/// The page `template` renders, with `status`.
+pub(super) fn render(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            )],
+            html,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "a dashboard page failed to render");
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The page failed to render.",
+            )
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "failure.html")]
+struct Failure<'a> {
+    layout: Layout,
+    message: &'a str,
+}
+
+/// An error the page cannot show in place: the API's message for a refusal, a generic one (and
+/// the cause in the log) for a fault.
+pub(super) fn failure(error: &ApiError) -> Response {
+    if let Some(cause) = &error.internal {
+        tracing::error!(cause, "dashboard request failed");
+    }
+    render(
+        error.status,
+        &Failure {
+            layout: Layout::signed_out("Something went wrong"),
+            message: &error.message,
+        },
+    )
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
