@@ -88,9 +88,32 @@ ensure_test_postgres() {
   fi
 }
 
-# Repeats the skip warning at the end, where it cannot be missed.
-report_skips() {
-  if [[ -n "$POSTGRES_SKIPPED" ]]; then
-    printf '\n!!! %s\n' "$POSTGRES_SKIPPED" >&2
+# Chromium and chromedriver (Debian's) for the dashboard's browser tests: installed with apt-get
+# when missing and possible. Without them the browser tests skip loudly, except in CI, where
+# they fail (tests/src/browser.rs).
+BROWSER_SKIPPED=""
+ensure_browser() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    return
   fi
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    say "installing chromium and chromium-driver (apt-get) for the dashboard's browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+      || say "apt-get could not install them"
+  fi
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    [[ "${CI:-}" == "true" ]] && die "chromium and chromedriver are missing; CI runs the dashboard's browser tests"
+    BROWSER_SKIPPED="chromium/chromedriver are missing: the dashboard's browser tests were SKIPPED (apt-get install chromium chromium-driver)"
+    printf '\n!!! %s\n' "$BROWSER_SKIPPED" >&2
+  fi
+}
+
+# Repeats the skip warnings at the end, where they cannot be missed.
+report_skips() {
+  local skipped
+  for skipped in "$POSTGRES_SKIPPED" "$BROWSER_SKIPPED"; do
+    if [[ -n "$skipped" ]]; then
+      printf '\n!!! %s\n' "$skipped" >&2
+    fi
+  done
 }

@@ -3,6 +3,7 @@
 //!
 //! Nothing here sleeps in place of synchronisation: readiness and propagation are polled.
 
+pub mod browser;
 pub mod fake_kv;
 pub mod feed_fault;
 pub mod keygate;

@@ -212,32 +212,7 @@ impl TestApp {
     }
 
     pub(crate) async fn raw(&self, request: Request<Body>) -> Response {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("the router is infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("a readable body")
-            .to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let json = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::String(text.clone()))
-        };
-        Response {
-            status,
-            json,
-            text,
-            headers,
-        }
+        send_to(&self.router, request).await
     }
 
     pub(crate) async fn get(&self, path: &str, user: &User) -> Response {
@@ -361,5 +336,34 @@ impl Response {
         );
         assert_eq!(body["error"]["request_id"].as_str(), request_id.as_deref());
         body
+    }
+}
+
+/// Sends one request to `router` (this app's, or another replica's); reads the whole answer.
+pub(crate) async fn send_to(router: &Router, request: Request<Body>) -> Response {
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the router is infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("a readable body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::String(text.clone()))
+    };
+    Response {
+        status,
+        json,
+        text,
+        headers,
     }
 }

@@ -22,9 +22,10 @@ pub(super) struct Urls {
     pub htmx: &'static str,
     pub css: &'static str,
     pub js: &'static str,
+    pub icon: &'static str,
 }
 
-static ASSETS: LazyLock<[Asset; 3]> = LazyLock::new(|| {
+static ASSETS: LazyLock<[Asset; 4]> = LazyLock::new(|| {
     [
         asset(
             "htmx-2.0.11.min",
@@ -41,6 +42,7 @@ static ASSETS: LazyLock<[Asset; 3]> = LazyLock::new(|| {
             "js",
             include_bytes!("../../../assets/keygate.js"),
         ),
+        asset("icon", "svg", include_bytes!("../../../assets/icon.svg")),
     ]
 });
 
@@ -48,6 +50,7 @@ pub(super) static URLS: LazyLock<Urls> = LazyLock::new(|| Urls {
     htmx: &ASSETS[0].url,
     css: &ASSETS[1].url,
     js: &ASSETS[2].url,
+    icon: &ASSETS[3].url,
 });
 
 fn asset(stem: &str, extension: &str, body: &'static [u8]) -> Asset {
@@ -56,6 +59,7 @@ fn asset(stem: &str, extension: &str, body: &'static [u8]) -> Asset {
         url: format!("/assets/{stem}.{}.{extension}", &hash[..12]),
         content_type: match extension {
             "css" => "text/css; charset=utf-8",
+            "svg" => "image/svg+xml",
             _ => "text/javascript; charset=utf-8",
         },
         body,

@@ -4,7 +4,9 @@
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+
+use crate::http::ApiError;
 
 /// No inline script or style, nothing from elsewhere, never framed.
 const CSP: &str = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; \
@@ -14,12 +16,11 @@ const CSP: &str = "default-src 'self'; frame-ancestors 'none'; form-action 'self
 /// would change something before it reaches a handler.
 pub(super) async fn guard(request: Request, next: Next) -> Response {
     let mut response = if is_cross_origin(request.method(), request.headers()) {
-        (
+        super::page::failure(&ApiError::new(
             StatusCode::FORBIDDEN,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "cross_origin",
             "Cross-origin request refused: the dashboard takes changes only from its own pages.",
-        )
-            .into_response()
+        ))
     } else {
         next.run(request).await
     };

@@ -1,0 +1,418 @@
+//! The dashboard in a real browser: headless Chromium (Debian's, through chromedriver) against
+//! the real `keygate` binary on SQLite.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use keygate_e2e::browser::Browser;
+use keygate_e2e::keygate::{Keygate, bootstrap};
+use keygate_e2e::poll;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// The admin's `keygate serve` and a browser that has not signed in; `None` where there is no
+/// browser (outside CI: the harness has said so loudly).
+struct Ui {
+    keygate: Keygate,
+    browser: Browser,
+    _dir: tempfile::TempDir,
+}
+
+impl Ui {
+    fn start(env: &[(&str, &str)]) -> Option<Self> {
+        let browser = Browser::start()?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = format!("sqlite://{}", dir.path().join("keygate.db").display());
+        let token = bootstrap(&database);
+        let env: Vec<(&str, String)> = env
+            .iter()
+            .map(|(name, value)| (*name, (*value).to_owned()))
+            .collect();
+        let keygate = Keygate::serve(&database, &token, &env, dir.path());
+        Some(Self {
+            keygate,
+            browser,
+            _dir: dir,
+        })
+    }
+
+    fn goto(&self, path: &str) {
+        self.browser.goto(&self.keygate.url(path));
+    }
+
+    fn sign_in(&self, token: &str) {
+        self.goto("/ui/sign-in");
+        self.browser.fill("#token", token);
+        self.browser.click("main button[type=submit]");
+    }
+
+    /// A new user with `role` and a token of theirs: (user id, token, token id).
+    fn user(&self, email: &str, role: &str) -> (String, String, String) {
+        let (status, user) = self.keygate.call(
+            Method::POST,
+            "/v1/users",
+            Some(json!({"email": email, "role": role})),
+        );
+        assert_eq!(status, 201, "{user}");
+        let user_id = user["user_id"].as_str().expect("an id").to_owned();
+        let (status, issued) = self.keygate.call(
+            Method::POST,
+            &format!("/v1/users/{user_id}/tokens"),
+            Some(json!({"name": "dashboard"})),
+        );
+        assert_eq!(status, 201, "{issued}");
+        let field = |name: &str| issued[name].as_str().expect(name).to_owned();
+        (user_id, field("token"), field("token_id"))
+    }
+
+    /// Creates a key as the admin, for `owner` (the admin if `None`); returns its id.
+    fn key(&self, name: &str, owner: Option<&str>) -> String {
+        let mut body = json!({"name": name, "rate_limit": {"requests": 100, "window_seconds": 60}});
+        if let Some(owner) = owner {
+            body["owner_id"] = json!(owner);
+        }
+        let (status, created) = self.keygate.call(Method::POST, "/v1/keys", Some(body));
+        assert_eq!(status, 201, "{created}");
+        created["key_id"].as_str().expect("an id").to_owned()
+    }
+
+    /// The names in the keys table, top to bottom.
+    fn listed(&self) -> Vec<String> {
+        let names = self.browser.run(
+            "return [...document.querySelectorAll('tbody th[scope=row]')].map(cell => cell.textContent)",
+        );
+        serde_json::from_value(names).expect("names")
+    }
+
+    /// Whether the session cookie the browser holds still signs a plain client in.
+    fn cookie_signs_in(&self, cookie: &str) -> bool {
+        let response = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a client")
+            .get(self.keygate.url("/ui/keys"))
+            .header("cookie", cookie)
+            .send()
+            .expect("keygate answers");
+        response.status() == 200
+    }
+
+    /// `name=value` of the browser's session cookie (WebDriver sees HttpOnly cookies too).
+    fn session_cookie(&self) -> String {
+        self.browser
+            .cookies()
+            .into_iter()
+            .find(|(name, _)| name.contains("keygate_session"))
+            .map(|(name, value)| format!("{name}={value}"))
+            .expect("a session cookie")
+    }
+}
+
+/// The console's errors other than the one Chromium logs for a page answered with `status`
+/// (a refusal the test asked for).
+fn unexpected(errors: Vec<String>, status: u16) -> Vec<String> {
+    let expected = format!("the server responded with a status of {status}");
+    errors
+        .into_iter()
+        .filter(|error| !error.contains(&expected))
+        .collect()
+}
+
+#[test]
+fn signing_in_and_out() {
+    let Some(ui) = Ui::start(&[]) else { return };
+    let browser = &ui.browser;
+
+    ui.goto("/ui/keys");
+    browser.wait_for_path("/ui/sign-in");
+
+    ui.sign_in("kgcp_live_not-a-token");
+    browser.wait_for("[role=alert]");
+    assert_eq!(browser.path(), "/ui/sign-in");
+    assert!(
+        browser.text("[role=alert]").contains("not valid"),
+        "{}",
+        browser.source()
+    );
+    assert_eq!(
+        unexpected(browser.console_errors(), 401),
+        Vec::<String>::new()
+    );
+
+    ui.sign_in(&ui.keygate.token);
+    browser.wait_for_path("/ui/keys");
+    assert_eq!(browser.text("h1"), "API Keys");
+    // The cookie is out of scripts' reach, and the token is nowhere in the page.
+    assert_eq!(browser.run("return document.cookie"), json!(""));
+    assert!(!browser.source().contains(&ui.keygate.token));
+    let cookie = ui.session_cookie();
+    assert!(
+        cookie.starts_with("__Host-keygate_session="),
+        "the default cookie is __Host- and Secure, and Chromium keeps it on http://127.0.0.1: {cookie}"
+    );
+    assert!(ui.cookie_signs_in(&cookie));
+
+    browser.click("header form button");
+    browser.wait_for_path("/ui/sign-in");
+    // Signing out ended the session on the server, not only in this browser.
+    assert!(!ui.cookie_signs_in(&cookie));
+    ui.goto("/ui/keys");
+    browser.wait_for_path("/ui/sign-in");
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+}
+
+#[test]
+fn revoking_the_token_or_deactivating_its_user_ends_the_session_at_once() {
+    let Some(ui) = Ui::start(&[]) else { return };
+    let browser = &ui.browser;
+
+    let (user_id, token, token_id) = ui.user("revoked@example.com", "member");
+    ui.sign_in(&token);
+    browser.wait_for_path("/ui/keys");
+    let (status, body) = ui.keygate.call(
+        Method::POST,
+        &format!("/v1/users/{user_id}/tokens/{token_id}/revoke"),
+        None,
+    );
+    assert_eq!(status, 204, "{body}");
+    ui.goto("/ui/keys");
+    browser.wait_for_path("/ui/sign-in");
+
+    let (user_id, token, _) = ui.user("deactivated@example.com", "member");
+    ui.sign_in(&token);
+    browser.wait_for_path("/ui/keys");
+    let (status, body) = ui.keygate.call(
+        Method::POST,
+        &format!("/v1/users/{user_id}/deactivate"),
+        Some(json!({"disable_keys": false})),
+    );
+    assert_eq!(status, 200, "{body}");
+    ui.goto("/ui/keys");
+    browser.wait_for_path("/ui/sign-in");
+}
+
+#[test]
+fn a_session_ends_when_idle_and_at_its_absolute_lifetime() {
+    let Some(ui) = Ui::start(&[
+        ("KEYGATE_UI_IDLE_SECONDS", "5"),
+        ("KEYGATE_UI_SESSION_SECONDS", "9"),
+    ]) else {
+        return;
+    };
+    let browser = &ui.browser;
+
+    // Busy: a request every half second keeps it from idling, until the absolute end.
+    ui.sign_in(&ui.keygate.token);
+    browser.wait_for_path("/ui/keys");
+    let started = Instant::now();
+    let (_, lasted) = poll(Duration::from_secs(20), "the session ends", || {
+        std::thread::sleep(Duration::from_millis(500));
+        ui.goto("/ui/keys");
+        (browser.path() == "/ui/sign-in").then_some(())
+    });
+    assert!(
+        (8..=12).contains(&lasted.as_secs()),
+        "a busy session lasted {:?}; its absolute lifetime is 9 s",
+        started.elapsed()
+    );
+
+    // Idle: no request for longer than the idle lifetime.
+    ui.sign_in(&ui.keygate.token);
+    browser.wait_for_path("/ui/keys");
+    // The quiet itself is what is tested.
+    std::thread::sleep(Duration::from_secs(6));
+    ui.goto("/ui/keys");
+    browser.wait_for_path("/ui/sign-in");
+}
+
+#[test]
+fn members_see_only_their_own_keys_and_filters_and_pages_work() {
+    let Some(ui) = Ui::start(&[]) else { return };
+    let browser = &ui.browser;
+    let (member_id, member_token, _) = ui.user("member@example.com", "member");
+    let admin = ui.keygate.call(Method::GET, "/v1/users/me", None).1;
+    let admin_id = admin["user_id"].as_str().expect("an id").to_owned();
+    for index in 0..52 {
+        ui.key(&format!("admin key {index:02}"), None);
+    }
+    ui.key("member key", Some(&member_id));
+
+    // The admin: every key, 50 a page, then the rest on a second page.
+    ui.sign_in(&ui.keygate.token);
+    browser.wait_for_path("/ui/keys");
+    let mut seen = ui.listed();
+    assert_eq!(seen.len(), 50);
+    assert!(browser.has("#f-owner"), "admins may filter by owner");
+    assert!(!browser.has("a[rel=first]"), "the first page");
+    browser.click("a[rel=next]");
+    poll(Duration::from_secs(10), "the second page", || {
+        (ui.listed().len() == 3).then_some(())
+    });
+    assert!(browser.has("a[rel=first]") && !browser.has("a[rel=next]"));
+    seen.extend(ui.listed());
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 53, "every key once over the two pages");
+    assert!(seen.contains(&"member key".to_owned()));
+
+    // A filter, through htmx: the table is replaced and the URL says what is shown.
+    ui.goto("/ui/keys");
+    browser.fill("#f-name", "key 4");
+    browser.click("form.filters button[type=submit]");
+    poll(Duration::from_secs(10), "the filtered list", || {
+        (ui.listed().len() == 10).then_some(())
+    });
+    let url = browser.run("return new URLSearchParams(location.search).get('name')");
+    assert!(url == "key 4", "{url}");
+    assert_eq!(
+        browser.text("td .status"),
+        "Active",
+        "the status is a word as well as a colour"
+    );
+
+    // A member: only their own key, no owner filter, and no way around it by editing the URL.
+    browser.click("header form button");
+    browser.wait_for_path("/ui/sign-in");
+    ui.sign_in(&member_token);
+    browser.wait_for_path("/ui/keys");
+    assert_eq!(ui.listed(), ["member key"]);
+    assert!(!browser.has("#f-owner"));
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+    ui.goto(&format!("/ui/keys?owner_id={admin_id}"));
+    assert!(ui.listed().is_empty());
+    assert!(
+        browser
+            .text("[role=alert]")
+            .contains("members can only list their own keys"),
+        "{}",
+        browser.source()
+    );
+    assert_eq!(
+        unexpected(browser.console_errors(), 403),
+        Vec::<String>::new()
+    );
+}
+
+/// A page on another origin (another port of 127.0.0.1: same site, other origin) with a form
+/// that posts to keygate.
+fn hostile_page(target: &str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = listener.local_addr().expect("its address").port();
+    let page = format!(
+        "<!doctype html><title>elsewhere</title><form method=post action=\"{target}\">\
+         <button id=go>Win a prize</button></form>"
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn a_cross_origin_post_is_refused_and_every_page_carries_the_security_headers() {
+    let Some(ui) = Ui::start(&[]) else { return };
+    let browser = &ui.browser;
+    ui.sign_in(&ui.keygate.token);
+    browser.wait_for_path("/ui/keys");
+
+    let port = hostile_page(&ui.keygate.url("/ui/sign-out"));
+    browser.goto(&format!("http://127.0.0.1:{port}/"));
+    browser.click("#go");
+    poll(Duration::from_secs(10), "the refusal", || {
+        browser
+            .source()
+            .contains("Cross-origin request refused")
+            .then_some(())
+    });
+    assert_eq!(
+        unexpected(browser.console_errors(), 403),
+        Vec::<String>::new()
+    );
+    // Still signed in: the forged sign-out did nothing.
+    ui.goto("/ui/keys");
+    assert_eq!(browser.path(), "/ui/keys");
+
+    let http = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let cookie = ui.session_cookie();
+    for (path, cookie) in [
+        ("/ui/sign-in", ""),
+        ("/ui/keys", cookie.as_str()),
+        ("/ui/keys?status=bogus", &cookie),
+    ] {
+        let response = http
+            .get(ui.keygate.url(path))
+            .header("cookie", cookie)
+            .send()
+            .expect("keygate answers");
+        assert!(response.status() != 303, "{path} is a page here");
+        let headers = response.headers();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let csp = header("content-security-policy");
+        for directive in [
+            "default-src 'self'",
+            "frame-ancestors 'none'",
+            "form-action 'self'",
+            "base-uri 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert_eq!(header("cache-control"), "no-store", "{path}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert!(
+            header("content-type").starts_with("text/html"),
+            "{path}: every page is a page, errors too"
+        );
+    }
+    // The assets the pages load: content-hashed URLs, cached for a year.
+    let page = http
+        .get(ui.keygate.url("/ui/keys"))
+        .header("cookie", &cookie)
+        .send()
+        .expect("the page")
+        .text()
+        .expect("its text");
+    let assets: Vec<&str> = page
+        .split('"')
+        .filter(|part| part.starts_with("/assets/"))
+        .collect();
+    assert_eq!(assets.len(), 4, "{page}");
+    for asset in assets {
+        let response = http.get(ui.keygate.url(asset)).send().expect("the asset");
+        assert_eq!(response.status(), 200, "{asset}");
+        assert_eq!(
+            response.headers()["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+    }
+    let stale = http
+        .get(ui.keygate.url("/assets/keygate.000000000000.css"))
+        .send()
+        .expect("keygate answers");
+    assert_eq!(stale.status(), 404);
+
+    // The API keeps its own error shape beside the pages.
+    let (status, body): (u16, Value) = ui.keygate.call(Method::GET, "/v1/keys?status=bogus", None);
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "invalid_query");
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+}
