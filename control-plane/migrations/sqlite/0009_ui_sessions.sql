@@ -4,7 +4,7 @@
 CREATE TABLE ui_session (
     session_digest TEXT PRIMARY KEY,
     access_token_id TEXT NOT NULL REFERENCES access_token (access_token_id),
-    created_at INTEGER NOT NULL,
-    last_seen_at INTEGER NOT NULL
+    created_at BIGINT NOT NULL,
+    last_seen_at BIGINT NOT NULL
 );
 CREATE INDEX ui_session_by_token ON ui_session (access_token_id);
