@@ -12,5 +12,77 @@ function localTimes(root) {
   }
 }
 
+// The button that opened a dialog, to give focus back to when it closes.
+let opener = null;
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("[hx-target='#dialog-slot']");
+  if (button) opener = button;
+});
+
+// Server-rendered dialogs arrive open (so they read without JavaScript); here they become modal.
+function modals(root) {
+  const dialogs = root.matches("dialog[data-modal]") ? [root] : root.querySelectorAll("dialog[data-modal]");
+  for (const dialog of dialogs) {
+    if (dialog.open) dialog.close();
+    dialog.showModal();
+    if (dialog.hasAttribute("data-show-once")) {
+      showOnce(dialog);
+    } else {
+      dialog.addEventListener("close", () => closed(dialog));
+    }
+  }
+}
+
+function closed(dialog) {
+  // The close that made room for showModal() arrives after it: the dialog is open again.
+  if (dialog.open || !dialog.isConnected) return;
+  dialog.remove();
+  if (location.pathname !== "/ui/keys") location.assign("/ui/keys");
+  else if (opener) opener.focus();
+}
+
+// The new key's dialog: copy, download, and a confirmation before the key is gone for good.
+function showOnce(dialog) {
+  const secret = dialog.querySelector("input.secret");
+  const status = dialog.querySelector("[role=status]");
+  const confirm = dialog.querySelector("dialog[role=alertdialog]");
+  for (const button of dialog.querySelectorAll("[data-copy], [data-download]")) button.hidden = false;
+  dialog.querySelector("[data-copy]").addEventListener("click", async () => {
+    status.textContent = "";
+    try {
+      await navigator.clipboard.writeText(secret.value);
+      status.textContent = "Copied";
+    } catch {
+      secret.select();
+      status.textContent = "Copying was refused: the key is selected, press Ctrl+C";
+    }
+  });
+  dialog.querySelector("[data-download]").addEventListener("click", (event) => {
+    const url = URL.createObjectURL(new Blob([secret.value + "\n"], { type: "text/plain" }));
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = event.currentTarget.dataset.fileName;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+    status.textContent = "Downloaded " + link.download;
+  });
+  const ask = (event) => {
+    event.preventDefault();
+    confirm.showModal();
+  };
+  dialog.addEventListener("cancel", ask);
+  dialog.querySelector("[data-close-once]").addEventListener("click", ask);
+  confirm.querySelector("[data-confirm-stay]").addEventListener("click", () => confirm.close());
+  confirm.querySelector("[data-confirm-close]").addEventListener("click", () => {
+    // The key leaves the page before anything else happens.
+    secret.value = "";
+    dialog.remove();
+    location.assign("/ui/keys");
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => localTimes(document));
 document.addEventListener("htmx:afterSwap", (event) => localTimes(event.target));
+htmx.onLoad(modals);

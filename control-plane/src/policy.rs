@@ -200,6 +200,13 @@ pub(crate) fn check(
     Ok(())
 }
 
+/// Whether a key may hold `grants` under every one of `bounds` (what the dashboard offers).
+pub(crate) fn allows(bounds: &[Bound], catalogue: &Catalogue, grants: &Grants) -> bool {
+    bounds
+        .iter()
+        .all(|bound| first_grant_above(&bound.ceiling, catalogue, grants).is_none())
+}
+
 /// Whether `key` is within `ceiling` as a whole.
 pub(crate) fn within(ceiling: &Ceiling, catalogue: &Catalogue, key: &Key, now: i64) -> bool {
     Dimension::ALL

@@ -169,6 +169,36 @@ impl Browser {
             .collect()
     }
 
+    /// Runs `script` (which calls `arguments[0]` with its result) and returns the result.
+    pub fn run_async(&self, script: &str) -> Value {
+        self.block(self.client.execute_async(script, Vec::new()))
+            .unwrap_or_else(|error| panic!("{script}: {error}"))
+    }
+
+    /// Presses Escape in whatever has focus.
+    pub fn escape(&self) {
+        self.block(async {
+            self.client
+                .active_element()
+                .await
+                .expect("the focused element")
+                .send_keys(&char::from(fantoccini::key::Key::Escape).to_string())
+                .await
+                .expect("Escape");
+        });
+    }
+
+    /// Grants the page's origin a permission (`clipboard-read`, ...), as WebDriver's Permissions
+    /// extension does.
+    pub fn grant(&self, permission: &str) {
+        let command = Extension {
+            path: "permissions",
+            body: json!({ "descriptor": { "name": permission }, "state": "granted" }),
+        };
+        self.block(self.client.issue_cmd(command))
+            .unwrap_or_else(|error| panic!("granting {permission}: {error}"));
+    }
+
     /// Runs `script` in the page and returns what it returns.
     pub fn run(&self, script: &str) -> Value {
         self.block(self.client.execute(script, Vec::new()))
@@ -186,17 +216,27 @@ impl Browser {
 
     /// Waits (up to 10 s) until the page has an element matching `css`.
     pub fn wait_for(&self, css: &str) {
-        poll(
-            Duration::from_secs(10),
-            &format!("an element {css}"),
-            || self.has(css).then_some(()),
+        for _ in 0..200 {
+            if self.has(css) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "no element {css} within 10 s; console: {:?}\npage:\n{}",
+            self.console(),
+            self.source()
         );
     }
 
     /// The console's messages since the last call, as chromedriver collected them
     /// (`goog:loggingPrefs`): CSP violations and script errors are `SEVERE`.
     pub fn console(&self) -> Vec<Value> {
-        match self.block(self.client.issue_cmd(BrowserLog)) {
+        let command = Extension {
+            path: "se/log",
+            body: json!({ "type": "browser" }),
+        };
+        match self.block(self.client.issue_cmd(command)) {
             Ok(Value::Array(entries)) => entries,
             other => panic!("chromedriver's log: {other:?}"),
         }
@@ -224,26 +264,28 @@ impl Drop for Browser {
     }
 }
 
-/// chromedriver's `POST /session/{id}/se/log`, which fantoccini does not wrap.
+/// A WebDriver command fantoccini does not wrap: `POST /session/{id}/<path>` with `body`
+/// (chromedriver's `se/log`, the Permissions extension's `permissions`).
 #[derive(Debug)]
-struct BrowserLog;
+struct Extension {
+    path: &'static str,
+    body: Value,
+}
 
-impl WebDriverCompatibleCommand for BrowserLog {
+impl WebDriverCompatibleCommand for Extension {
     fn endpoint(
         &self,
         base_url: &url::Url,
         session_id: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
         base_url.join(&format!(
-            "session/{}/se/log",
-            session_id.unwrap_or_default()
+            "session/{}/{}",
+            session_id.unwrap_or_default(),
+            self.path
         ))
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (
-            http::Method::POST,
-            Some(json!({ "type": "browser" }).to_string()),
-        )
+        (http::Method::POST, Some(self.body.to_string()))
     }
 }

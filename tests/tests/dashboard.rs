@@ -416,3 +416,185 @@ fn a_cross_origin_post_is_refused_and_every_page_carries_the_security_headers() 
     assert_eq!(body["error"]["code"], "invalid_query");
     assert_eq!(browser.console_errors(), Vec::<String>::new());
 }
+
+#[test]
+fn creating_a_key_with_every_field_then_copy_download_and_close_showing_it_once() {
+    let Some(ui) = Ui::start(&[]) else { return };
+    let browser = &ui.browser;
+    ui.keygate.catalogue(&["customer:read", "customer:write"]);
+    let (member_id, _, _) = ui.user("owner@example.com", "member");
+    ui.sign_in(&ui.keygate.token);
+    browser.wait_for_path("/ui/keys");
+    browser.grant("clipboard-read");
+    browser.grant("clipboard-write");
+
+    // Open the dialog, and submit it without a name: the API's message, next to the field.
+    browser.click("#create-key");
+    // A modal dialog (the server's is merely open, for reading without JavaScript).
+    browser.wait_for("dialog#create-dialog:modal #c-name");
+    browser.click("#create-dialog button[type=submit]");
+    browser.wait_for("#c-name-problem");
+    assert_eq!(
+        browser.run("return document.querySelector('#c-name').getAttribute('aria-invalid')"),
+        json!("true")
+    );
+
+    // Every field.
+    browser.fill("#c-name", "billing service");
+    browser.fill("#c-description", "Charges customers");
+    browser.run("document.querySelector('#c-environment').value = 'staging'");
+    browser.click("input[name=permissions][value='customer:read']");
+    browser.fill("#c-customer", "cus_42");
+    browser.click("#c-expires");
+    browser.fill("#c-days", "30");
+    browser.fill("#c-requests", "100");
+    browser.fill("#c-window", "60");
+    browser.fill("#c-allowlist", "10.0.0.0/8\n2001:db8::/32");
+    browser.run(&format!(
+        "document.querySelector('#c-owner').value = '{member_id}'"
+    ));
+    browser.click("#create-dialog button[type=submit]");
+    browser.wait_for("dialog[data-show-once]:modal input.secret");
+    let key = browser
+        .run("return document.querySelector('input.secret').value")
+        .as_str()
+        .expect("the key")
+        .to_owned();
+    assert!(key.starts_with("kg_test_"), "a staging key");
+    assert!(
+        browser
+            .text("#once-warning")
+            .contains("You won't see this key again")
+    );
+
+    // Copy: the clipboard holds the key, and "Copied" is announced.
+    browser.click("[data-copy]");
+    poll(Duration::from_secs(10), "Copied", || {
+        (browser.text("#once-status") == "Copied").then_some(())
+    });
+    let copied = browser.run_async(
+        "navigator.clipboard.readText().then(arguments[0], error => arguments[0]('refused: ' + error))",
+    );
+    assert_eq!(copied, json!(key));
+
+    // Download: billing-service.apikey holds the key.
+    browser.click("[data-download]");
+    let file = browser
+        .dir
+        .path()
+        .join("downloads")
+        .join("billing-service.apikey");
+    let saved = poll(Duration::from_secs(10), "the download", || {
+        std::fs::read_to_string(&file).ok()
+    })
+    .0;
+    assert_eq!(saved.trim(), key);
+
+    // Escape asks first; "Go back" keeps the key; Close, confirmed, takes it off the page.
+    browser.escape();
+    browser.wait_for("#once-confirm[open]");
+    assert_eq!(
+        browser.run("return document.activeElement.textContent"),
+        json!("Go back"),
+        "the destructive button is not the default"
+    );
+    browser.click("[data-confirm-stay]");
+    assert!(browser.has("dialog[data-show-once][open] input.secret"));
+    browser.click("[data-close-once]");
+    browser.wait_for("#once-confirm[open]");
+    browser.click("[data-confirm-close]");
+    browser.wait_for_path("/ui/keys");
+    poll(
+        Duration::from_secs(10),
+        "the list without the dialog",
+        || (!browser.has("dialog[data-show-once]")).then_some(()),
+    );
+    assert!(!browser.source().contains(&key), "the key left the page");
+    assert!(ui.listed().contains(&"billing service".to_owned()));
+
+    // The key as the API sees it, and no later response that holds it.
+    let (status, listed) = ui.keygate.call(Method::GET, "/v1/keys?name=billing", None);
+    assert_eq!(status, 200);
+    let created = &listed["items"][0];
+    assert!(!listed.to_string().contains(&key));
+    assert_eq!(created["environment"], "staging");
+    assert_eq!(created["description"], "Charges customers");
+    assert_eq!(created["permissions"], json!(["customer:read"]));
+    assert_eq!(created["customer_id"], "cus_42");
+    assert_eq!(created["owner_id"], json!(member_id));
+    assert_eq!(
+        created["rate_limit"],
+        json!({"requests": 100, "window_seconds": 60})
+    );
+    assert_eq!(
+        created["ip_allowlist"],
+        json!(["10.0.0.0/8", "2001:db8::/32"])
+    );
+    assert!(created["expires_at"].is_string());
+    assert!(
+        !ui.keygate.log().contains(&key),
+        "the key is in no log line"
+    );
+    // The one refusal asked for: the form without a name.
+    assert_eq!(
+        unexpected(browser.console_errors(), 422),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_member_is_offered_only_their_ceiling_and_a_hand_edited_request_is_refused() {
+    let Some(ui) = Ui::start(&[]) else { return };
+    let browser = &ui.browser;
+    ui.keygate.catalogue(&["customer:read", "customer:write"]);
+    let (member_id, member_token, _) = ui.user("member@example.com", "member");
+    let (status, body) = ui.keygate.call(
+        Method::PUT,
+        &format!("/v1/users/{member_id}/ceiling"),
+        Some(json!({"permissions": ["customer:read"]})),
+    );
+    assert_eq!(status, 200, "{body}");
+    ui.sign_in(&member_token);
+    browser.wait_for_path("/ui/keys");
+    browser.click("#create-key");
+    browser.wait_for("dialog#create-dialog:modal #c-name");
+    let offered = browser.run(
+        "return [...document.querySelectorAll('input[name=permissions]')].map(box => box.value)",
+    );
+    assert_eq!(offered, json!(["customer:read"]));
+    assert!(
+        !browser.has("#c-owner"),
+        "members create for themselves only"
+    );
+
+    // The form edited by hand to ask for more than the ceiling, and for another owner.
+    browser.fill("#c-name", "too much");
+    browser.run(
+        "const box = document.querySelector('input[name=permissions]'); \
+         box.value = 'customer:write'; box.checked = true;",
+    );
+    browser.click("#create-dialog button[type=submit]");
+    browser.wait_for("#create-dialog .banner");
+    assert!(
+        browser
+            .text("#create-dialog .banner")
+            .contains("above your grant ceiling"),
+        "{}",
+        browser.source()
+    );
+    browser.run(
+        "const form = document.querySelector('#create-dialog form'); \
+         const owner = document.createElement('input'); owner.type = 'hidden'; \
+         owner.name = 'owner_id'; owner.value = 'usr_someone_else'; form.append(owner); \
+         document.querySelector('input[name=permissions]').checked = false;",
+    );
+    browser.click("#create-dialog button[type=submit]");
+    poll(Duration::from_secs(10), "the refusal", || {
+        browser
+            .source()
+            .contains("members can only create keys for themselves")
+            .then_some(())
+    });
+    let (_, keys) = ui.keygate.call(Method::GET, "/v1/keys", None);
+    assert_eq!(keys["items"], json!([]), "nothing was created");
+}

@@ -450,6 +450,17 @@ async fn create_key(
     caller: Caller,
     ApiJson(request): ApiJson<CreateKeyRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let (api_key, view) = create(&state, &caller, request).await?;
+    Ok(created(&api_key, view, StatusCode::CREATED))
+}
+
+/// Creates the key `request` asks for, as `caller`: the key itself (to be shown once) and its
+/// view. The API and the dashboard both create keys through this.
+pub(super) async fn create(
+    state: &AppState,
+    caller: &Caller,
+    request: CreateKeyRequest,
+) -> Result<(keygate_shared::ApiKey, KeyView), ApiError> {
     let now = state.now();
     let owner_id = request.owner_id.unwrap_or_else(|| caller.user_id.clone());
     if !caller.manages(&owner_id) {
@@ -457,7 +468,7 @@ async fn create_key(
             "members can only create keys for themselves",
         ));
     }
-    active_owner(&state, &owner_id).await?;
+    active_owner(state, &owner_id).await?;
     let bounds = policy::bounds(state.db(), &caller.user_id, caller.role, &owner_id).await?;
     let catalogue = catalog::load(state.db()).await?;
     let config = check_grants(&catalogue, request.permissions, request.permission_sets)?;
@@ -493,15 +504,11 @@ async fn create_key(
         restrictions: Restrictions::new(),
     };
     policy::check(&bounds, &catalogue, &key, None, now)?;
-    let restricted = policy::restrict(changer(&caller), None, &mut key, now)?;
+    let restricted = policy::restrict(changer(caller), None, &mut key, now)?;
     let summary = noting(summary_of(&key), &restricted);
-    keys::create(state.db(), &key, &actor(&state, &caller), &summary).await?;
+    keys::create(state.db(), &key, &actor(state, caller), &summary).await?;
     state.sync().changed();
-    Ok(created(
-        &api_key,
-        KeyView::new(&key, now),
-        StatusCode::CREATED,
-    ))
+    Ok((api_key, KeyView::new(&key, now)))
 }
 
 /// List keys, newest first, one page at a time.

@@ -4,6 +4,7 @@
 //! restrictions) hold here without a second copy. docs/dashboard.md describes it.
 
 mod assets;
+mod create;
 mod guard;
 mod keys;
 mod page;
@@ -44,7 +45,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ui", get(|| async { Redirect::to("/ui/keys") }))
         .route("/ui/sign-in", get(session::form).post(session::sign_in))
         .route("/ui/sign-out", post(session::sign_out))
-        .route("/ui/keys", get(keys::list))
+        .route("/ui/keys", get(keys::list).post(create::submit))
+        .route("/ui/keys/new", get(create::form))
         .layer(middleware::from_fn(guard::guard));
     pages.route("/assets/{file}", get(assets::serve))
 }
