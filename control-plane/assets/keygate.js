@@ -19,6 +19,14 @@ document.addEventListener("click", (event) => {
   if (button) opener = button;
 });
 
+// Cancel in a dialog: close it here instead of loading the list again (focus goes back).
+document.addEventListener("click", (event) => {
+  const cancel = event.target.closest("dialog[data-modal] a[data-dismiss]");
+  if (!cancel) return;
+  event.preventDefault();
+  cancel.closest("dialog").close();
+});
+
 // Server-rendered dialogs arrive open (so they read without JavaScript); here they become modal.
 function modals(root) {
   const dialogs = root.matches("dialog[data-modal]") ? [root] : root.querySelectorAll("dialog[data-modal]");

@@ -598,3 +598,97 @@ fn a_member_is_offered_only_their_ceiling_and_a_hand_edited_request_is_refused()
     let (_, keys) = ui.keygate.call(Method::GET, "/v1/keys", None);
     assert_eq!(keys["items"], json!([]), "nothing was created");
 }
+
+#[test]
+fn row_actions_toggle_regenerate_with_and_without_grace_revoke_and_delete() {
+    let Some(ui) = Ui::start(&[]) else { return };
+    let browser = &ui.browser;
+    let key_id = ui.key("rotating", None);
+    let get = || {
+        ui.keygate
+            .call(Method::GET, &format!("/v1/keys/{key_id}"), None)
+            .1
+    };
+    ui.sign_in(&ui.keygate.token);
+    browser.wait_for_path("/ui/keys");
+    let row = |css: &str| format!("tbody tr:has(td.id) {css}");
+
+    // The toggle.
+    browser.click(&row("button[aria-label='Disable rotating']"));
+    browser.wait_for(&row(".status-disabled"));
+    assert_eq!(get()["status"], "disabled");
+    browser.click(&row("button[aria-label='Enable rotating']"));
+    browser.wait_for(&row(".status-active"));
+    assert_eq!(get()["status"], "active");
+
+    // Regenerate with an hour's grace: the new key once, the old one valid for the hour.
+    browser.click("a[aria-label='Regenerate rotating']");
+    browser.wait_for("dialog#action-dialog:modal #a-grace");
+    assert_eq!(
+        browser.run("return document.activeElement.textContent"),
+        json!("Cancel"),
+        "the destructive button is not the default"
+    );
+    assert!(browser.text("#action-title").contains("rotating"));
+    browser.run("document.querySelector('#a-grace').value = '3600'");
+    browser.click("#action-dialog button[type=submit]");
+    browser.wait_for("dialog[data-show-once]:modal input.secret");
+    let regenerated = browser.run("return document.querySelector('input.secret').value");
+    assert!(
+        regenerated
+            .as_str()
+            .is_some_and(|key| key.starts_with("kg_live_"))
+    );
+    assert!(get()["previous_secret_expires_at"].is_string());
+
+    // Again, without grace: the old secret stops at once.
+    ui.goto("/ui/keys");
+    browser.click("a[aria-label='Regenerate rotating']");
+    browser.wait_for("dialog#action-dialog:modal #a-grace");
+    browser.click("#action-dialog button[type=submit]");
+    browser.wait_for("dialog[data-show-once]:modal input.secret");
+    assert!(get()["previous_secret_expires_at"].is_null());
+
+    // Revoke: Escape backs out with the focus returned; no reason is refused in the dialog.
+    ui.goto("/ui/keys");
+    browser.click("a[aria-label='Revoke rotating']");
+    browser.wait_for("dialog#action-dialog:modal #a-reason");
+    browser.escape();
+    poll(Duration::from_secs(10), "the dialog closed", || {
+        (!browser.has("#action-dialog")).then_some(())
+    });
+    assert_eq!(
+        browser.run("return document.activeElement.getAttribute('aria-label')"),
+        json!("Revoke rotating"),
+        "focus returns to the opener"
+    );
+    browser.click("a[aria-label='Revoke rotating']");
+    browser.wait_for("dialog#action-dialog:modal #a-reason");
+    browser.run("document.querySelector('#a-reason').removeAttribute('required')");
+    browser.click("#action-dialog button[type=submit]");
+    browser.wait_for("#action-dialog .banner");
+    assert_eq!(get()["status"], "active", "nothing was revoked");
+    browser.fill("#a-reason", "rotated out");
+    browser.click("#action-dialog button[type=submit]");
+    browser.wait_for(&row(".status-revoked"));
+    assert_eq!(get()["revoked_reason"], "rotated out");
+    assert!(!browser.has("a[aria-label='Revoke rotating']"));
+
+    // Delete.
+    browser.click("a[aria-label='Delete rotating']");
+    browser.wait_for("dialog#action-dialog:modal");
+    browser.click("#action-dialog button[type=submit]");
+    poll(
+        Duration::from_secs(10),
+        "the key gone from the list",
+        || ui.listed().is_empty().then_some(()),
+    );
+    let (status, _) = ui
+        .keygate
+        .call(Method::GET, &format!("/v1/keys/{key_id}"), None);
+    assert_eq!(status, 404);
+    assert_eq!(
+        unexpected(browser.console_errors(), 422),
+        Vec::<String>::new()
+    );
+}

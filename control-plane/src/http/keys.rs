@@ -603,7 +603,7 @@ fn not_revoked(key: &Key, doing: &str) -> Result<(), StoreError> {
         (status = 404, description = "No such key (or not yours)", body = ErrorResponse),
     )
 )]
-async fn get_key(
+pub(super) async fn get_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -760,7 +760,7 @@ fn apply_patch(
         (status = 409, description = "The key is revoked", body = ErrorResponse),
     )
 )]
-async fn disable_key(
+pub(super) async fn disable_key(
     state: State<AppState>,
     caller: Caller,
     id: Path<String>,
@@ -779,7 +779,7 @@ async fn disable_key(
         (status = 409, description = "The key is revoked: revocation cannot be undone", body = ErrorResponse),
     )
 )]
-async fn enable_key(
+pub(super) async fn enable_key(
     state: State<AppState>,
     caller: Caller,
     id: Path<String>,
@@ -830,7 +830,7 @@ async fn set_status(
         (status = 422, description = "Missing or too long reason", body = ErrorResponse),
     )
 )]
-async fn revoke_key(
+pub(super) async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -879,24 +879,35 @@ async fn regenerate_key(
     Path(id): Path<String>,
     OptionalJson(request): OptionalJson<RegenerateKeyRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let grace = request.grace_period_seconds;
+    let (api_key, view) = regenerate(&state, &caller, &id, request.grace_period_seconds).await?;
+    Ok(created(&api_key, view, StatusCode::OK))
+}
+
+/// A new secret for the key `id`, the old one accepted for `grace` more seconds: the new key (to
+/// be shown once) and the key's view. The API and the dashboard both regenerate through this.
+pub(super) async fn regenerate(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    grace: u32,
+) -> Result<(keygate_shared::ApiKey, KeyView), ApiError> {
     if grace > MAX_GRACE_SECONDS {
         return Err(ApiError::invalid(
             "invalid_grace_period",
             format!("grace_period_seconds must be at most {MAX_GRACE_SECONDS} (7 days)"),
         ));
     }
-    let id = key_id(&id)?;
-    let guard = Guard::load(&state, &caller, &id, None).await?;
-    let actor = actor(&state, &caller);
+    let id = key_id(id)?;
+    let guard = Guard::load(state, caller, &id, None).await?;
+    let actor = actor(state, caller);
     let now = actor.now;
     let mut issued = None;
-    let key = modify(&state, &id, &actor, "key.regenerate", |key| {
-        managed(&caller, key)?;
+    let key = modify(state, &id, &actor, "key.regenerate", |key| {
+        managed(caller, key)?;
         not_revoked(key, "regenerated")?;
         // A new secret renews the key: it is held to the ceilings as a whole.
         let before = key.clone();
-        guard.admit(&caller, &before, key, true, now)?;
+        guard.admit(caller, &before, key, true, now)?;
         let api_key =
             state
                 .settings()
@@ -914,7 +925,7 @@ async fn regenerate_key(
     })
     .await?;
     let api_key = issued.ok_or_else(|| ApiError::internal("regeneration issued no key"))?;
-    Ok(created(&api_key, KeyView::new(&key, now), StatusCode::OK))
+    Ok((api_key, KeyView::new(&key, now)))
 }
 
 /// Delete a key for good. The edge keeps a tombstone; the audit trail stays.
@@ -927,7 +938,7 @@ async fn regenerate_key(
         (status = 404, description = "No such key (or not yours)", body = ErrorResponse),
     )
 )]
-async fn delete_key(
+pub(super) async fn delete_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

@@ -14,6 +14,7 @@ use super::session::Signed;
 use super::{AppState, Caller};
 use crate::http::ApiError;
 use crate::http::keys::{self, CreateKeyRequest};
+use crate::http::views::KeyView;
 use crate::policy;
 use crate::store::catalog;
 use crate::store::users;
@@ -195,21 +196,26 @@ pub(super) async fn submit(
         }
     };
     match keys::create(&state, &caller, request).await {
-        Ok((key, view)) => page::render(
-            StatusCode::CREATED,
-            &ShowOnce {
-                layout: Layout::signed_in("Your new API key", &caller),
-                file_name: file_name(&view.name),
-                name: view.name,
-                key_id: view.key_id,
-                key: key.expose_secret().to_owned(),
-            },
-        ),
+        Ok((key, view)) => show_once(&caller, &key, view),
         Err(error) if error.status.is_client_error() => {
             refused(&state, &caller, typed, Problems::of(error)).await
         }
         Err(error) => page::failure(&error),
     }
+}
+
+/// The new (or regenerated) key, shown this once.
+pub(super) fn show_once(caller: &Caller, key: &keygate_shared::ApiKey, view: KeyView) -> Response {
+    page::render(
+        StatusCode::CREATED,
+        &ShowOnce {
+            layout: Layout::signed_in("Your new API key", caller),
+            file_name: file_name(&view.name),
+            name: view.name,
+            key_id: view.key_id,
+            key: key.expose_secret().to_owned(),
+        },
+    )
 }
 
 async fn refused(state: &AppState, caller: &Caller, typed: Typed, problems: Problems) -> Response {

@@ -117,6 +117,8 @@ struct KeysPage {
     next: Option<String>,
     /// The query string of the first page with these filters, when this is a later one.
     first: Option<String>,
+    /// This page's own query string, which row actions carry back.
+    here: String,
 }
 
 /// `GET /ui/keys`.
@@ -163,6 +165,7 @@ pub(super) async fn list(
         Err(error) => return page::failure(&error),
     };
     let page = KeysPage {
+        here: serde_urlencoded::to_string(&pairs).unwrap_or_default(),
         layout,
         first: cursor.is_some().then(|| filters.query(&[])),
         filters,
@@ -198,4 +201,22 @@ fn parse(query: &str) -> Result<(Filters, Option<String>), String> {
         *slot = value;
     }
     Ok((filters, cursor))
+}
+
+/// The list's URL for `query` (a list's own query string, as a row's form carries it back),
+/// rebuilt from the filters it holds: whatever else it says is dropped, so it cannot point
+/// anywhere but the list.
+pub(super) fn list_url(query: &str) -> String {
+    match parse(query) {
+        Ok((filters, cursor)) => {
+            let extra: Vec<(&str, &str)> = cursor.iter().map(|c| ("cursor", c.as_str())).collect();
+            let query = filters.query(&extra);
+            if query.is_empty() {
+                "/ui/keys".to_owned()
+            } else {
+                format!("/ui/keys?{query}")
+            }
+        }
+        Err(_) => "/ui/keys".to_owned(),
+    }
 }

@@ -3,6 +3,7 @@
 //! with the session's caller, so the API's rules (who sees which key, grant ceilings, locked
 //! restrictions) hold here without a second copy. docs/dashboard.md describes it.
 
+mod actions;
 mod assets;
 mod create;
 mod guard;
@@ -47,6 +48,10 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ui/sign-out", post(session::sign_out))
         .route("/ui/keys", get(keys::list).post(create::submit))
         .route("/ui/keys/new", get(create::form))
+        .route(
+            "/ui/keys/{key_id}/{action}",
+            get(actions::ask).post(actions::act),
+        )
         .layer(middleware::from_fn(guard::guard));
     pages.route("/assets/{file}", get(assets::serve))
 }
