@@ -60,7 +60,7 @@ impl Browser {
                 "binary": chromium,
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--window-size=1400,1000", "--no-first-run",
+                    "--window-size=1680,1050", "--no-first-run",
                     format!("--user-data-dir={}", dir.path().join("profile").display()),
                 ],
                 "prefs": {
@@ -167,6 +167,12 @@ impl Browser {
             .into_iter()
             .map(|cookie| (cookie.name().to_owned(), cookie.value().to_owned()))
             .collect()
+    }
+
+    /// A PNG of the window, written to `path`.
+    pub fn screenshot(&self, path: &std::path::Path) {
+        let png = self.block(self.client.screenshot()).expect("a screenshot");
+        std::fs::write(path, png).expect("the screenshot written");
     }
 
     /// Runs `script` (which calls `arguments[0]` with its result) and returns the result.

@@ -220,3 +220,29 @@ pub(super) fn list_url(query: &str) -> String {
         Err(_) => "/ui/keys".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::list_url;
+
+    #[test]
+    fn the_way_back_is_always_the_list() {
+        assert_eq!(list_url(""), "/ui/keys");
+        assert_eq!(
+            list_url("status=active&cursor=abc"),
+            "/ui/keys?status=active&cursor=abc"
+        );
+        // Only the list's own filters survive, re-encoded.
+        assert_eq!(
+            list_url("name=a%0D%0ALocation:x"),
+            "/ui/keys?name=a%0D%0ALocation%3Ax"
+        );
+        for hostile in [
+            "//evil.test",
+            "next=https://evil.test",
+            "%zz=1&status=active",
+        ] {
+            assert_eq!(list_url(hostile), "/ui/keys", "{hostile}");
+        }
+    }
+}
