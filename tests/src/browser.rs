@@ -181,17 +181,31 @@ impl Browser {
             .unwrap_or_else(|error| panic!("{script}: {error}"))
     }
 
-    /// Presses Escape in whatever has focus.
-    pub fn escape(&self) {
+    /// Types `keys` into whatever has focus (`fantoccini::key::Key` characters for Tab, Enter,
+    /// Escape...), as a keyboard would.
+    pub fn press(&self, keys: &str) {
         self.block(async {
             self.client
                 .active_element()
                 .await
                 .expect("the focused element")
-                .send_keys(&char::from(fantoccini::key::Key::Escape).to_string())
+                .send_keys(keys)
                 .await
-                .expect("Escape");
+                .expect("typed");
         });
+    }
+
+    /// Presses Escape in whatever has focus.
+    pub fn escape(&self) {
+        self.press(&char::from(fantoccini::key::Key::Escape).to_string());
+    }
+
+    /// The focused element's `id`, or its text when it has none.
+    pub fn focused(&self) -> String {
+        self.run("const e = document.activeElement; return e.id || e.textContent.trim()")
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Grants the page's origin a permission (`clipboard-read`, ...), as WebDriver's Permissions

@@ -692,3 +692,44 @@ fn row_actions_toggle_regenerate_with_and_without_grace_revoke_and_delete() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn a_key_can_be_created_with_the_keyboard_alone() {
+    use fantoccini::key::Key;
+    let Some(ui) = Ui::start(&[]) else { return };
+    let browser = &ui.browser;
+    let (tab, enter) = (char::from(Key::Tab), char::from(Key::Enter));
+    ui.sign_in(&ui.keygate.token);
+    browser.wait_for_path("/ui/keys");
+
+    // Tab from the top of the page to "Create API Key", then Enter.
+    browser.run("document.activeElement.blur()");
+    for _ in 0..10 {
+        if browser.focused() == "create-key" {
+            break;
+        }
+        browser.press(&tab.to_string());
+    }
+    assert_eq!(browser.focused(), "create-key", "reachable by Tab");
+    browser.press(&enter.to_string());
+    browser.wait_for("dialog#create-dialog:modal #c-name");
+    poll(Duration::from_secs(10), "the name field focused", || {
+        (browser.focused() == "c-name").then_some(())
+    });
+    browser.press(&format!("typed by keyboard{enter}"));
+    browser.wait_for("dialog[data-show-once]:modal input.secret");
+
+    // Escape asks; Tab moves from "Go back" to "Close"; Enter closes.
+    browser.escape();
+    browser.wait_for("#once-confirm[open]");
+    assert_eq!(browser.focused(), "Go back");
+    browser.press(&tab.to_string());
+    assert_eq!(browser.focused(), "Close");
+    browser.press(&enter.to_string());
+    poll(Duration::from_secs(10), "the list with the new key", || {
+        ui.listed()
+            .contains(&"typed by keyboard".to_owned())
+            .then_some(())
+    });
+    assert!(!browser.has("input.secret"));
+}
