@@ -69,5 +69,4 @@ fn main() {
     browser.click("#create-dialog button[type=submit]");
     browser.wait_for("dialog[data-show-once]:modal input.secret");
     shoot("show-once");
-    browser.close();
 }

@@ -5,11 +5,14 @@
 //! Where chromedriver is missing, [`Browser::start`] returns `None` after saying loudly that the
 //! browser tests are skipped, except under `CI=true`, where it fails: CI runs them.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 use crate::{free_port, poll};
@@ -47,10 +50,13 @@ impl Browser {
             return None;
         };
         let port = free_port();
+        // Its own process group, Chromium included, so that nothing outlives the test: a
+        // leaked browser holds inotify instances, and the next `wrangler dev` fails with EMFILE.
         let driver = Command::new(driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("chromedriver starts");
         let dir = tempfile::tempdir().expect("a profile directory");
@@ -270,16 +276,16 @@ impl Browser {
             .map(|entry| entry["message"].as_str().unwrap_or_default().to_owned())
             .collect()
     }
-
-    /// Ends the browser session, then chromedriver (on drop).
-    pub fn close(self) {
-        let _ = self.block(self.client.clone().close());
-    }
 }
 
 impl Drop for Browser {
+    /// Ends the session (chromedriver quits Chromium), then the whole process group, whatever
+    /// the session's end said: a panicking test must not leave a browser behind either.
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        let _ = self.runtime.block_on(self.client.clone().close());
+        if let Ok(pid) = i32::try_from(self.driver.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
         let _ = self.driver.wait();
     }
 }

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use keygate_e2e::browser::Browser;
 use keygate_e2e::keygate::{Keygate, bootstrap, pushing_to_wrangler};
 use keygate_e2e::{EchoOrigin, WranglerDev, free_port, now_seconds, poll};
 use reqwest::Method;
@@ -69,8 +70,15 @@ impl Loop {
     }
 }
 
-#[test]
-fn changes_made_in_the_control_plane_reach_the_edge() {
+/// The loop running: an echo origin, `wrangler dev`, and `keygate serve` pushing to it.
+struct Running {
+    world: Loop,
+    _origin: EchoOrigin,
+    _runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn start() -> Running {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let origin = EchoOrigin::start(&runtime);
     let control_port = free_port();
@@ -90,11 +98,22 @@ fn changes_made_in_the_control_plane_reach_the_edge() {
     env.push(("KEYGATE_LISTEN", format!("127.0.0.1:{control_port}")));
     env.push(("KEYGATE_INGEST_TOKEN", INGEST_TOKEN.to_owned()));
     let keygate = Keygate::serve(&url, &token, &env, dir.path());
-    let world = Loop {
-        keygate,
-        edge,
-        http: reqwest::blocking::Client::new(),
-    };
+    Running {
+        world: Loop {
+            keygate,
+            edge,
+            http: reqwest::blocking::Client::new(),
+        },
+        _origin: origin,
+        _runtime: runtime,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn changes_made_in_the_control_plane_reach_the_edge() {
+    let running = start();
+    let world = &running.world;
     for permission in ["customer:read", "telemetry:write"] {
         world.api(
             Method::POST,
@@ -270,4 +289,55 @@ fn time_rfc3339(seconds: i64) -> String {
         .expect("a valid time")
         .format(&time::format_description::well_known::Rfc3339)
         .expect("formats")
+}
+
+#[test]
+fn a_key_created_and_revoked_in_the_browser_works_then_stops_at_the_edge() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let running = start();
+    let world = &running.world;
+    world.api(
+        Method::POST,
+        "/v1/permissions",
+        Some(json!({ "name": "customer:read" })),
+    );
+    browser.goto(&world.keygate.url("/ui/sign-in"));
+    browser.fill("#token", &world.keygate.token);
+    browser.click("main button[type=submit]");
+    browser.wait_for_path("/ui/keys");
+
+    // Create in the browser, with the permission the route needs; download the key.
+    browser.click("#create-key");
+    browser.wait_for("dialog#create-dialog:modal #c-name");
+    browser.fill("#c-name", "from the browser");
+    browser.run("document.querySelector('#c-environment').value = 'development'");
+    browser.click("input[name=permissions][value='customer:read']");
+    browser.click("#create-dialog button[type=submit]");
+    browser.wait_for("dialog[data-show-once]:modal input.secret");
+    browser.click("[data-download]");
+    let file = browser.dir.path().join("downloads/from-the-browser.apikey");
+    let (key, _) = poll(LOCAL_BOUND, "the downloaded key", || {
+        std::fs::read_to_string(&file).ok()
+    });
+    let key = key.trim().to_owned();
+    world.expect("created in the browser -> 200 at the edge", &key, 200, "");
+
+    // Close the key's dialog, then revoke it from its row.
+    browser.click("[data-close-once]");
+    browser.wait_for("#once-confirm[open]");
+    browser.click("[data-confirm-close]");
+    browser.wait_for("a[aria-label='Revoke from the browser']");
+    browser.click("a[aria-label='Revoke from the browser']");
+    browser.wait_for("dialog#action-dialog:modal #a-reason");
+    browser.fill("#a-reason", "the loop is done");
+    browser.click("#action-dialog button[type=submit]");
+    browser.wait_for("tbody .status-revoked");
+    world.expect(
+        "revoked in the browser -> 401 at the edge",
+        &key,
+        401,
+        "revoked",
+    );
 }
