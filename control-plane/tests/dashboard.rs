@@ -194,4 +194,13 @@ async fn the_cookie_is_httponly_strict_and_host_bound_or_local_without_secure() 
             .iter()
             .all(|digest| digest.len() == 64 && digest != secret)
     );
+
+    // Abandoned sessions go when a later one starts, once past their lifetime.
+    app.clock.advance(IDLE);
+    sign_in(&replica(&app, false), &app.admin.token).await;
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ui_session")
+        .fetch_one(&db)
+        .await
+        .expect("a count");
+    assert_eq!(left, 1, "only the new session is left");
 }

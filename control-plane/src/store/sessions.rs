@@ -26,8 +26,19 @@ pub struct Session {
 }
 
 /// Starts a session acting as `token_id`; returns the secret for the cookie (32 random bytes,
-/// base64url), which is not stored.
-pub async fn start(db: &Db, token_id: &str, now: i64) -> Result<String, StoreError> {
+/// base64url), which is not stored. Sessions past either lifetime are deleted first, so
+/// abandoned ones do not pile up.
+pub async fn start(
+    db: &Db,
+    token_id: &str,
+    lifetimes: Lifetimes,
+    now: i64,
+) -> Result<String, StoreError> {
+    sqlx::query("DELETE FROM ui_session WHERE last_seen_at <= $1 OR created_at <= $2")
+        .bind(now - lifetimes.idle_seconds)
+        .bind(now - lifetimes.absolute_seconds)
+        .execute(db.writer())
+        .await?;
     let mut bytes = [0u8; 32];
     UnwrapErr(OsRng).fill_bytes(&mut bytes);
     let secret = URL_SAFE_NO_PAD.encode(bytes);

@@ -178,9 +178,10 @@ pub(super) async fn sign_in(
         Err(error) => return page::failure(&error),
     };
     let now = state.now();
-    match sessions::start(state.db(), &caller.token_id, now).await {
+    let lifetimes = state.settings().ui.lifetimes;
+    match sessions::start(state.db(), &caller.token_id, lifetimes, now).await {
         Ok(secret) => {
-            let lifetime = state.settings().ui.lifetimes.absolute_seconds;
+            let lifetime = lifetimes.absolute_seconds;
             (
                 [(header::SET_COOKIE, set_cookie(&state, &secret, lifetime))],
                 Redirect::to("/ui/keys"),
