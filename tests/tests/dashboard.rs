@@ -733,3 +733,49 @@ fn a_key_can_be_created_with_the_keyboard_alone() {
     });
     assert!(!browser.has("input.secret"));
 }
+
+#[test]
+fn the_sync_panel_shows_what_the_edge_does_not_know_yet_to_operators_only() {
+    let Some(ui) = Ui::start(&[]) else { return };
+    let browser = &ui.browser;
+    // No KV sink here: every change waits in the outbox.
+    ui.key("one", None);
+    ui.key("two", None);
+    let (_, member_token, _) = ui.user("member@example.com", "member");
+    ui.sign_in(&ui.keygate.token);
+    browser.wait_for_path("/ui/keys");
+    browser.click("nav a[href='/ui/sync']");
+    browser.wait_for_path("/ui/sync");
+    let depth = ui.keygate.sync_status()["outbox_depth"]
+        .as_i64()
+        .expect("a depth");
+    assert!(depth >= 2, "two keys' records at least");
+    assert!(
+        browser
+            .text("#outbox-depth")
+            .starts_with(&depth.to_string()),
+        "{}",
+        browser.text("#outbox-depth")
+    );
+
+    browser.click("header form button");
+    browser.wait_for_path("/ui/sign-in");
+    ui.sign_in(&member_token);
+    browser.wait_for_path("/ui/keys");
+    assert!(
+        !browser.has("nav a[href='/ui/sync']"),
+        "not offered to members"
+    );
+    ui.goto("/ui/sync");
+    assert!(
+        browser
+            .source()
+            .contains("needs the admin or key_manager role"),
+        "{}",
+        browser.source()
+    );
+    assert_eq!(
+        unexpected(browser.console_errors(), 403),
+        Vec::<String>::new()
+    );
+}

@@ -20,40 +20,40 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 pub(super) struct SyncStatus {
     /// Where this replica's pusher writes (`cloudflare:<account>/storage/kv/namespaces/<id>` or
     /// `wrangler-local:<binding>:<dir>`); null when it runs none. Other replicas may.
-    sink: Option<String>,
+    pub(super) sink: Option<String>,
     /// Where this replica's pusher appends to the edge's change feed before KV; null when it
     /// has no feed.
-    feed: Option<String>,
+    pub(super) feed: Option<String>,
     /// Records not yet in the change feed (null without a feed): what isolates cannot know yet.
-    feed_pending: Option<i64>,
+    pub(super) feed_pending: Option<i64>,
     /// Age of the oldest of them (null when there are none, or no feed).
-    feed_oldest_pending_age_seconds: Option<i64>,
+    pub(super) feed_oldest_pending_age_seconds: Option<i64>,
     /// Snapshot records written to the outbox and not yet in KV.
-    outbox_depth: i64,
+    pub(super) outbox_depth: i64,
     /// Keys those records belong to.
-    pending_keys: i64,
+    pub(super) pending_keys: i64,
     /// Age of the oldest of them; null when there are none.
-    oldest_pending_age_seconds: Option<i64>,
+    pub(super) oldest_pending_age_seconds: Option<i64>,
     /// When any pusher last wrote to KV without an error.
     #[schema(format = DateTime)]
-    last_success_at: Option<String>,
+    pub(super) last_success_at: Option<String>,
     #[schema(format = DateTime)]
-    last_error_at: Option<String>,
+    pub(super) last_error_at: Option<String>,
     /// What went wrong then (never a credential).
-    last_error: Option<String>,
+    pub(super) last_error: Option<String>,
     /// The last reconciliation pass (KV listed and compared with the database).
     #[schema(format = DateTime)]
-    last_reconcile_at: Option<String>,
+    pub(super) last_reconcile_at: Option<String>,
     /// What that pass queued again, rewrote or deleted.
-    last_reconcile_repairs: Option<i64>,
+    pub(super) last_reconcile_repairs: Option<i64>,
     /// Entries that pass read at the right version but found unlike what keygate signed
     /// (tampering, or a replayed older record), and rewrote.
-    last_reconcile_tampered: Option<i64>,
+    pub(super) last_reconcile_tampered: Option<i64>,
     /// The last pass that found tampering, and how many entries it rewrote: kept through the
     /// clean passes after it. Worth an alert whenever it changes.
     #[schema(format = DateTime)]
-    last_tampering_at: Option<String>,
-    last_tampering_entries: Option<i64>,
+    pub(super) last_tampering_at: Option<String>,
+    pub(super) last_tampering_entries: Option<i64>,
 }
 
 /// The snapshot pusher's state, shared by all replicas. Admins and key managers.
@@ -65,7 +65,7 @@ pub(super) struct SyncStatus {
         (status = 403, description = "A member", body = ErrorResponse),
     )
 )]
-async fn sync_status(
+pub(super) async fn sync_status(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<SyncStatus>, ApiError> {

@@ -10,6 +10,7 @@ mod guard;
 mod keys;
 mod page;
 mod session;
+mod sync;
 
 use axum::Router;
 use axum::middleware;
@@ -48,6 +49,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ui/sign-out", post(session::sign_out))
         .route("/ui/keys", get(keys::list).post(create::submit))
         .route("/ui/keys/new", get(create::form))
+        .route("/ui/sync", get(sync::panel))
         .route(
             "/ui/keys/{key_id}/{action}",
             get(actions::ask).post(actions::act),

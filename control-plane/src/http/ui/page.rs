@@ -15,6 +15,8 @@ pub(super) struct Layout {
     pub assets: &'static Urls,
     /// The signed-in user and role, for the header; `None` on the sign-in page.
     pub user: Option<(String, &'static str)>,
+    /// Whether the header links the pages only admins and key managers may read.
+    pub operator: bool,
 }
 
 impl Layout {
@@ -23,6 +25,7 @@ impl Layout {
             title,
             assets: &URLS,
             user: None,
+            operator: false,
         }
     }
 
@@ -31,6 +34,7 @@ impl Layout {
             title,
             assets: &URLS,
             user: Some((caller.user_id.clone(), caller.role.as_str())),
+            operator: caller.role.manages_all_keys(),
         }
     }
 }
