@@ -381,12 +381,23 @@ fn a_replayed_kv_record_does_not_bring_a_revoked_key_back() {
         world.edge.kv_get(&key_id)
     });
     world.revoke(&key, &key_id);
+    let version_of = |record: &str| {
+        keygate_shared::Envelope::decode(record.as_bytes())
+            .unwrap()
+            .open_verified(&keygate_shared::KeyId::parse(&key_id).unwrap())
+            .unwrap()
+            .version
+    };
+    let version = version_of(&active);
+    // The edge refused the key through the feed; the pusher's KV write of the revocation may
+    // still be on its way. The replay must come after it, or that write would undo the replay.
+    poll(BOUND, "KV has the revocation", || {
+        world
+            .edge
+            .kv_get(&key_id)
+            .filter(|record| version_of(record) > version)
+    });
     // Someone with the KV token writes the key's older, genuinely signed, active record back.
-    let version = keygate_shared::Envelope::decode(active.as_bytes())
-        .unwrap()
-        .open_verified(&keygate_shared::KeyId::parse(&key_id).unwrap())
-        .unwrap()
-        .version;
     world.edge.kv_put_at_version(&key_id, &active, version);
     // For several cache lifetimes, every read of KV meets the replay, and the feed's newer
     // record wins over it each time.
