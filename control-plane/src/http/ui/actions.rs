@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 
 use super::create::show_once;
-use super::keys::list_url;
+use super::keys::{list_query, list_url};
 use super::page::{self, Layout};
 use super::session::Signed;
 use super::{AppState, Caller};
@@ -147,11 +147,7 @@ async fn confirm(
             key_id: key.key_id,
             name: key.name,
             action: action.path(),
-            back: list_url(&back)
-                .strip_prefix("/ui/keys")
-                .unwrap_or_default()
-                .trim_start_matches('?')
-                .to_owned(),
+            back: list_query(&back),
             grace: &GRACE,
             problem,
         },

@@ -36,6 +36,15 @@ impl Filters {
         pairs.extend(extra.iter().map(|(key, value)| (*key, *value)));
         serde_urlencoded::to_string(pairs).unwrap_or_default()
     }
+
+    /// The query string of these filters at `cursor`: the page it names.
+    fn at(&self, cursor: Option<&str>) -> String {
+        let extra: Vec<(&str, &str)> = cursor
+            .map(|cursor| ("cursor", cursor))
+            .into_iter()
+            .collect();
+        self.query(&extra)
+    }
 }
 
 fn form_pairs(filters: &Filters) -> Vec<(&'static str, &str)> {
@@ -138,14 +147,10 @@ pub(super) async fn list(
             ));
         }
     };
-    let mut pairs = form_pairs(&filters);
-    if let Some(cursor) = &cursor {
-        pairs.push(("cursor", cursor));
-    }
+    let here = filters.at(cursor.as_deref());
     let sees_all = caller.role.manages_all_keys();
     let layout = Layout::signed_in("API Keys", &caller);
-    let asked = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-    let listed = match ApiQuery::<ListKeysQuery>::parse(&asked) {
+    let listed = match ApiQuery::<ListKeysQuery>::parse(&here) {
         Ok(asked) => keys::list_keys(State(state), caller, asked)
             .await
             .map(|page| page.0),
@@ -165,7 +170,7 @@ pub(super) async fn list(
         Err(error) => return page::failure(&error),
     };
     let page = KeysPage {
-        here: serde_urlencoded::to_string(&pairs).unwrap_or_default(),
+        here,
         layout,
         first: cursor.is_some().then(|| filters.query(&[])),
         filters,
@@ -203,21 +208,20 @@ fn parse(query: &str) -> Result<(Filters, Option<String>), String> {
     Ok((filters, cursor))
 }
 
-/// The list's URL for `query` (a list's own query string, as a row's form carries it back),
-/// rebuilt from the filters it holds: whatever else it says is dropped, so it cannot point
-/// anywhere but the list.
+/// The list's query string for `query` (a list's own, as a row's form carries it back), rebuilt
+/// from the filters and cursor it holds: whatever else it says is dropped.
+pub(super) fn list_query(query: &str) -> String {
+    parse(query).map_or_else(
+        |_| String::new(),
+        |(filters, cursor)| filters.at(cursor.as_deref()),
+    )
+}
+
+/// The list's URL for `query` ([`list_query`]): it cannot point anywhere but the list.
 pub(super) fn list_url(query: &str) -> String {
-    match parse(query) {
-        Ok((filters, cursor)) => {
-            let extra: Vec<(&str, &str)> = cursor.iter().map(|c| ("cursor", c.as_str())).collect();
-            let query = filters.query(&extra);
-            if query.is_empty() {
-                "/ui/keys".to_owned()
-            } else {
-                format!("/ui/keys?{query}")
-            }
-        }
-        Err(_) => "/ui/keys".to_owned(),
+    match list_query(query) {
+        query if query.is_empty() => "/ui/keys".to_owned(),
+        query => format!("/ui/keys?{query}"),
     }
 }
 
