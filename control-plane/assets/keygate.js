@@ -41,11 +41,18 @@ function modals(root) {
   }
 }
 
+// Where a dialog that is a page of its own goes when it closes: its Cancel link's page.
+function away(dialog, link) {
+  return dialog.querySelector(link)?.getAttribute("href") || "/ui/keys";
+}
+
 function closed(dialog) {
   // The close that made room for showModal() arrives after it: the dialog is open again.
   if (dialog.open || !dialog.isConnected) return;
+  const inPage = dialog.closest("#dialog-slot") !== null;
+  const back = away(dialog, "[data-dismiss]");
   dialog.remove();
-  if (location.pathname !== "/ui/keys") location.assign("/ui/keys");
+  if (!inPage) location.assign(back);
   else if (opener) opener.focus();
 }
 
@@ -76,18 +83,30 @@ function showOnce(dialog) {
     setTimeout(() => URL.revokeObjectURL(url), 1000);
     status.textContent = "Downloaded " + link.download;
   });
+  let confirmed = false;
   const ask = (event) => {
     event.preventDefault();
-    confirm.showModal();
+    if (!confirm.open) confirm.showModal();
   };
   dialog.addEventListener("cancel", ask);
+  // Chromium lets Escape close a dialog whatever its cancel handler says when the page has had
+  // no user activation yet (a show-once page just loaded): open it again, and ask.
+  dialog.addEventListener("close", () => {
+    // (The close that made room for showModal() arrives after it, with the dialog open again.)
+    if (confirmed || dialog.open || !dialog.isConnected) return;
+    dialog.showModal();
+    if (confirm.open) confirm.close();
+    confirm.showModal();
+  });
   dialog.querySelector("[data-close-once]").addEventListener("click", ask);
   confirm.querySelector("[data-confirm-stay]").addEventListener("click", () => confirm.close());
   confirm.querySelector("[data-confirm-close]").addEventListener("click", () => {
     // The key leaves the page before anything else happens.
+    const back = away(dialog, "[data-close-once]");
+    confirmed = true;
     secret.value = "";
     dialog.remove();
-    location.assign("/ui/keys");
+    location.assign(back);
   });
 }
 

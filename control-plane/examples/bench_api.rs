@@ -261,6 +261,7 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
     };
     let first_page = page(format!("{}/v1/keys?limit=50", server.url)).await;
     let deep_page = page(format!("{}/v1/keys?limit=50&cursor={cursor}", server.url)).await;
+    let (mut rendered, weight) = dashboard(&client, &server).await;
 
     let key: Value = client
         .post(format!("{}/v1/keys", server.url))
@@ -333,6 +334,15 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
         ),
         ("GET /v1/keys 99,950 deep, median".into(), ms(deep_page)),
         (
+            format!("dashboard GET /ui/keys, 50 rows ({STORED_KEYS} keys), p50"),
+            ms(rendered.percentile(0.50)),
+        ),
+        ("  dashboard p99".into(), ms(rendered.percentile(0.99))),
+        (
+            "  page weight: HTML; with CSS + JS".into(),
+            format!("{} B; {} B", weight.0, weight.1),
+        ),
+        (
             "GET /healthz, 32 clients".into(),
             format!(
                 "{:.0}/s (p99 {})",
@@ -353,6 +363,68 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
             format!("{:.2}", verified.throughput() / trivial.throughput()),
         ),
     ]
+}
+
+/// The API Keys page with 50 rows, signed in as the admin: its server time (200 sequential
+/// loads, each timed to the last byte) and its weight: (the HTML, the HTML with the script and
+/// style sheet it links), uncompressed.
+async fn dashboard(client: &reqwest::Client, server: &Server) -> (Run, (usize, usize)) {
+    let signed_in = client
+        .post(format!("{}/ui/sign-in", server.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("token", &server.token)]).expect("a form"))
+        .send()
+        .await
+        .expect("sign in");
+    let cookie = signed_in
+        .headers()
+        .get("set-cookie")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let url = format!("{}/ui/keys", server.url);
+    let mut run = Run::default();
+    let started = Instant::now();
+    let mut html = String::new();
+    for _ in 0..200 {
+        let sent = Instant::now();
+        let response = client
+            .get(&url)
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("the page");
+        assert_eq!(response.status(), 200);
+        html = response.text().await.expect("html");
+        run.latencies.push(sent.elapsed());
+    }
+    run.elapsed = started.elapsed();
+    assert_eq!(html.matches("<tr>").count(), 51, "a header row and 50 keys");
+    let mut files = vec![html.into_bytes()];
+    for asset in html_assets(std::str::from_utf8(&files[0]).expect("utf-8")) {
+        let body = client
+            .get(format!("{}{asset}", server.url))
+            .send()
+            .await
+            .expect("an asset")
+            .bytes()
+            .await
+            .expect("its body");
+        files.push(body.to_vec());
+    }
+    let html = files[0].len();
+    (run, (html, files.iter().map(Vec::len).sum()))
+}
+
+/// The `/assets/...` URLs a page links (its script and style sheet; the icon is left out).
+fn html_assets(html: &str) -> Vec<String> {
+    html.split('"')
+        .filter(|part| {
+            part.starts_with("/assets/") && (part.ends_with(".js") || part.ends_with(".css"))
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 #[tokio::main]

@@ -14,7 +14,8 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let database = format!("sqlite://{}", dir.path().join("keygate.db").display());
     let token = bootstrap(&database);
-    let keygate = Keygate::serve(&database, &token, &[], dir.path());
+    let ingest = ("KEYGATE_INGEST_TOKEN", INGEST_TOKEN.to_owned());
+    let keygate = Keygate::serve(&database, &token, &[ingest], dir.path());
     keygate.catalogue(&["customer:read", "customer:write", "invoice:read"]);
     let samples = [
         (
@@ -48,6 +49,23 @@ fn main() {
         .expect("an id")
         .to_owned();
     keygate.call(Method::POST, &format!("/v1/keys/{nightly}/disable"), None);
+    let (_, listed) = keygate.call(Method::GET, "/v1/keys?name=billing", None);
+    let billing = listed["items"][0]["key_id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    traffic(&keygate, &billing);
+    let (_, user) = keygate.call(
+        Method::POST,
+        "/v1/users",
+        Some(json!({"email": "dana@example.com", "role": "member"})),
+    );
+    let user_id = user["user_id"].as_str().expect("an id").to_owned();
+    keygate.call(
+        Method::POST,
+        &format!("/v1/users/{user_id}/tokens"),
+        Some(json!({"name": "laptop"})),
+    );
 
     let out = repo_root().join("docs/screenshots");
     std::fs::create_dir_all(&out).expect("docs/screenshots");
@@ -69,4 +87,33 @@ fn main() {
     browser.click("#create-dialog button[type=submit]");
     browser.wait_for("dialog[data-show-once]:modal input.secret");
     shoot("show-once");
+    browser.goto(&keygate.url(&format!("/ui/keys/{billing}")));
+    browser.wait_for("svg.bars");
+    shoot("key");
+    browser.goto(&keygate.url(&format!("/ui/keys/{billing}/edit")));
+    browser.wait_for("#edit-key");
+    shoot("edit");
+    browser.goto(&keygate.url(&format!("/ui/users/{user_id}")));
+    browser.wait_for("#ceiling");
+    shoot("user");
+    browser.goto(&keygate.url("/ui/logs"));
+    browser.wait_for("table");
+    shoot("logs");
+}
+
+const INGEST_TOKEN: &str = "ingest-token-for-the-screenshots-0123456789";
+
+/// A day of made-up requests for `key_id`, as the edge reports them: mostly allowed, some rate
+/// limited, a few refused for their address.
+fn traffic(keygate: &Keygate, key_id: &str) {
+    let events = (0..600_i64).map(|n| {
+        let hour = n % 24;
+        let outcome = match (n * 7 + hour) % 23 {
+            0 | 1 => "rate_limited",
+            2 => "ip_not_allowed",
+            _ => "ok",
+        };
+        (outcome, "/v1/invoices", hour * 3_600 + (n * 997) % 3_600)
+    });
+    keygate.report_usage(INGEST_TOKEN, "shot", key_id, events);
 }

@@ -186,6 +186,38 @@ impl Keygate {
         }
     }
 
+    /// Reports usage of `key_id` as the edge does (`POST /v1/usage/events` with `ingest_token`):
+    /// one event per `(outcome, route, seconds ago)`, ids made from `tag` and the position.
+    pub fn report_usage(
+        &self,
+        ingest_token: &str,
+        tag: &str,
+        key_id: &str,
+        events: impl IntoIterator<Item = (&'static str, &'static str, i64)>,
+    ) {
+        let now_ms = crate::now_seconds() * 1000;
+        let events: Vec<Value> = events
+            .into_iter()
+            .enumerate()
+            .map(|(n, (outcome, route, ago))| {
+                serde_json::json!({
+                    "event_id": format!("{tag}-{n}"), "key_id": key_id,
+                    "occurred_at_ms": now_ms - ago * 1000, "method": "GET", "route": route,
+                    "outcome": outcome, "status": if outcome == "ok" { 200 } else { 429 },
+                    "colo": "local", "latency_ms": 3
+                })
+            })
+            .collect();
+        let response = self
+            .http
+            .post(self.url("/v1/usage/events"))
+            .bearer_auth(ingest_token)
+            .json(&serde_json::json!({ "events": events }))
+            .send()
+            .expect("the control plane answers");
+        assert!(response.status().is_success(), "{:?}", response.text());
+    }
+
     /// `GET /v1/sync/status`.
     pub fn sync_status(&self) -> Value {
         let (status, body) = self.call(reqwest::Method::GET, "/v1/sync/status", None);

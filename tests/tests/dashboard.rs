@@ -779,3 +779,287 @@ fn the_sync_panel_shows_what_the_edge_does_not_know_yet_to_operators_only() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn editing_a_key_keeps_to_the_ceiling_and_shows_who_locked_what() {
+    let Some(ui) = Ui::start(&[]) else { return };
+    let browser = &ui.browser;
+    let (member_id, member_token, _) = ui.user("member@example.com", "member");
+    // The admin scopes the member's key to a customer and limits its rate: both locked.
+    let (status, created) = ui.keygate.call(
+        Method::POST,
+        "/v1/keys",
+        Some(json!({
+            "name": "member key", "owner_id": member_id, "customer_id": "acme",
+            "rate_limit": {"requests": 100, "window_seconds": 60}
+        })),
+    );
+    assert_eq!(status, 201, "{created}");
+    let key_id = created["key_id"].as_str().expect("an id").to_owned();
+    let get = || {
+        ui.keygate
+            .call(Method::GET, &format!("/v1/keys/{key_id}"), None)
+            .1
+    };
+    let (_, admin) = ui.keygate.call(Method::GET, "/v1/users/me", None);
+    let admin_id = admin["user_id"]
+        .as_str()
+        .expect("the admin's id")
+        .to_owned();
+
+    ui.sign_in(&member_token);
+    browser.wait_for_path("/ui/keys");
+    browser.click("a[aria-label='Edit member key']");
+    browser.wait_for_path(&format!("/ui/keys/{key_id}/edit"));
+    for field in ["customer_id", "rate_limit"] {
+        let lock = browser.text(&format!("#lock-{field}"));
+        assert!(lock.contains(&admin_id), "{field}: {lock}");
+        assert!(lock.contains("not loosen"), "{field}: {lock}");
+    }
+    assert!(!browser.has("#lock-ip_allowlist"), "only what was locked");
+    assert_eq!(
+        browser.run("return document.querySelector('#c-customer').value"),
+        json!("acme"),
+        "the form holds the key as it is"
+    );
+
+    // Loosening a lock is refused next to the form, and changes nothing.
+    browser.fill("#c-name", "renamed");
+    browser.fill("#c-customer", "");
+    browser.click("#edit-key button[type=submit]");
+    browser.wait_for("#edit-key .banner");
+    assert!(
+        browser.text("#edit-key .banner").contains("customer_id"),
+        "{}",
+        browser.text("#edit-key .banner")
+    );
+    assert_eq!(get()["name"], "member key", "nothing was saved");
+
+    // Tightening and renaming are saved, then the key's page shows them.
+    browser.fill("#c-customer", "acme");
+    browser.fill("#c-name", "renamed");
+    browser.fill("#c-description", "for the nightly job");
+    browser.fill("#c-requests", "50");
+    browser.click("#edit-key button[type=submit]");
+    browser.wait_for_path(&format!("/ui/keys/{key_id}"));
+    let key = get();
+    assert_eq!(key["name"], "renamed");
+    assert_eq!(key["description"], "for the nightly job");
+    assert_eq!(key["rate_limit"]["requests"], 50);
+    assert_eq!(key["customer_id"], "acme");
+    assert!(browser.text("h1").contains("renamed"));
+    assert!(browser.text("ul.locks").contains("customer_id"));
+    assert_eq!(
+        unexpected(browser.console_errors(), 422),
+        Vec::<String>::new()
+    );
+}
+
+const INGEST_TOKEN: &str = "ingest-token-for-the-dashboard-tests-0123456789";
+
+#[test]
+fn a_key_page_charts_its_requests_and_lists_its_log_and_audit_history() {
+    let Some(ui) = Ui::start(&[("KEYGATE_INGEST_TOKEN", INGEST_TOKEN)]) else {
+        return;
+    };
+    let browser = &ui.browser;
+    let key_id = ui.key("charted", None);
+    let other = ui.key("quiet", None);
+    ui.keygate.report_usage(
+        INGEST_TOKEN,
+        "charted",
+        &key_id,
+        [
+            ("ok", "/v1/orders", 10),
+            ("ok", "/v1/orders", 20),
+            ("ok", "/v1/orders/7", 4_000),
+            ("rate_limited", "/v1/orders", 30),
+        ],
+    );
+    ui.keygate
+        .report_usage(INGEST_TOKEN, "quiet", &other, [("ok", "/v1/other", 5)]);
+    let (status, body) = ui.keygate.call(
+        Method::POST,
+        &format!("/v1/keys/{key_id}/regenerate"),
+        Some(json!({"grace_period_seconds": 3600})),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    ui.sign_in(&ui.keygate.token);
+    browser.wait_for_path("/ui/keys");
+    // The list's sparkline counts the last 36 hours.
+    let spark = browser.run(&format!(
+        "return [...document.querySelectorAll('tbody tr')].find(row => row.textContent.includes('{key_id}')).querySelector('svg.spark').getAttribute('aria-label')"
+    ));
+    assert_eq!(spark, json!("4 requests in the last 36 hours"));
+
+    browser.click(&format!("tbody th a[href='/ui/keys/{key_id}']"));
+    browser.wait_for_path(&format!("/ui/keys/{key_id}"));
+    assert!(
+        browser.has("#grace-until time"),
+        "the previous secret's grace"
+    );
+    let drawn = browser.run(
+        "return [...document.querySelectorAll('svg.bars rect')].map(rect => rect.getAttribute('class'))",
+    );
+    let drawn: Vec<String> = serde_json::from_value(drawn).expect("classes");
+    assert!(drawn.contains(&"o-ok".to_owned()), "{drawn:?}");
+    assert!(drawn.contains(&"o-rate_limited".to_owned()), "{drawn:?}");
+    let legend = browser.text("#chart-summary");
+    assert!(legend.contains("ok: 3"), "{legend}");
+    assert!(legend.contains("rate_limited: 1"), "{legend}");
+    let logged = |browser: &Browser| {
+        let routes = browser.run(
+            "return [...document.querySelectorAll('main table')[0].querySelectorAll('tbody tr td.id')].map(cell => cell.textContent)",
+        );
+        serde_json::from_value::<Vec<String>>(routes).expect("routes")
+    };
+    assert_eq!(logged(browser).len(), 4, "this key's requests only");
+
+    // The log's outcome filter.
+    browser.run("document.querySelector('#k-outcome').value = 'rate_limited'");
+    browser.click("form[aria-label=\"Filter this key's requests\"] button[type=submit]");
+    poll(Duration::from_secs(10), "the filtered log", || {
+        (logged(browser).len() == 1).then_some(())
+    });
+    assert!(browser.path().starts_with(&format!("/ui/keys/{key_id}")));
+
+    // The audit history: created, then regenerated.
+    let actions = browser.run(
+        "return [...document.querySelectorAll('table')].pop().querySelectorAll('tbody td code').length",
+    );
+    assert_eq!(actions, json!(2));
+    assert!(browser.source().contains("key.regenerate"));
+
+    // The Logs and Audit pages, with the API's filters.
+    ui.goto(&format!("/ui/logs?key_id={other}"));
+    assert!(browser.source().contains("/v1/other"));
+    assert!(!browser.source().contains("/v1/orders"));
+    ui.goto("/ui/audit?action=key.regenerate");
+    assert!(browser.source().contains(&key_id));
+    assert!(!browser.source().contains(&other));
+    ui.goto("/ui/logs?since=not-a-time");
+    browser.wait_for("[role=alert]");
+    assert!(browser.text("[role=alert]").contains("RFC 3339"));
+    assert_eq!(
+        unexpected(browser.console_errors(), 400),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn an_admin_manages_users_and_generates_a_key_for_one() {
+    let Some(ui) = Ui::start(&[]) else { return };
+    let browser = &ui.browser;
+    ui.keygate.catalogue(&["orders:read"]);
+    ui.sign_in(&ui.keygate.token);
+    browser.wait_for_path("/ui/keys");
+    browser.click("nav a[href='/ui/users']");
+    browser.wait_for_path("/ui/users");
+
+    // A bad address is refused next to the form; a good one opens the new user's page.
+    browser.fill("#u-email", "not an address");
+    browser.click("form[action='/ui/users'] button[type=submit]");
+    browser.wait_for("#u-problem");
+    browser.fill("#u-email", "dana@example.com");
+    browser.click("form[action='/ui/users'] button[type=submit]");
+    poll(Duration::from_secs(10), "the user's page", || {
+        browser
+            .path()
+            .starts_with("/ui/users/usr_")
+            .then(|| browser.path())
+    });
+    let user_id = browser.path().trim_start_matches("/ui/users/").to_owned();
+    let user = || {
+        ui.keygate
+            .call(Method::GET, &format!("/v1/users/{user_id}"), None)
+            .1
+    };
+    assert_eq!(user()["role"], "member");
+    assert!(browser.text("#ceiling").contains("Permissions"));
+
+    // Role.
+    browser.run("document.querySelector('#r-role').value = 'key_manager'");
+    browser.click("form[action$='/role'] button[type=submit]");
+    poll(Duration::from_secs(10), "the new role", || {
+        (user()["role"] == "key_manager").then_some(())
+    });
+
+    // A token, shown once, that signs its user in.
+    browser.fill("#t-name", "laptop");
+    browser.click("form[action$='/tokens'] button[type=submit]");
+    browser.wait_for("dialog[data-show-once]:modal input.secret");
+    let token = browser.run("return document.querySelector('input.secret').value");
+    let token = token.as_str().expect("a token").to_owned();
+    let me = reqwest::blocking::Client::new()
+        .get(ui.keygate.url("/v1/users/me"))
+        .bearer_auth(&token)
+        .send()
+        .expect("keygate answers");
+    assert_eq!(me.status(), 200);
+    assert!(
+        !ui.keygate.log().contains(&token),
+        "the token is not logged"
+    );
+    // Escape on a page that has just loaded (no user activation yet) still asks first.
+    browser.escape();
+    browser.wait_for("#once-confirm:modal");
+    assert!(browser.has("dialog[data-show-once]:modal input.secret"));
+    assert_eq!(browser.focused(), "Go back");
+    browser.click("[data-confirm-close]");
+    browser.wait_for_path(&format!("/ui/users/{user_id}"));
+    assert!(browser.text("tbody").contains("laptop"));
+
+    // Seed 001: open the user and generate a key for them.
+    browser.click("#key-for-user");
+    browser.wait_for("#c-owner");
+    assert_eq!(
+        browser.run("return document.querySelector('#c-owner').value"),
+        json!(user_id)
+    );
+    browser.fill("#c-name", "for dana");
+    browser.click("#create-dialog button[type=submit]");
+    browser.wait_for("input.secret");
+    let (_, keys) = ui
+        .keygate
+        .call(Method::GET, &format!("/v1/keys?owner_id={user_id}"), None);
+    assert_eq!(keys["items"][0]["name"], "for dana");
+    let key_id = keys["items"][0]["key_id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+
+    // Deactivate, disabling their keys.
+    ui.goto(&format!("/ui/users/{user_id}"));
+    browser.click("#deactivate-user");
+    browser.wait_for("dialog#deactivate-dialog:modal #d-disable-keys");
+    assert_eq!(browser.focused(), "Cancel", "not the destructive button");
+    browser.click("#deactivate-dialog button[type=submit]");
+    poll(Duration::from_secs(10), "the user deactivated", || {
+        (user()["active"] == false).then_some(())
+    });
+    let (_, key) = ui
+        .keygate
+        .call(Method::GET, &format!("/v1/keys/{key_id}"), None);
+    assert_eq!(key["status"], "disabled");
+    let me = reqwest::blocking::Client::new()
+        .get(ui.keygate.url("/v1/users/me"))
+        .bearer_auth(&token)
+        .send()
+        .expect("keygate answers");
+    assert_eq!(me.status(), 401, "their token stopped");
+    assert_eq!(
+        unexpected(browser.console_errors(), 422),
+        Vec::<String>::new()
+    );
+
+    // Members get no Users page.
+    let (_, member_token, _) = ui.user("member@example.com", "member");
+    browser.click("header form button");
+    browser.wait_for_path("/ui/sign-in");
+    ui.sign_in(&member_token);
+    browser.wait_for_path("/ui/keys");
+    assert!(!browser.has("nav a[href='/ui/users']"));
+    ui.goto("/ui/users");
+    assert!(browser.source().contains("needs the admin role"));
+}

@@ -48,18 +48,18 @@ pub(super) struct AuditQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct AuditEventView {
-    id: i64,
+    pub(super) id: i64,
     #[schema(format = DateTime)]
-    occurred_at: String,
+    pub(super) occurred_at: String,
     /// Null for the bootstrap admin's creation.
-    actor_id: Option<String>,
-    action: String,
-    target_type: String,
-    target_id: String,
+    pub(super) actor_id: Option<String>,
+    pub(super) action: String,
+    pub(super) target_type: String,
+    pub(super) target_id: String,
     /// What changed, without secrets.
-    summary: Value,
-    request_id: Option<String>,
-    client_ip: Option<String>,
+    pub(super) summary: Value,
+    pub(super) request_id: Option<String>,
+    pub(super) client_ip: Option<String>,
 }
 
 /// The audit log, newest first.
@@ -74,7 +74,7 @@ pub(super) struct AuditEventView {
         (status = 403, description = "A member asking for someone else's actions", body = ErrorResponse),
     )
 )]
-async fn list_audit_events(
+pub(super) async fn list_audit_events(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<AuditQuery>,

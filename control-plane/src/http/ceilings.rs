@@ -43,17 +43,17 @@ const MAX_LIFETIME_DAYS: u32 = 3_650;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct CeilingView {
-    ceiling: Ceiling,
-    source: Source,
+    pub(super) ceiling: Ceiling,
+    pub(super) source: Source,
     /// Null for a built-in default.
     #[schema(format = DateTime)]
-    updated_at: Option<String>,
-    updated_by: Option<String>,
+    pub(super) updated_at: Option<String>,
+    pub(super) updated_by: Option<String>,
     /// After a change: the keys (not revoked) that the ceiling now in force leaves above it.
     /// They keep working as they are; they cannot be widened, enabled or regenerated until they
     /// fit.
     #[serde(skip_serializing_if = "Option::is_none")]
-    keys_above: Option<KeysAbove>,
+    pub(super) keys_above: Option<KeysAbove>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -311,7 +311,7 @@ async fn my_ceiling(
         (status = 404, description = "No such active user", body = ErrorResponse),
     )
 )]
-async fn get_user_ceiling(
+pub(super) async fn get_user_ceiling(
     State(state): State<AppState>,
     caller: Caller,
     Path(user_id): Path<String>,

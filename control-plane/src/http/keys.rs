@@ -636,7 +636,7 @@ pub(super) async fn get_key(
         (status = 422, description = "Invalid field", body = ErrorResponse),
     )
 )]
-async fn update_key(
+pub(super) async fn update_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

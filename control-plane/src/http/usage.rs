@@ -137,18 +137,18 @@ pub(super) struct UsageQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct UsageView {
-    key_id: String,
-    granularity: String,
+    pub(super) key_id: String,
+    pub(super) granularity: String,
     /// Buckets with requests, oldest first.
-    buckets: Vec<BucketView>,
+    pub(super) buckets: Vec<BucketView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct BucketView {
     #[schema(format = DateTime)]
-    start: String,
-    allowed: i64,
-    denied: i64,
+    pub(super) start: String,
+    pub(super) allowed: i64,
+    pub(super) denied: i64,
 }
 
 /// A key's requests per hour or day, allowed and denied, as the edge reported them.
@@ -163,7 +163,7 @@ pub(super) struct BucketView {
         (status = 404, description = "No such key (or not yours)", body = ErrorResponse),
     )
 )]
-async fn key_usage(
+pub(super) async fn key_usage(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -231,17 +231,17 @@ pub(super) struct LogQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct LogEntryView {
-    event_id: String,
-    key_id: String,
+    pub(super) event_id: String,
+    pub(super) key_id: String,
     /// RFC 3339 with milliseconds.
     #[schema(format = DateTime)]
-    occurred_at: String,
-    method: String,
-    route: String,
-    outcome: Outcome,
-    status: u16,
-    colo: String,
-    latency_ms: i64,
+    pub(super) occurred_at: String,
+    pub(super) method: String,
+    pub(super) route: String,
+    pub(super) outcome: Outcome,
+    pub(super) status: u16,
+    pub(super) colo: String,
+    pub(super) latency_ms: i64,
 }
 
 /// The request log, newest first: admins and key managers see every key's; members their own
@@ -256,7 +256,7 @@ pub(super) struct LogEntryView {
         (status = 401, description = "No or invalid token", body = ErrorResponse),
     )
 )]
-async fn list_logs(
+pub(super) async fn list_logs(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<LogQuery>,

@@ -66,24 +66,24 @@ pub(super) struct IssueTokenRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct IssuedTokenView {
     /// The full token. Shown this once: only its digest is stored.
-    token: String,
-    token_id: String,
-    name: String,
+    pub(super) token: String,
+    pub(super) token_id: String,
+    pub(super) name: String,
     #[schema(format = DateTime)]
-    expires_at: Option<String>,
+    pub(super) expires_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct TokenView {
-    token_id: String,
-    name: String,
+    pub(super) token_id: String,
+    pub(super) name: String,
     #[schema(format = DateTime)]
-    created_at: String,
+    pub(super) created_at: String,
     /// Null: it does not expire (the first admin's token).
     #[schema(format = DateTime)]
-    expires_at: Option<String>,
+    pub(super) expires_at: Option<String>,
     #[schema(format = DateTime)]
-    revoked_at: Option<String>,
+    pub(super) revoked_at: Option<String>,
 }
 
 impl From<users::TokenInfo> for TokenView {
@@ -112,8 +112,8 @@ pub(super) struct CurrentUser {
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct UserDetail {
     #[serde(flatten)]
-    user: UserView,
-    tokens: Vec<TokenView>,
+    pub(super) user: UserView,
+    pub(super) tokens: Vec<TokenView>,
 }
 
 fn check_email(email: &str) -> Result<String, ApiError> {
@@ -146,7 +146,7 @@ fn check_email(email: &str) -> Result<String, ApiError> {
         (status = 422, description = "Invalid email or role", body = ErrorResponse),
     )
 )]
-async fn create_user(
+pub(super) async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(request): ApiJson<CreateUserRequest>,
@@ -166,7 +166,7 @@ async fn create_user(
         (status = 403, description = "Not an admin", body = ErrorResponse),
     )
 )]
-async fn list_users(
+pub(super) async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Page<UserView>>, ApiError> {
@@ -247,7 +247,7 @@ async fn revoke_my_token(
         (status = 404, description = "No such user", body = ErrorResponse),
     )
 )]
-async fn get_user(
+pub(super) async fn get_user(
     State(state): State<AppState>,
     caller: Caller,
     Path(user_id): Path<String>,
@@ -277,7 +277,7 @@ async fn get_user(
         (status = 422, description = "Unknown role", body = ErrorResponse),
     )
 )]
-async fn update_user(
+pub(super) async fn update_user(
     State(state): State<AppState>,
     caller: Caller,
     Path(user_id): Path<String>,
@@ -311,7 +311,7 @@ pub(super) struct DeactivateUserRequest {
         (status = 409, description = "Last admin, or already deactivated", body = ErrorResponse),
     )
 )]
-async fn deactivate_user(
+pub(super) async fn deactivate_user(
     State(state): State<AppState>,
     caller: Caller,
     Path(user_id): Path<String>,
@@ -347,6 +347,22 @@ async fn issue_token(
     Path(user_id): Path<String>,
     ApiJson(request): ApiJson<IssueTokenRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let body = issue(&state, &caller, &user_id, request).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(body),
+    ))
+}
+
+/// Issues the token `request` asks for, for `user_id`, as `caller`: the token itself, to be
+/// shown once. The API and the dashboard both issue tokens through this.
+pub(super) async fn issue(
+    state: &AppState,
+    caller: &Caller,
+    user_id: &str,
+    request: IssueTokenRequest,
+) -> Result<IssuedTokenView, ApiError> {
     caller.require_admin()?;
     let name = check_name(&request.name, MAX_TOKEN_NAME_CHARS)?;
     let days = request.expires_in_days.unwrap_or(DEFAULT_TOKEN_DAYS);
@@ -363,24 +379,19 @@ async fn issue_token(
     let settings = state.settings();
     let issued = users::issue_token(
         state.db(),
-        &user_id,
+        user_id,
         spec,
         &settings.token_format,
         settings.environment,
-        &actor(&state, &caller),
+        &actor(state, caller),
     )
     .await?;
-    let body = IssuedTokenView {
+    Ok(IssuedTokenView {
         token: issued.token.expose_secret().to_owned(),
         token_id: issued.token.key_id().to_string(),
         name: issued.name,
         expires_at: issued.expires_at.map(rfc3339),
-    };
-    Ok((
-        StatusCode::CREATED,
-        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-        Json(body),
-    ))
+    })
 }
 
 /// Revoke one of a user's tokens, at once.
@@ -397,7 +408,7 @@ async fn issue_token(
         (status = 404, description = "No such active token", body = ErrorResponse),
     )
 )]
-async fn revoke_token(
+pub(super) async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
     Path((user_id, token_id)): Path<(String, String)>,

@@ -111,6 +111,82 @@ pub async fn usage(
         .collect()
 }
 
+/// Each key's requests (allowed and denied) per hour from `from` (inclusive, Unix seconds) on,
+/// for at most [`super::CHUNK`] keys: `(key id, hour start, requests)`, hours without requests
+/// left out.
+pub async fn hourly(
+    db: &Db,
+    key_ids: &[&str],
+    from: i64,
+) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    if key_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key_ids = &key_ids[..key_ids.len().min(super::CHUNK)];
+    let sql = format!(
+        "SELECT api_key_id, hour_start, CAST(allowed + denied AS BIGINT) AS requests \
+         FROM key_usage WHERE hour_start >= $1 AND api_key_id IN ({})",
+        super::placeholders(2, key_ids.len())
+    );
+    let mut query = sqlx::query(&sql).bind(from);
+    for key_id in key_ids {
+        query = query.bind(*key_id);
+    }
+    let rows = query.fetch_all(db.reader()).await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("api_key_id")?,
+                row.try_get("hour_start")?,
+                row.try_get("requests")?,
+            ))
+        })
+        .collect()
+}
+
+/// Requests of one key in one bucket with one outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutcomeCount {
+    /// The bucket's start, Unix seconds.
+    pub start: i64,
+    pub outcome: Outcome,
+    pub requests: i64,
+}
+
+/// A key's logged requests from `from` (inclusive) to `to` (exclusive), Unix seconds, counted
+/// per bucket of `bucket_seconds` and outcome: what the request log still holds (its retention).
+pub async fn outcomes(
+    db: &Db,
+    key_id: &str,
+    from: i64,
+    to: i64,
+    bucket_seconds: i64,
+) -> Result<Vec<OutcomeCount>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT (occurred_at_ms / $4) * $4 AS bucket_ms, outcome, COUNT(*) AS requests \
+         FROM usage_event WHERE api_key_id = $1 AND occurred_at_ms >= $2 AND occurred_at_ms < $3 \
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .bind(key_id)
+    .bind(from * 1000)
+    .bind(to * 1000)
+    .bind(bucket_seconds * 1000)
+    .fetch_all(db.reader())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let outcome: String = row.try_get("outcome")?;
+            let bucket_ms: i64 = row.try_get("bucket_ms")?;
+            Ok(OutcomeCount {
+                start: bucket_ms.div_euclid(1000),
+                outcome: Outcome::parse(&outcome)
+                    .ok_or_else(|| super::corrupt("usage event", key_id, "unknown outcome"))?,
+                requests: row.try_get("requests")?,
+            })
+        })
+        .collect()
+}
+
 /// Which log rows to list; `None` means any.
 #[derive(Clone, Debug, Default)]
 pub struct LogFilter {

@@ -3,76 +3,48 @@
 //! the API shows them: their own keys.
 
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use keygate_shared::RateLimit;
 
 use super::AppState;
+use super::chart::{SPARK_HOURS, Spark, spark_hours};
+use super::listing::{self, Filters, Listed};
 use super::page::{self, Layout};
 use super::session::Signed;
+use crate::http::ApiError;
 use crate::http::error::ApiQuery;
 use crate::http::keys::{self, ListKeysQuery};
 use crate::http::views::KeyView;
 use crate::store::keys::KeyStatus;
+use crate::store::usage;
 
 /// Grants a row names before it says how many more there are.
 const GRANTS_SHOWN: usize = 3;
 
-/// The filters as typed, to put back in the form and carry into the next page's link.
-#[derive(Debug, Default)]
-struct Filters {
-    status: String,
-    environment: String,
-    owner_id: String,
-    customer_id: String,
-    name: String,
-    unused_days: String,
-}
+/// The API's filters of the key list, in the order the query string carries them.
+const FIELDS: &[&str] = &[
+    "status",
+    "environment",
+    "owner_id",
+    "customer_id",
+    "name",
+    "unused_days",
+];
 
-impl Filters {
-    /// The query string of these filters (empty ones left out), followed by `extra`.
-    fn query(&self, extra: &[(&str, &str)]) -> String {
-        let mut pairs = form_pairs(self);
-        pairs.extend(extra.iter().map(|(key, value)| (*key, *value)));
-        serde_urlencoded::to_string(pairs).unwrap_or_default()
-    }
-
-    /// The query string of these filters at `cursor`: the page it names.
-    fn at(&self, cursor: Option<&str>) -> String {
-        let extra: Vec<(&str, &str)> = cursor
-            .map(|cursor| ("cursor", cursor))
-            .into_iter()
-            .collect();
-        self.query(&extra)
-    }
-}
-
-fn form_pairs(filters: &Filters) -> Vec<(&'static str, &str)> {
-    [
-        ("status", filters.status.as_str()),
-        ("environment", &filters.environment),
-        ("owner_id", &filters.owner_id),
-        ("customer_id", &filters.customer_id),
-        ("name", &filters.name),
-        ("unused_days", &filters.unused_days),
-    ]
-    .into_iter()
-    .filter(|(_, value)| !value.is_empty())
-    .collect()
-}
-
-/// A key as a row shows it.
+/// A key as a row (or its own page) shows it.
 #[derive(Debug)]
-struct Row {
-    view: KeyView,
-    status_word: &'static str,
-    status_class: &'static str,
-    grants: String,
-    rate_limit: String,
+pub(super) struct Row {
+    pub view: KeyView,
+    pub status_word: &'static str,
+    pub status_class: &'static str,
+    pub grants: String,
+    pub rate_limit: String,
+    /// Requests per hour over the last [`SPARK_HOURS`] hours, once read.
+    pub spark: Option<Spark>,
 }
 
 impl Row {
-    fn new(view: KeyView) -> Self {
+    pub(super) fn new(view: KeyView) -> Self {
         let (status_word, status_class) = match view.status {
             KeyStatus::Active => ("Active", "status-active"),
             KeyStatus::Disabled => ("Disabled", "status-disabled"),
@@ -88,6 +60,7 @@ impl Row {
             status_word,
             status_class,
             view,
+            spark: None,
         }
     }
 }
@@ -104,7 +77,7 @@ fn summary(grants: &[String]) -> String {
     }
 }
 
-fn per_window(limit: &RateLimit) -> String {
+pub(super) fn per_window(limit: &RateLimit) -> String {
     match limit.window_seconds() {
         1 => format!("{} / s", limit.requests()),
         60 => format!("{} / min", limit.requests()),
@@ -117,17 +90,9 @@ fn per_window(limit: &RateLimit) -> String {
 #[template(path = "keys.html")]
 struct KeysPage {
     layout: Layout,
-    filters: Filters,
     /// Admins and key managers may filter by owner; members see only their own keys.
     sees_all: bool,
-    rows: Vec<Row>,
-    problem: Option<String>,
-    /// The query string of the next page, if there is one.
-    next: Option<String>,
-    /// The query string of the first page with these filters, when this is a later one.
-    first: Option<String>,
-    /// This page's own query string, which row actions carry back.
-    here: String,
+    listed: Listed<Row>,
 }
 
 /// `GET /ui/keys`.
@@ -136,82 +101,54 @@ pub(super) async fn list(
     Signed { caller }: Signed,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let typed = parse(query.as_deref().unwrap_or(""));
-    let (filters, cursor) = match typed {
-        Ok(parsed) => parsed,
-        Err(problem) => {
-            return page::failure(&crate::http::ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                problem,
-            ));
-        }
-    };
-    let here = filters.at(cursor.as_deref());
     let sees_all = caller.role.manages_all_keys();
     let layout = Layout::signed_in("API Keys", &caller);
-    let listed = match ApiQuery::<ListKeysQuery>::parse(&here) {
-        Ok(asked) => keys::list_keys(State(state), caller, asked)
-            .await
-            .map(|page| page.0),
-        Err(error) => Err(error),
-    };
-    let (status, rows, next, problem) = match listed {
-        Ok(page) => (
-            StatusCode::OK,
-            page.items.into_iter().map(Row::new).collect(),
-            page.next_cursor
-                .map(|cursor| filters.query(&[("cursor", &cursor)])),
-            None,
-        ),
-        Err(error) if error.status.is_client_error() => {
-            (error.status, Vec::new(), None, Some(error.message))
+    let listed = listing::list(
+        FIELDS,
+        query.as_deref(),
+        Filters::at,
+        |asked: ApiQuery<ListKeysQuery>| keys::list_keys(State(state.clone()), caller, asked),
+        Row::new,
+    )
+    .await;
+    match listed {
+        Ok(mut listed) => {
+            if let Err(error) = sparklines(&state, &mut listed.rows).await {
+                return page::failure(&error);
+            }
+            page::render(
+                listed.status,
+                &KeysPage {
+                    layout,
+                    sees_all,
+                    listed,
+                },
+            )
         }
-        Err(error) => return page::failure(&error),
-    };
-    let page = KeysPage {
-        here,
-        layout,
-        first: cursor.is_some().then(|| filters.query(&[])),
-        filters,
-        sees_all,
-        rows,
-        problem,
-        next,
-    };
-    page::render(status, &page)
+        Err(failure) => failure,
+    }
 }
 
-/// The filters and cursor of a query string; an empty field is no filter.
-fn parse(query: &str) -> Result<(Filters, Option<String>), String> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-        .map_err(|_| "the query string is not form-encoded".to_owned())?;
-    let mut filters = Filters::default();
-    let mut cursor = None;
-    for (key, value) in pairs {
-        let value = value.trim().to_owned();
-        let slot = match key.as_str() {
-            "status" => &mut filters.status,
-            "environment" => &mut filters.environment,
-            "owner_id" => &mut filters.owner_id,
-            "customer_id" => &mut filters.customer_id,
-            "name" => &mut filters.name,
-            "unused_days" => &mut filters.unused_days,
-            "cursor" => {
-                cursor = Some(value).filter(|value| !value.is_empty());
-                continue;
-            }
-            other => return Err(format!("unknown filter {other:?}")),
-        };
-        *slot = value;
+/// Each row's sparkline: its key's requests per hour, in one query for the page.
+async fn sparklines(state: &AppState, rows: &mut [Row]) -> Result<(), ApiError> {
+    let now = state.now();
+    let from = now - now.rem_euclid(3_600) - (SPARK_HOURS - 1) * 3_600;
+    let ids: Vec<&str> = rows.iter().map(|row| row.view.key_id.as_str()).collect();
+    let hourly = usage::hourly(state.db(), &ids, from).await?;
+    for row in rows {
+        let own = hourly
+            .iter()
+            .filter(|(key_id, _, _)| *key_id == row.view.key_id)
+            .map(|(_, start, requests)| (*start, *requests));
+        row.spark = Some(Spark::new(&spark_hours(own, now)));
     }
-    Ok((filters, cursor))
+    Ok(())
 }
 
 /// The list's query string for `query` (a list's own, as a row's form carries it back), rebuilt
 /// from the filters and cursor it holds: whatever else it says is dropped.
 pub(super) fn list_query(query: &str) -> String {
-    parse(query).map_or_else(
+    Filters::parse(FIELDS, query).map_or_else(
         |_| String::new(),
         |(filters, cursor)| filters.at(cursor.as_deref()),
     )

@@ -5,12 +5,17 @@
 
 mod actions;
 mod assets;
+mod chart;
 mod create;
+mod detail;
 mod guard;
+mod history;
 mod keys;
+mod listing;
 mod page;
 mod session;
 mod sync;
+mod users;
 
 use axum::Router;
 use axum::middleware;
@@ -50,6 +55,23 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ui/keys", get(keys::list).post(create::submit))
         .route("/ui/keys/new", get(create::form))
         .route("/ui/sync", get(sync::panel))
+        .route("/ui/users", get(users::list).post(users::create))
+        .route("/ui/users/{user_id}", get(users::show))
+        .route(
+            "/ui/users/{user_id}/{action}",
+            get(users::ask).post(users::act),
+        )
+        .route(
+            "/ui/users/{user_id}/tokens/{token_id}/revoke",
+            post(users::revoke_token),
+        )
+        .route("/ui/logs", get(history::logs))
+        .route("/ui/audit", get(history::audit))
+        .route("/ui/keys/{key_id}", get(detail::show))
+        .route(
+            "/ui/keys/{key_id}/edit",
+            get(create::edit_form).post(create::edit),
+        )
         .route(
             "/ui/keys/{key_id}/{action}",
             get(actions::ask).post(actions::act),

@@ -17,6 +17,8 @@ pub(super) struct Layout {
     pub user: Option<(String, &'static str)>,
     /// Whether the header links the pages only admins and key managers may read.
     pub operator: bool,
+    /// Whether the header links the Users page (admins only).
+    pub admin: bool,
 }
 
 impl Layout {
@@ -26,6 +28,7 @@ impl Layout {
             assets: &URLS,
             user: None,
             operator: false,
+            admin: false,
         }
     }
 
@@ -35,6 +38,7 @@ impl Layout {
             assets: &URLS,
             user: Some((caller.user_id.clone(), caller.role.as_str())),
             operator: caller.role.manages_all_keys(),
+            admin: caller.role == crate::store::users::Role::Admin,
         }
     }
 }
