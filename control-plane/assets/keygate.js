@@ -110,6 +110,18 @@ function showOnce(dialog) {
   });
 }
 
+// Available/Selected: ticking a choice moves it to Selected, unticking puts it back, and the
+// move is announced. Without JavaScript the two lists are plain checkboxes.
+document.addEventListener("change", (event) => {
+  const box = event.target.closest("[data-picker] input[type=checkbox]");
+  if (!box) return;
+  const picker = box.closest("[data-picker]");
+  const side = box.checked ? "Selected" : "Available";
+  picker.querySelector(`ul[data-side="${side}"]`).append(box.closest("li"));
+  box.focus();
+  picker.querySelector("[role=status]").textContent = `${box.value}: ${side.toLowerCase()}`;
+});
+
 document.addEventListener("DOMContentLoaded", () => localTimes(document));
 document.addEventListener("htmx:afterSwap", (event) => localTimes(event.target));
 htmx.onLoad(modals);

@@ -443,7 +443,24 @@ fn creating_a_key_with_every_field_then_copy_download_and_close_showing_it_once(
     browser.fill("#c-name", "billing service");
     browser.fill("#c-description", "Charges customers");
     browser.run("document.querySelector('#c-environment').value = 'staging'");
+    // Available into Selected: ticking moves a permission over, unticking puts it back.
+    let side = |value: &str| {
+        browser.run(&format!(
+            "return document.querySelector(\"input[name=permissions][value='{value}']\").closest('ul').dataset.side"
+        ))
+    };
+    assert_eq!(side("customer:read"), json!("Available"));
     browser.click("input[name=permissions][value='customer:read']");
+    browser.click("input[name=permissions][value='customer:write']");
+    assert_eq!(side("customer:read"), json!("Selected"));
+    assert_eq!(side("customer:write"), json!("Selected"));
+    browser.click("input[name=permissions][value='customer:write']");
+    assert_eq!(side("customer:write"), json!("Available"));
+    assert_eq!(
+        browser.run("return document.querySelector('[data-picker] [role=status]').textContent"),
+        json!("customer:write: available"),
+        "the move is announced"
+    );
     browser.fill("#c-customer", "cus_42");
     browser.click("#c-expires");
     browser.fill("#c-days", "30");
