@@ -97,6 +97,11 @@ pub struct ServeConfig {
     /// `/.well-known/jwks.json`. Unset: that route answers 404.
     #[arg(long, env = "KEYGATE_ASSERTION_JWKS_FILE")]
     pub assertion_jwks_file: Option<PathBuf>,
+    /// A file holding the public keys GitHub signs secret-scanning alerts with, as GitHub
+    /// publishes them (`https://api.github.com/meta/public_keys/secret_scanning`). Unset:
+    /// `POST /v1/secret-scanning/github` answers 404.
+    #[arg(long, env = "KEYGATE_SECRET_SCANNING_KEYS_FILE")]
+    pub secret_scanning_keys_file: Option<PathBuf>,
     /// Days the request log (`GET /v1/logs`) keeps events; hourly usage counts are kept.
     #[arg(long, env = "KEYGATE_LOG_RETENTION_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=3650))]

@@ -17,6 +17,7 @@ pub mod config;
 pub mod http;
 mod key_pairs;
 mod policy;
+pub mod scanning;
 mod serve;
 pub mod store;
 pub mod sync;

@@ -168,14 +168,16 @@ pub(crate) async fn serve(config: ServeConfig) -> ExitCode {
 
 async fn run(config: ServeConfig) -> Result<(), String> {
     let setup = &config.setup;
-    let jwks = config
-        .assertion_jwks_file
-        .as_ref()
-        .map(|path| {
-            std::fs::read_to_string(path)
-                .map_err(|error| format!("cannot read {}: {error}", path.display()))
-        })
-        .transpose()?;
+    let read = |file: &Option<PathBuf>| {
+        file.as_ref()
+            .map(|path| {
+                std::fs::read_to_string(path)
+                    .map_err(|error| format!("cannot read {}: {error}", path.display()))
+            })
+            .transpose()
+    };
+    let jwks = read(&config.assertion_jwks_file)?;
+    let scanning_keys = read(&config.secret_scanning_keys_file)?;
     let settings = settings(&setup.issuer, config.max_body_bytes)?
         .with_usage(
             config.ingest_token.as_ref().map(|token| token.0.as_str()),
@@ -183,7 +185,8 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         )
         .with_metrics_token(config.metrics_token.as_ref().map(|token| token.0.as_str()))
         .with_ui(config.ui.settings())
-        .with_assertion_jwks(jwks.as_deref())?;
+        .with_assertion_jwks(jwks.as_deref())?
+        .with_secret_scanning(scanning_keys.as_deref())?;
     let db = Db::connect(&setup.database.database_url, setup.database.max_connections)
         .await
         .map_err(|error| error.to_string())?;

@@ -679,6 +679,8 @@ async fn the_openapi_document_lists_every_route_served(app: &TestApp) {
         ("POST", "/v1/keys/{key_id}/revoke"),
         ("POST", "/v1/keys/{key_id}/regenerate"),
         ("POST", "/v1/verify"),
+        ("POST", "/v1/secret-scanning/github"),
+        ("POST", "/v1/leaks"),
         ("GET", "/v1/audit-log"),
         ("GET", "/v1/sync/status"),
         ("POST", "/v1/usage/events"),

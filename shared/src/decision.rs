@@ -500,6 +500,11 @@ impl Candidate {
         self.key_id
     }
 
+    /// The digest of the whole key string, to compare (in constant time) with a stored one.
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
     /// Steps 3-6: the record found for [`Candidate::key_id`] (or none) against the request.
     pub fn decide<'r>(
         &self,

@@ -4,7 +4,13 @@
 //! limit, deletion) must show at the edge within
 //! [`LOCAL_BOUND`], polled; each step prints how long it took.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
 
 use keygate_e2e::browser::Browser;
 use keygate_e2e::keygate::{Keygate, bootstrap, pushing_to_wrangler};
@@ -97,6 +103,12 @@ fn start() -> Running {
     env.push(("KEYGATE_SYNC_POLL_MS", "200".to_owned()));
     env.push(("KEYGATE_LISTEN", format!("127.0.0.1:{control_port}")));
     env.push(("KEYGATE_INGEST_TOKEN", INGEST_TOKEN.to_owned()));
+    let scanning_keys = dir.path().join("github-keys.json");
+    std::fs::write(&scanning_keys, github_keys()).expect("the key list");
+    env.push((
+        "KEYGATE_SECRET_SCANNING_KEYS_FILE",
+        scanning_keys.display().to_string(),
+    ));
     let keygate = Keygate::serve(&url, &token, &env, dir.path());
     Running {
         world: Loop {
@@ -339,5 +351,110 @@ fn a_key_created_and_revoked_in_the_browser_works_then_stops_at_the_edge() {
         &key,
         401,
         "revoked",
+    );
+}
+
+/// The key id under which [`github`] stands in for GitHub's secret-scanning key.
+const GITHUB_KEY_ID: &str = "e2e-github-key";
+
+/// A P-256 key pair standing in for GitHub's secret-scanning signing key.
+fn github() -> &'static EcdsaKeyPair {
+    static PAIR: OnceLock<EcdsaKeyPair> = OnceLock::new();
+    PAIR.get_or_init(|| {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+            .expect("a key pair");
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .expect("its own pkcs8")
+    })
+}
+
+/// [`github`]'s public key, as GitHub publishes its keys.
+fn github_keys() -> String {
+    let pem = keygate_control_plane::scanning::p256_pem(github().public_key().as_ref());
+    json!({"public_keys": [{"key_identifier": GITHUB_KEY_ID, "key": pem, "is_current": true}]})
+        .to_string()
+}
+
+/// Sends GitHub's alert for `key`, signed by `signer`; the status and the labels.
+fn alert(world: &Loop, key: &str, signer: &EcdsaKeyPair) -> (u16, Value) {
+    let body = json!([{
+        "token": key, "type": "keygate_api_key", "source": "content",
+        "url": "https://github.com/octo/leaky/blob/main/.env"
+    }])
+    .to_string();
+    let signature = signer
+        .sign(&SystemRandom::new(), body.as_bytes())
+        .expect("signed");
+    let response = world
+        .http
+        .post(world.keygate.url("/v1/secret-scanning/github"))
+        .header("content-type", "application/json")
+        .header("Github-Public-Key-Identifier", GITHUB_KEY_ID)
+        .header(
+            "Github-Public-Key-Signature",
+            STANDARD.encode(signature.as_ref()),
+        )
+        .body(body)
+        .send()
+        .expect("keygate answers");
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+/// Reports from the answered webhook to the edge's 401.
+const REPORTS: usize = 20;
+
+#[test]
+fn a_key_leaked_on_github_answers_401_at_the_edge() {
+    let running = start();
+    let world = &running.world;
+    world.api(
+        Method::POST,
+        "/v1/permissions",
+        Some(json!({ "name": "customer:read" })),
+    );
+    let keys: Vec<String> = (0..REPORTS)
+        .map(|n| {
+            let created = world.api(
+                Method::POST,
+                "/v1/keys",
+                Some(json!({"name": format!("leaky {n}"), "environment": "development", "permissions": ["customer:read"]})),
+            );
+            created["key"].as_str().expect("a key").to_owned()
+        })
+        .collect();
+    for key in &keys {
+        world.expect("created", key, 200, "");
+    }
+
+    // A forged alert (another key pair under GitHub's key id) revokes nothing, and is logged.
+    let rng = SystemRandom::new();
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).expect("a key pair");
+    let forger = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+        .expect("its own pkcs8");
+    let (status, _) = alert(world, &keys[0], &forger);
+    assert_eq!(status, 401);
+    assert!(world.keygate.log().contains("secret_scanning_refused"));
+
+    let mut took = Vec::new();
+    for key in &keys {
+        let (status, labels) = alert(world, key, github());
+        assert_eq!(status, 200, "{labels}");
+        assert_eq!(labels[0]["label"], "true_positive");
+        took.push(world.expect("reported on GitHub -> 401 at the edge", key, 401, "revoked"));
+    }
+    took.sort();
+    let ms = |at: usize| took[at].as_millis();
+    eprintln!(
+        "webhook answered -> 401 at the edge, {REPORTS} reports: p50 {} ms, p99 {} ms",
+        ms(REPORTS / 2),
+        ms(REPORTS - 1)
+    );
+    let log = world.keygate.log();
+    assert!(
+        keys.iter().all(|key| !log.contains(key.as_str())),
+        "no key in the log"
     );
 }

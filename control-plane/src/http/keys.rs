@@ -848,14 +848,19 @@ pub(super) async fn revoke_key(
     let key = modify(&state, &key_id(&id)?, &actor, "key.revoke", |key| {
         managed(&caller, key)?;
         not_revoked(key, "revoked again")?;
-        key.status = Status::Revoked;
-        key.previous = None;
-        key.revoked_at = Some(now);
-        key.revoked_reason = Some(reason.clone());
+        revoke(key, reason.clone(), now);
         Ok(Some(json!({ "name": key.name, "reason": reason })))
     })
     .await?;
     Ok(Json(KeyView::new(&key, now)))
+}
+
+/// Revokes `key` at `now` for `reason`: for good, and its replaced secret with it.
+pub(super) fn revoke(key: &mut Key, reason: String, now: i64) {
+    key.status = Status::Revoked;
+    key.previous = None;
+    key.revoked_at = Some(now);
+    key.revoked_reason = Some(reason);
 }
 
 /// Issue a new secret for the same key id, name and configuration. The old secret stops at

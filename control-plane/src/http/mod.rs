@@ -8,6 +8,7 @@ mod ceilings;
 mod document;
 mod error;
 mod keys;
+mod leaks;
 mod metrics;
 mod ops;
 mod permissions;
@@ -61,6 +62,8 @@ pub struct Settings {
     pub metrics_token: Option<keygate_shared::Digest>,
     /// The dashboard's sessions.
     pub ui: UiSettings,
+    /// The keys GitHub signs secret-scanning alerts with; `None`: the alert route answers 404.
+    pub secret_scanning: Option<Arc<crate::scanning::GithubKeys>>,
 }
 
 impl Settings {
@@ -86,6 +89,7 @@ impl Settings {
             ingest_token: None,
             log_retention_days: 30,
             ui: UiSettings::default(),
+            secret_scanning: None,
         })
     }
 
@@ -103,6 +107,19 @@ impl Settings {
                 keygate_origin::AssertionVerifier::new(text, "keygate", "check")
                     .map_err(|error| format!("the assertion JWKS: {error}"))?;
                 serde_json::from_str(text).map_err(|error| format!("the assertion JWKS: {error}"))
+            })
+            .transpose()?;
+        Ok(self)
+    }
+
+    /// Accepts GitHub's secret-scanning alerts signed by a key of `keys` (GitHub's published
+    /// list, as JSON).
+    pub fn with_secret_scanning(mut self, keys: Option<&str>) -> Result<Self, String> {
+        self.secret_scanning = keys
+            .map(|text| {
+                crate::scanning::GithubKeys::parse(text)
+                    .map(Arc::new)
+                    .map_err(|error| format!("the secret-scanning keys: {error}"))
             })
             .transpose()?;
         Ok(self)
@@ -238,6 +255,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(sync::router())
         .merge(usage::router())
         .merge(verify::router())
+        .merge(leaks::router())
         .merge(ops::router())
 }
 

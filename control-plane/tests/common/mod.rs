@@ -14,7 +14,10 @@ use http_body_util::BodyExt;
 use keygate_control_plane::store::{Db, users};
 use keygate_control_plane::{AppState, Clock, Settings, app};
 use keygate_shared::Environment;
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
+use std::sync::OnceLock;
 use tower::ServiceExt;
 
 /// A fixed start for the hand-set clock: 2026-11-22T00:00:00Z.
@@ -151,15 +154,43 @@ pub(crate) fn settings() -> Settings {
     Settings::new("kg", "kgcp", Environment::Production, 16 * 1024)
         .expect("valid settings")
         .with_usage(Some(INGEST_TOKEN), 30)
+        .with_secret_scanning(Some(&github_keys()))
+        .expect("the stand-in's key list")
+}
+
+/// The key id under which [`github`] stands in for GitHub's secret-scanning key.
+pub(crate) const GITHUB_KEY_ID: &str = "test-github-key";
+
+/// A P-256 key pair standing in for GitHub's secret-scanning signing key (one per test binary).
+pub(crate) fn github() -> &'static EcdsaKeyPair {
+    static PAIR: OnceLock<EcdsaKeyPair> = OnceLock::new();
+    PAIR.get_or_init(|| {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+            .expect("a key pair");
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .expect("its own pkcs8")
+    })
+}
+
+/// [`github`]'s public key in GitHub's published shape.
+fn github_keys() -> String {
+    let pem = keygate_control_plane::scanning::p256_pem(github().public_key().as_ref());
+    json!({"public_keys": [{"key_identifier": GITHUB_KEY_ID, "key": pem, "is_current": true}]})
+        .to_string()
 }
 
 impl TestApp {
     /// A migrated, bootstrapped control plane on a database of its own; `None` when the backend
     /// is not available (PostgreSQL without `KEYGATE_TEST_POSTGRES_URL`).
     pub(crate) async fn start(backend: Backend) -> Option<TestApp> {
+        Self::start_with(backend, settings()).await
+    }
+
+    /// [`TestApp::start`] with these settings.
+    pub(crate) async fn start_with(backend: Backend, settings: Settings) -> Option<TestApp> {
         let (db_url, fresh) = fresh_database(backend).await?;
         let db = Db::connect(&db_url, 4).await.expect("connect and migrate");
-        let settings = settings();
         let (user, token) = users::bootstrap(
             &db,
             "admin@example.com",

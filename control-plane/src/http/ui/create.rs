@@ -7,12 +7,13 @@
 //!   set them; the handler enforces them.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use keygate_shared::Grants;
 use serde_json::{Map, Value, json};
 
+use super::listing::Filters;
 use super::page::{self, Layout};
 use super::session::Signed;
 use super::{AppState, Caller};
@@ -155,21 +156,21 @@ struct ShowOnce {
     file_name: String,
 }
 
-/// Who a new key is for, when the form is opened from a user's page.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct For {
-    owner_id: Option<String>,
-}
-
 /// `GET /ui/keys/new`, optionally `?owner_id=` (an admin generating a key for a user).
 pub(super) async fn form(
     State(state): State<AppState>,
     Signed { caller }: Signed,
-    Query(asked): Query<For>,
+    RawQuery(query): RawQuery,
 ) -> Response {
+    let owner_id = match Filters::parse(&["owner_id"], query.as_deref().unwrap_or("")) {
+        Ok((asked, _)) => asked.get("owner_id").to_owned(),
+        Err(problem) => {
+            let error = ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", problem);
+            return page::failure(&error);
+        }
+    };
     let typed = Typed {
-        owner_id: asked.owner_id.unwrap_or_default(),
+        owner_id,
         ..Typed::default()
     };
     match page_for(&state, &caller, typed, Problems::default(), None).await {
