@@ -2,6 +2,8 @@
 //!
 //! - key creation: throughput and latency percentiles with 32 concurrent clients;
 //! - `GET /v1/keys`: the first page and a page 99,950 keys deep, with 100,000 keys stored;
+//! - the dashboard's API Keys page with 50 rows: server time (p50, p99) and weight;
+//! - GitHub's secret-scanning alerts: signed batches of 1,000, alerts per second;
 //! - `POST /v1/verify` against `GET /healthz` (a trivial route through the same middleware), at
 //!   32 concurrent clients: throughput of each and their ratio.
 //!
@@ -9,11 +11,13 @@
 //! Usage: bench_api KEYGATE_BINARY [POSTGRES_ADMIN_URL]
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use keygate_shared::KeyId;
+use keygate_shared::{Environment, KeyFormat, KeyId};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
@@ -42,8 +46,11 @@ fn start(binary: &str, database_url: &str) -> Server {
         .port();
     let token_file = std::env::temp_dir().join(format!("keygate-bench-{port}.token"));
     let _ = std::fs::remove_file(&token_file);
+    let github_keys = std::env::temp_dir().join(format!("keygate-bench-{port}.github.json"));
+    std::fs::write(&github_keys, github_key_list()).expect("the key list");
     let child = Command::new(binary)
         .arg("serve")
+        .env("KEYGATE_SECRET_SCANNING_KEYS_FILE", &github_keys)
         .env("KEYGATE_BOOTSTRAP_TOKEN_FILE", &token_file)
         .env("DATABASE_URL", database_url)
         .env("KEYGATE_LISTEN", format!("127.0.0.1:{port}"))
@@ -262,6 +269,7 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
     let first_page = page(format!("{}/v1/keys?limit=50", server.url)).await;
     let deep_page = page(format!("{}/v1/keys?limit=50&cursor={cursor}", server.url)).await;
     let (mut rendered, weight) = dashboard(&client, &server).await;
+    let scanned = scanning(&client, &server).await;
 
     let key: Value = client
         .post(format!("{}/v1/keys", server.url))
@@ -343,6 +351,12 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
             format!("{} B; {} B", weight.0, weight.1),
         ),
         (
+            format!(
+                "secret-scanning alerts, batches of {ALERTS} ({LIVE_PER_BATCH} live keys)"
+            ),
+            format!("{scanned:.0} alerts/s"),
+        ),
+        (
             "GET /healthz, 32 clients".into(),
             format!(
                 "{:.0}/s (p99 {})",
@@ -363,6 +377,91 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
             format!("{:.2}", verified.throughput() / trivial.throughput()),
         ),
     ]
+}
+
+/// Alerts in a secret-scanning batch, and how many of them are live keys (revoked by it); the
+/// rest are well-formed keys of this deployment that were never issued (each one looked up).
+const ALERTS: usize = 1_000;
+const LIVE_PER_BATCH: usize = 20;
+const BATCHES: usize = 5;
+const GITHUB_KEY_ID: &str = "bench-github-key";
+
+/// A P-256 key pair standing in for GitHub's secret-scanning key.
+fn github() -> &'static EcdsaKeyPair {
+    static PAIR: OnceLock<EcdsaKeyPair> = OnceLock::new();
+    PAIR.get_or_init(|| {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+            .expect("a key pair");
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .expect("its own pkcs8")
+    })
+}
+
+fn github_key_list() -> String {
+    let pem = keygate_control_plane::scanning::p256_pem(github().public_key().as_ref());
+    json!({"public_keys": [{"key_identifier": GITHUB_KEY_ID, "key": pem}]}).to_string()
+}
+
+/// Signed batches of secret-scanning alerts, one after another: alerts handled per second
+/// (signature check, parse, lookups and revocations), over [`BATCHES`] batches.
+async fn scanning(client: &reqwest::Client, server: &Server) -> f64 {
+    let format = KeyFormat::new("kg").expect("the default prefix");
+    let mut rng = rand_core::UnwrapErr(rand_core::OsRng);
+    let mut busy = Duration::ZERO;
+    for _ in 0..BATCHES {
+        let mut tokens = Vec::with_capacity(ALERTS);
+        for n in 0..LIVE_PER_BATCH {
+            let created: Value = client
+                .post(format!("{}/v1/keys", server.url))
+                .header("authorization", format!("Bearer {}", server.token))
+                .json(&json!({ "name": format!("leaky {n}") }))
+                .send()
+                .await
+                .expect("create")
+                .json()
+                .await
+                .expect("json");
+            tokens.push(created["key"].as_str().expect("a key").to_owned());
+        }
+        while tokens.len() < ALERTS {
+            let key = format.generate(Environment::Production, &mut rng);
+            tokens.push(key.expose_secret().to_owned());
+        }
+        let alerts: Vec<Value> = tokens
+            .iter()
+            .map(|token| json!({"token": token, "type": "keygate_api_key", "url": "https://github.com/o/r", "source": "content"}))
+            .collect();
+        let body = serde_json::to_vec(&alerts).expect("json");
+        let signature = github()
+            .sign(&SystemRandom::new(), &body)
+            .expect("signed");
+        let started = Instant::now();
+        let verdicts: Value = client
+            .post(format!("{}/v1/secret-scanning/github", server.url))
+            .header("content-type", "application/json")
+            .header("Github-Public-Key-Identifier", GITHUB_KEY_ID)
+            .header(
+                "Github-Public-Key-Signature",
+                base64::engine::general_purpose::STANDARD.encode(signature.as_ref()),
+            )
+            .body(body)
+            .send()
+            .await
+            .expect("alerts")
+            .json()
+            .await
+            .expect("json");
+        busy += started.elapsed();
+        let positives = verdicts
+            .as_array()
+            .expect("verdicts")
+            .iter()
+            .filter(|verdict| verdict["label"] == "true_positive")
+            .count();
+        assert_eq!(positives, LIVE_PER_BATCH);
+    }
+    (BATCHES * ALERTS) as f64 / busy.as_secs_f64()
 }
 
 /// The API Keys page with 50 rows, signed in as the admin: its server time (200 sequential

@@ -204,7 +204,7 @@ pub(super) struct LeakReport {
     key: String,
     /// Where it was found (at most 400 characters), for the revocation's reason.
     #[serde(default)]
-    #[schema(max_length = 400)]
+    #[schema(min_length = 1, max_length = 400, pattern = "keygate:name")]
     location: Option<String>,
 }
 
