@@ -5,7 +5,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ring::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
+use ring::rand::SystemRandom;
+use ring::signature::{
+    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair,
+    UnparsedPublicKey,
+};
 use serde::Deserialize;
 
 /// The DER of a P-256 public key's SubjectPublicKeyInfo up to the point: SEQUENCE, the
@@ -134,9 +138,8 @@ fn p256_point(pem: &str) -> Result<Vec<u8>, &'static str> {
     }
 }
 
-/// A P-256 public key's PEM for `point` (the uncompressed point): what a key file holds. For
-/// tests and for writing a key file from a key pair.
-pub fn p256_pem(point: &[u8]) -> String {
+/// A P-256 public key's PEM for `point` (the uncompressed point).
+fn p256_pem(point: &[u8]) -> String {
     let mut der = P256_SPKI_PREFIX.to_vec();
     der.extend_from_slice(point);
     let base64 = STANDARD.encode(der);
@@ -151,20 +154,43 @@ pub fn p256_pem(point: &[u8]) -> String {
     )
 }
 
+/// A new P-256 key pair, standing in for GitHub's signing key in tests, benchmarks and local
+/// setups.
+pub fn generate_pair() -> EcdsaKeyPair {
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+        .expect("the system's random source");
+    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+        .expect("a key pair reads its own PKCS#8")
+}
+
+/// The key list GitHub would publish for `pair` under `key_id`: what
+/// `KEYGATE_SECRET_SCANNING_KEYS_FILE` holds.
+pub fn key_list(key_id: &str, pair: &EcdsaKeyPair) -> String {
+    serde_json::json!({"public_keys": [{
+        "key_identifier": key_id,
+        "key": p256_pem(pair.public_key().as_ref()),
+        "is_current": true,
+    }]})
+    .to_string()
+}
+
+/// `body`'s signature by `pair`, as GitHub sends it (`Github-Public-Key-Signature`).
+pub fn sign(pair: &EcdsaKeyPair, body: &[u8]) -> String {
+    let signature = pair
+        .sign(&SystemRandom::new(), body)
+        .expect("the system's random source");
+    STANDARD.encode(signature.as_ref())
+}
+
 #[cfg(test)]
 mod tests {
-    use ring::rand::SystemRandom;
-    use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
     use serde_json::json;
 
     use super::*;
 
     fn pair() -> EcdsaKeyPair {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
-            .expect("a key pair");
-        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-            .expect("its own pkcs8")
+        generate_pair()
     }
 
     fn file(pairs: &[(&str, &EcdsaKeyPair)]) -> String {
@@ -175,11 +201,6 @@ mod tests {
             })
             .collect();
         json!({ "public_keys": keys }).to_string()
-    }
-
-    fn sign(pair: &EcdsaKeyPair, body: &[u8]) -> String {
-        let signature = pair.sign(&SystemRandom::new(), body).expect("signed");
-        STANDARD.encode(signature.as_ref())
     }
 
     #[test]

@@ -7,12 +7,10 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use common::{GITHUB_KEY_ID, Response, TestApp};
+use keygate_control_plane::scanning;
 use keygate_shared::{Digest, Environment, KeyFormat};
-use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+use ring::signature::EcdsaKeyPair;
 use serde_json::{Value, json};
 
 both!(
@@ -41,8 +39,7 @@ fn alerts(tokens: &[&str]) -> Vec<u8> {
 }
 
 fn signature(pair: &EcdsaKeyPair, body: &[u8]) -> String {
-    let signature = pair.sign(&SystemRandom::new(), body).expect("signed");
-    STANDARD.encode(signature.as_ref())
+    scanning::sign(pair, body)
 }
 
 /// Posts `body` with these signature headers (either may be left out).
@@ -174,11 +171,7 @@ async fn forged_or_oversized_alerts_revoke_nothing(app: &TestApp) {
     let (leaked, leaked_id, _) = app.create_key(&app.admin, json!({"name": "leaked"})).await;
     let body = alerts(&[&leaked]);
     let genuine = signature(common::github(), &body);
-    let rng = SystemRandom::new();
-    let pkcs8 =
-        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).expect("a key pair");
-    let impostor = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-        .expect("its own pkcs8");
+    let impostor = scanning::generate_pair();
     let mut tampered = body.clone();
     let at = tampered.len() - 10;
     tampered[at] ^= 1;

@@ -7,10 +7,8 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+use keygate_control_plane::scanning;
+use ring::signature::EcdsaKeyPair;
 
 use keygate_e2e::browser::Browser;
 use keygate_e2e::keygate::{Keygate, bootstrap, pushing_to_wrangler};
@@ -360,20 +358,12 @@ const GITHUB_KEY_ID: &str = "e2e-github-key";
 /// A P-256 key pair standing in for GitHub's secret-scanning signing key.
 fn github() -> &'static EcdsaKeyPair {
     static PAIR: OnceLock<EcdsaKeyPair> = OnceLock::new();
-    PAIR.get_or_init(|| {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
-            .expect("a key pair");
-        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-            .expect("its own pkcs8")
-    })
+    PAIR.get_or_init(scanning::generate_pair)
 }
 
 /// [`github`]'s public key, as GitHub publishes its keys.
 fn github_keys() -> String {
-    let pem = keygate_control_plane::scanning::p256_pem(github().public_key().as_ref());
-    json!({"public_keys": [{"key_identifier": GITHUB_KEY_ID, "key": pem, "is_current": true}]})
-        .to_string()
+    scanning::key_list(GITHUB_KEY_ID, github())
 }
 
 /// Sends GitHub's alert for `key`, signed by `signer`; the status and the labels.
@@ -383,9 +373,6 @@ fn alert(world: &Loop, key: &str, signer: &EcdsaKeyPair) -> (u16, Value) {
         "url": "https://github.com/octo/leaky/blob/main/.env"
     }])
     .to_string();
-    let signature = signer
-        .sign(&SystemRandom::new(), body.as_bytes())
-        .expect("signed");
     let response = world
         .http
         .post(world.keygate.url("/v1/secret-scanning/github"))
@@ -393,7 +380,7 @@ fn alert(world: &Loop, key: &str, signer: &EcdsaKeyPair) -> (u16, Value) {
         .header("Github-Public-Key-Identifier", GITHUB_KEY_ID)
         .header(
             "Github-Public-Key-Signature",
-            STANDARD.encode(signature.as_ref()),
+            scanning::sign(signer, body.as_bytes()),
         )
         .body(body)
         .send()
@@ -429,11 +416,7 @@ fn a_key_leaked_on_github_answers_401_at_the_edge() {
     }
 
     // A forged alert (another key pair under GitHub's key id) revokes nothing, and is logged.
-    let rng = SystemRandom::new();
-    let pkcs8 =
-        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).expect("a key pair");
-    let forger = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-        .expect("its own pkcs8");
+    let forger = scanning::generate_pair();
     let (status, _) = alert(world, &keys[0], &forger);
     assert_eq!(status, 401);
     assert!(world.keygate.log().contains("secret_scanning_refused"));

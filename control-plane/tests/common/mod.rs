@@ -11,11 +11,11 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
+use keygate_control_plane::scanning;
 use keygate_control_plane::store::{Db, users};
 use keygate_control_plane::{AppState, Clock, Settings, app};
 use keygate_shared::Environment;
-use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+use ring::signature::EcdsaKeyPair;
 use serde_json::{Value, json};
 use std::sync::OnceLock;
 use tower::ServiceExt;
@@ -164,20 +164,12 @@ pub(crate) const GITHUB_KEY_ID: &str = "test-github-key";
 /// A P-256 key pair standing in for GitHub's secret-scanning signing key (one per test binary).
 pub(crate) fn github() -> &'static EcdsaKeyPair {
     static PAIR: OnceLock<EcdsaKeyPair> = OnceLock::new();
-    PAIR.get_or_init(|| {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
-            .expect("a key pair");
-        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-            .expect("its own pkcs8")
-    })
+    PAIR.get_or_init(scanning::generate_pair)
 }
 
 /// [`github`]'s public key in GitHub's published shape.
 fn github_keys() -> String {
-    let pem = keygate_control_plane::scanning::p256_pem(github().public_key().as_ref());
-    json!({"public_keys": [{"key_identifier": GITHUB_KEY_ID, "key": pem, "is_current": true}]})
-        .to_string()
+    scanning::key_list(GITHUB_KEY_ID, github())
 }
 
 impl TestApp {
