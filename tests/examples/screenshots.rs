@@ -96,9 +96,11 @@ fn main() {
     browser.goto(&keygate.url(&format!("/ui/users/{user_id}")));
     browser.wait_for("#ceiling");
     shoot("user");
-    browser.goto(&keygate.url("/ui/logs"));
-    browser.wait_for("table");
-    shoot("logs");
+    for page in ["users", "logs", "audit", "sync"] {
+        browser.goto(&keygate.url(&format!("/ui/{page}")));
+        browser.wait_for("main h1");
+        shoot(page);
+    }
 }
 
 const INGEST_TOKEN: &str = "ingest-token-for-the-screenshots-0123456789";
