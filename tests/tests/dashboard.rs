@@ -802,17 +802,26 @@ fn editing_a_key_keeps_to_the_ceiling_and_shows_who_locked_what() {
     let Some(ui) = Ui::start(&[]) else { return };
     let browser = &ui.browser;
     let (member_id, member_token, _) = ui.user("member@example.com", "member");
+    ui.keygate.catalogue(&["orders:read", "orders:write"]);
     // The admin scopes the member's key to a customer and limits its rate: both locked.
     let (status, created) = ui.keygate.call(
         Method::POST,
         "/v1/keys",
         Some(json!({
             "name": "member key", "owner_id": member_id, "customer_id": "acme",
-            "rate_limit": {"requests": 100, "window_seconds": 60}
+            "rate_limit": {"requests": 100, "window_seconds": 60},
+            "permissions": ["orders:write"]
         })),
     );
     assert_eq!(status, 201, "{created}");
     let key_id = created["key_id"].as_str().expect("an id").to_owned();
+    // Then lowers the member's ceiling below what the key holds: it keeps working as it is.
+    let (status, body) = ui.keygate.call(
+        Method::PUT,
+        &format!("/v1/users/{member_id}/ceiling"),
+        Some(json!({"permissions": ["orders:read"]})),
+    );
+    assert_eq!(status, 200, "{body}");
     let get = || {
         ui.keygate
             .call(Method::GET, &format!("/v1/keys/{key_id}"), None)
@@ -834,6 +843,12 @@ fn editing_a_key_keeps_to_the_ceiling_and_shows_who_locked_what() {
         assert!(lock.contains("not loosen"), "{field}: {lock}");
     }
     assert!(!browser.has("#lock-ip_allowlist"), "only what was locked");
+    // What the key holds beyond the ceiling is on the form, ticked, so saving keeps it.
+    assert_eq!(
+        browser.run("return document.querySelector(\"input[name=permissions][value='orders:write']\").checked"),
+        json!(true)
+    );
+    assert!(browser.source().contains("beyond the ceiling"));
     assert_eq!(
         browser.run("return document.querySelector('#c-customer').value"),
         json!("acme"),
@@ -864,6 +879,11 @@ fn editing_a_key_keeps_to_the_ceiling_and_shows_who_locked_what() {
     assert_eq!(key["description"], "for the nightly job");
     assert_eq!(key["rate_limit"]["requests"], 50);
     assert_eq!(key["customer_id"], "acme");
+    assert_eq!(
+        key["permissions"],
+        json!(["orders:write"]),
+        "nothing dropped"
+    );
     assert!(browser.text("h1").contains("renamed"));
     assert!(browser.text("ul.locks").contains("customer_id"));
     assert_eq!(

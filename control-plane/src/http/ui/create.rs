@@ -31,6 +31,42 @@ struct Choice {
     name: String,
     description: String,
     checked: bool,
+    /// Held by the key being edited but not within the ceiling (or not in the catalogue): it may
+    /// be kept or removed, not chosen again.
+    beyond: bool,
+}
+
+/// The choices a form offers: the catalogue's entries, each `(name, description, within the
+/// ceiling)`, those within it; and when editing, whatever the key holds (`held`) that is not
+/// among them, so that saving keeps what the form could not offer.
+fn choices<'a>(
+    catalogue: impl Iterator<Item = (&'a str, &'a str, bool)>,
+    held: &[String],
+    editing: bool,
+) -> Vec<Choice> {
+    let holds = |name: &str| held.iter().any(|held| held == name);
+    let mut offered: Vec<Choice> = catalogue
+        .filter(|(name, _, within)| *within || (editing && holds(name)))
+        .map(|(name, description, within)| Choice {
+            checked: holds(name),
+            name: name.to_owned(),
+            description: description.to_owned(),
+            beyond: !within,
+        })
+        .collect();
+    if editing {
+        for name in held {
+            if !offered.iter().any(|choice| &choice.name == name) {
+                offered.push(Choice {
+                    name: name.clone(),
+                    description: String::new(),
+                    checked: true,
+                    beyond: true,
+                });
+            }
+        }
+    }
+    offered
 }
 
 /// What was typed, to put back into the form after a refusal.
@@ -198,32 +234,37 @@ async fn page_for(
     let allowed = |grants: &[String]| {
         Grants::parse(grants).is_ok_and(|grants| policy::allows(&bounds, &catalogue, &grants))
     };
-    let permissions = catalogue
-        .permissions
-        .iter()
-        .filter(|permission| allowed(std::slice::from_ref(&permission.name)))
-        .map(|permission| Choice {
-            checked: typed.permissions.contains(&permission.name),
-            name: permission.name.clone(),
-            description: permission.description.clone(),
-        })
-        .collect();
-    let sets = catalogue
-        .sets
-        .iter()
-        .filter(|set| allowed(&set.permissions))
-        .map(|set| Choice {
-            checked: typed.permission_sets.contains(&set.name),
-            name: set.name.clone(),
-            description: set.description.clone(),
-        })
-        .collect();
+    let editing_key = editing.is_some();
+    let permissions = choices(
+        catalogue.permissions.iter().map(|permission| {
+            let within = allowed(std::slice::from_ref(&permission.name));
+            (
+                permission.name.as_str(),
+                permission.description.as_str(),
+                within,
+            )
+        }),
+        &typed.permissions,
+        editing_key,
+    );
+    let sets = choices(
+        catalogue.sets.iter().map(|set| {
+            let within = allowed(&set.permissions);
+            (set.name.as_str(), set.description.as_str(), within)
+        }),
+        &typed.permission_sets,
+        editing_key,
+    );
     let owners = if caller.role.manages_all_keys() {
         let users = users::list(state.db()).await?;
         Some(
             users
                 .into_iter()
-                .filter(|user| user.deactivated_at.is_none())
+                // An edit keeps its owner on offer even when deactivated: the form must not
+                // move the key to whoever comes first.
+                .filter(|user| {
+                    user.deactivated_at.is_none() || (editing_key && user.user_id == typed.owner_id)
+                })
                 .map(|user| (user.user_id, user.email))
                 .collect(),
         )
@@ -570,6 +611,33 @@ fn file_name(name: &str) -> String {
 mod tests {
     use super::*;
     use crate::http::keys::CreateKeyRequest;
+
+    #[test]
+    fn an_edit_keeps_what_the_key_holds_beyond_the_ceiling() {
+        let catalogue = [
+            ("a:read", "", true),
+            ("a:write", "", false),
+            ("b:read", "", false),
+        ];
+        let held = vec!["a:write".to_owned(), "legacy:*".to_owned()];
+        let names = |offered: &[Choice]| -> Vec<(String, bool, bool)> {
+            offered
+                .iter()
+                .map(|choice| (choice.name.clone(), choice.checked, choice.beyond))
+                .collect()
+        };
+        let creating = choices(catalogue.into_iter(), &held, false);
+        assert_eq!(names(&creating), [("a:read".to_owned(), false, false)]);
+        let editing = choices(catalogue.into_iter(), &held, true);
+        assert_eq!(
+            names(&editing),
+            [
+                ("a:read".to_owned(), false, false),
+                ("a:write".to_owned(), true, true),
+                ("legacy:*".to_owned(), true, true),
+            ]
+        );
+    }
 
     #[test]
     fn a_file_name_keeps_only_safe_characters() {
