@@ -69,6 +69,14 @@ wrangler() {
 # postgres://postgres@127.0.0.1:5432/test). CI must have it; elsewhere an unreachable server means
 # those tests are skipped, and this says so loudly.
 POSTGRES_SKIPPED=""
+# What scripts/dev runs: the control plane and the local echo origin, as scripts/dev builds them.
+# scripts/test builds them too, so that scripts/dev right after it rebuilds nothing (cargo keeps
+# this feature set beside the test build's; it unifies dependencies' features differently).
+build_dev_binaries() {
+  cargo build -q --locked -p keygate-e2e --example dev_origin
+  cargo build -q --locked -p keygate-control-plane
+}
+
 ensure_test_postgres() {
   local url="${KEYGATE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
   local authority="${url#*://}"
