@@ -260,16 +260,12 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
     let (mut rendered, weight) = dashboard(&client, &server).await;
     let scanned = scanning(&client, &server).await;
 
-    let key: Value = client
-        .post(format!("{}/v1/keys", server.url))
-        .header("authorization", &auth)
-        .json(&json!({ "name": "verified", "permissions": ["customer:read"] }))
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
+    let key = create_key(
+        &client,
+        &server,
+        json!({ "name": "verified", "permissions": ["customer:read"] }),
+    )
+    .await;
     let verify_body = json!({ "key": key["key"], "permissions": ["customer:read"] });
     let verify = {
         let (client, url, auth) = (
@@ -392,16 +388,7 @@ async fn scanning(client: &reqwest::Client, server: &Server) -> f64 {
     for _ in 0..BATCHES {
         let mut tokens = Vec::with_capacity(ALERTS);
         for n in 0..LIVE_PER_BATCH {
-            let created: Value = client
-                .post(format!("{}/v1/keys", server.url))
-                .header("authorization", format!("Bearer {}", server.token))
-                .json(&json!({ "name": format!("leaky {n}") }))
-                .send()
-                .await
-                .expect("create")
-                .json()
-                .await
-                .expect("json");
+            let created = create_key(client, server, json!({ "name": format!("leaky {n}") })).await;
             tokens.push(created["key"].as_str().expect("a key").to_owned());
         }
         while tokens.len() < ALERTS {
@@ -478,6 +465,20 @@ async fn dashboard(client: &reqwest::Client, server: &Server) -> (Run, (usize, u
     }
     let html = files[0].len();
     (run, (html, files.iter().map(Vec::len).sum()))
+}
+
+/// `POST /v1/keys` with `body`, as the admin: the created key's answer.
+async fn create_key(client: &reqwest::Client, server: &Server, body: Value) -> Value {
+    client
+        .post(format!("{}/v1/keys", server.url))
+        .header("authorization", format!("Bearer {}", server.token))
+        .json(&body)
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json")
 }
 
 /// `url` loaded 200 times one after another with `header`, each timed to its last byte: the

@@ -68,7 +68,7 @@ struct Confirm {
 }
 
 /// The form a row's action posts: where to go back, and the dialog's fields.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Posted {
     back: String,
     reason: String,
@@ -76,33 +76,18 @@ struct Posted {
 }
 
 fn read(body: &[u8]) -> Result<Posted, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_form",
-            "the form could not be read",
-        )
-    })?;
-    let mut posted = Posted::default();
-    for (field, value) in pairs {
-        match field.as_str() {
-            "back" => posted.back = value,
-            "reason" => posted.reason = value,
-            "grace_period_seconds" => {
-                posted.grace = value.parse().map_err(|_| {
-                    ApiError::invalid("invalid_grace_period", "choose one of the grace periods")
-                })?;
-            }
-            _ => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_form",
-                    format!("the form has a field keygate does not know: {field:?}"),
-                ));
-            }
-        }
-    }
-    Ok(posted)
+    let pairs = page::form(body, &["back", "reason", "grace_period_seconds"])?;
+    let grace = match page::field(&pairs, "grace_period_seconds") {
+        "" => 0,
+        seconds => seconds.parse().map_err(|_| {
+            ApiError::invalid("invalid_grace_period", "choose one of the grace periods")
+        })?,
+    };
+    Ok(Posted {
+        back: page::field(&pairs, "back").to_owned(),
+        reason: page::field(&pairs, "reason").to_owned(),
+        grace,
+    })
 }
 
 /// `GET /ui/keys/{key_id}/{action}`: the dialog that asks.

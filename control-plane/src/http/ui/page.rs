@@ -87,6 +87,36 @@ pub(super) fn failure(error: &ApiError) -> Response {
     )
 }
 
+/// A posted form's fields; a body that is not a form, or a field not in `known`, is refused.
+pub(super) fn form(body: &[u8], known: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_form",
+            "the form could not be read",
+        )
+    })?;
+    match pairs
+        .iter()
+        .find(|(field, _)| !known.contains(&field.as_str()))
+    {
+        Some((field, _)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_form",
+            format!("the form has a field keygate does not know: {field:?}"),
+        )),
+        None => Ok(pairs),
+    }
+}
+
+/// The value of `name` among a form's `pairs`, trimmed; empty when it is absent.
+pub(super) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> &'a str {
+    pairs
+        .iter()
+        .find(|(field, _)| field == name)
+        .map_or("", |(_, value)| value.trim())
+}
+
 fn plain(status: StatusCode, text: &'static str) -> Response {
     (
         status,

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::create::{Once, show_secret};
 use super::keys::per_window;
-use super::page::{self, Layout};
+use super::page::{self, Layout, field, form};
 use super::session::Signed;
 use super::{AppState, Caller};
 use crate::http::ApiError;
@@ -75,35 +75,6 @@ async fn users_page(
         ),
         Err(error) => page::failure(&error),
     }
-}
-
-/// A form's fields by name; a field not in `known` is refused.
-fn form(body: &[u8], known: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_form",
-            "the form could not be read",
-        )
-    })?;
-    match pairs
-        .iter()
-        .find(|(field, _)| !known.contains(&field.as_str()))
-    {
-        Some((field, _)) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_form",
-            format!("the form has a field keygate does not know: {field:?}"),
-        )),
-        None => Ok(pairs),
-    }
-}
-
-fn field<'a>(pairs: &'a [(String, String)], name: &str) -> &'a str {
-    pairs
-        .iter()
-        .find(|(field, _)| field == name)
-        .map_or("", |(_, value)| value.trim())
 }
 
 /// The API's request of type `T` from JSON `fields`.
