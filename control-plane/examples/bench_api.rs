@@ -5,7 +5,8 @@
 //! - the dashboard's API Keys page with 50 rows: server time (p50, p99) and weight;
 //! - GitHub's secret-scanning alerts: signed batches of 1,000, alerts per second;
 //! - `POST /v1/verify` against `GET /healthz` (a trivial route through the same middleware), at
-//!   32 concurrent clients: throughput of each and their ratio.
+//!   32 concurrent clients: throughput of each and their ratio, with the read cache as served and
+//!   on a second replica with it off.
 //!
 //! Run it with `scripts/bench-control-plane` (it builds the release binary and passes its path).
 //! Usage: bench_api KEYGATE_BINARY [POSTGRES_ADMIN_URL]
@@ -39,23 +40,41 @@ impl Drop for Server {
     }
 }
 
+/// A `keygate serve` on a fresh database, with the first admin's token.
 fn start(binary: &str, database_url: &str) -> Server {
+    let token_file =
+        std::env::temp_dir().join(format!("keygate-bench-{}.token", std::process::id()));
+    let _ = std::fs::remove_file(&token_file);
+    let token_setting = token_file.display().to_string();
+    let mut server = launch(
+        binary,
+        database_url,
+        &[("KEYGATE_BOOTSTRAP_TOKEN_FILE", &token_setting)],
+    );
+    server.token = std::fs::read_to_string(&token_file)
+        .expect("the bootstrap token file")
+        .trim()
+        .to_owned();
+    let _ = std::fs::remove_file(&token_file);
+    server
+}
+
+/// A `keygate serve` on `database_url` with these extra settings, listening (no token yet).
+fn launch(binary: &str, database_url: &str, settings: &[(&str, &str)]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port();
-    let token_file = std::env::temp_dir().join(format!("keygate-bench-{port}.token"));
-    let _ = std::fs::remove_file(&token_file);
     let github_keys = std::env::temp_dir().join(format!("keygate-bench-{port}.github.json"));
     std::fs::write(&github_keys, github_key_list()).expect("the key list");
     let child = Command::new(binary)
         .arg("serve")
         .env("KEYGATE_SECRET_SCANNING_KEYS_FILE", &github_keys)
-        .env("KEYGATE_BOOTSTRAP_TOKEN_FILE", &token_file)
         .env("DATABASE_URL", database_url)
         .env("KEYGATE_LISTEN", format!("127.0.0.1:{port}"))
         .env("KEYGATE_LOG", "warn")
         .env("KEYGATE_DB_MAX_CONNECTIONS", "16")
+        .envs(settings.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -65,15 +84,10 @@ fn start(binary: &str, database_url: &str) -> Server {
         assert!(Instant::now() < deadline, "keygate serve did not listen");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let token = std::fs::read_to_string(&token_file)
-        .expect("the bootstrap token file")
-        .trim()
-        .to_owned();
-    let _ = std::fs::remove_file(&token_file);
     Server {
         child,
         url: format!("http://127.0.0.1:{port}"),
-        token,
+        token: String::new(),
     }
 }
 
@@ -267,19 +281,16 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
     )
     .await;
     let verify_body = json!({ "key": key["key"], "permissions": ["customer:read"] });
-    let verify = {
-        let (client, url, auth) = (
+    let verify = |url: &str| {
+        let (client, url, auth, body) = (
             client.clone(),
-            format!("{}/v1/verify", server.url),
+            format!("{url}/v1/verify"),
             auth.clone(),
+            verify_body.clone(),
         );
         move || {
-            let (client, url, auth, body) = (
-                client.clone(),
-                url.clone(),
-                auth.clone(),
-                verify_body.clone(),
-            );
+            let (client, url, auth, body) =
+                (client.clone(), url.clone(), auth.clone(), body.clone());
             async move {
                 match client
                     .post(&url)
@@ -309,9 +320,14 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
             }
         }
     };
+    // A second replica on the same database that reads it on every verification.
+    let uncached = launch(binary, database_url, &[("KEYGATE_VERIFY_CACHE_MS", "0")]);
     let mut trivial = load(VERIFY_SECONDS, health).await;
-    let mut verified = load(VERIFY_SECONDS, verify).await;
+    let mut verified = load(VERIFY_SECONDS, verify(&server.url)).await;
+    let mut read_through = load(VERIFY_SECONDS, verify(&uncached.url)).await;
+    drop(uncached);
     assert_eq!(verified.failures, 0, "every verification succeeds");
+    assert_eq!(read_through.failures, 0, "every verification succeeds");
 
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
     vec![
@@ -358,6 +374,18 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
         (
             "verify / healthz throughput".into(),
             format!("{:.2}", verified.throughput() / trivial.throughput()),
+        ),
+        (
+            "POST /v1/verify, cache off (a replica with KEYGATE_VERIFY_CACHE_MS=0)".into(),
+            format!(
+                "{:.0}/s (p99 {})",
+                read_through.throughput(),
+                ms(read_through.percentile(0.99))
+            ),
+        ),
+        (
+            "  cache off: verify / healthz".into(),
+            format!("{:.2}", read_through.throughput() / trivial.throughput()),
         ),
     ]
 }

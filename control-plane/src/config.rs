@@ -106,6 +106,12 @@ pub struct ServeConfig {
     #[arg(long, env = "KEYGATE_LOG_RETENTION_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub log_retention_days: u32,
+    /// How long `POST /v1/verify` may use a token or key it read, in milliseconds: a change made
+    /// on another replica is seen within it (one made on this replica at once). 0 reads the
+    /// database on every call.
+    #[arg(long, env = "KEYGATE_VERIFY_CACHE_MS", default_value_t = crate::http::DEFAULT_VERIFY_CACHE_MS,
+          value_parser = clap::value_parser!(u32).range(0..=1_000))]
+    pub verify_cache_ms: u32,
     #[command(flatten)]
     pub ui: UiArgs,
 }

@@ -186,7 +186,8 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         .with_metrics_token(config.metrics_token.as_ref().map(|token| token.0.as_str()))
         .with_ui(config.ui.settings())
         .with_assertion_jwks(jwks.as_deref())?
-        .with_secret_scanning(scanning_keys.as_deref())?;
+        .with_secret_scanning(scanning_keys.as_deref())?
+        .with_verify_cache_ms(config.verify_cache_ms)?;
     let db = Db::connect(&setup.database.database_url, setup.database.max_connections)
         .await
         .map_err(|error| error.to_string())?;

@@ -1,11 +1,13 @@
 //! Several replicas on one database: the first admin is created exactly once, concurrent
-//! changes to one key from two replicas never lose an update nor reuse a version, and sync leases
-//! are measured by the database's clock, not each replica's.
+//! changes to one key from two replicas never lose an update nor reuse a version, sync leases
+//! are measured by the database's clock, not each replica's, and `POST /v1/verify` sees a change
+//! made on another replica within its cache's TTL.
 
 mod common;
 
 use axum::http::StatusCode;
-use common::{Backend, TestApp, fresh_database, settings};
+use common::{Backend, TestApp, fresh_database, send_to, settings};
+use keygate_control_plane::http::DEFAULT_VERIFY_CACHE_MS;
 use keygate_control_plane::store::{Db, outbox, users};
 use keygate_control_plane::{AppState, Clock, app};
 use serde_json::json;
@@ -124,6 +126,88 @@ async fn concurrent_changes_keep_every_version(backend: Backend) {
     );
 }
 
+/// `POST /v1/verify` reads through a cache. A key revoked and a user deactivated on one replica:
+/// that replica refuses them at once, the other within the cache's TTL (and not before, which is
+/// what shows the cache is used), while its other routes refuse the deactivated user at once.
+async fn verify_sees_another_replicas_change_within_the_ttl(backend: Backend) {
+    let Some(first) = TestApp::start(backend).await else {
+        return;
+    };
+    let second_clock = Clock::manual(common::START);
+    let second_db = Db::connect(&first.db_url, 4)
+        .await
+        .expect("a second replica");
+    let second = app(AppState::new(second_db, settings(), second_clock.clone()));
+    let member = first.user("member@example.com", "member").await;
+    let (key, key_id, _) = first
+        .create_key(&member, json!({ "name": "verified often" }))
+        .await;
+    let verify_on = async |router: &axum::Router, token: &str| {
+        let request = axum::http::Request::post("/v1/verify")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(json!({ "key": key }).to_string()))
+            .unwrap();
+        send_to(router, request).await
+    };
+    let code = |answer: common::Response| {
+        let body = answer.expect(StatusCode::OK);
+        body["code"].as_str().expect("code").to_owned()
+    };
+    // Both replicas have read the key, and the second the member's token.
+    assert_eq!(
+        code(verify_on(&first.router, &first.admin.token).await),
+        "ok"
+    );
+    assert_eq!(code(verify_on(&second, &member.token).await), "ok");
+
+    first
+        .post(
+            &format!("/v1/keys/{key_id}/revoke"),
+            &first.admin,
+            json!({ "reason": "rotated" }),
+        )
+        .await
+        .expect(StatusCode::OK);
+    first
+        .post(
+            &format!("/v1/users/{}/deactivate", member.id),
+            &first.admin,
+            json!({ "disable_keys": false }),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        code(verify_on(&first.router, &first.admin.token).await),
+        "revoked",
+        "the replica that made the change sees it at once"
+    );
+    let listing = axum::http::Request::get("/v1/keys")
+        .header("authorization", format!("Bearer {}", member.token))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    send_to(&second, listing)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+
+    let ttl = i64::from(DEFAULT_VERIFY_CACHE_MS);
+    second_clock.advance_ms(ttl - 1);
+    assert_eq!(
+        code(verify_on(&second, &member.token).await),
+        "ok",
+        "within the TTL the other replica still answers from what it read"
+    );
+    second_clock.advance_ms(1);
+    verify_on(&second, &member.token)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(
+        code(verify_on(&second, &first.admin.token).await),
+        "revoked",
+        "after the TTL the other replica reads the change"
+    );
+}
+
 /// Sends `count` requests at once, alternating between the replicas' routers.
 async fn leases_are_measured_by_the_database_clock(backend: Backend) {
     let Some(app) = TestApp::start(backend).await else {
@@ -235,4 +319,14 @@ async fn leases_are_measured_by_the_database_clock_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leases_are_measured_by_the_database_clock_on_postgres() {
     leases_are_measured_by_the_database_clock(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verify_sees_another_replicas_change_within_the_ttl_on_sqlite() {
+    verify_sees_another_replicas_change_within_the_ttl(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verify_sees_another_replicas_change_within_the_ttl_on_postgres() {
+    verify_sees_another_replicas_change_within_the_ttl(Backend::Postgres).await;
 }

@@ -1,7 +1,8 @@
 //! Who is calling: `Authorization: Bearer <token>`, where the token is a keygate key of the
 //! control plane's own prefix, checked by keygate-shared exactly as the edge checks API keys
 //! (format, checksum, environment, then the digest in constant time). Looked up on every request,
-//! so a revoked token or a deactivated user stops working at once on every replica.
+//! so a revoked token or a deactivated user stops working at once on every replica; the one
+//! exception is `POST /v1/verify`'s [`CachedCaller`], within the read cache's TTL.
 
 use std::net::IpAddr;
 
@@ -59,14 +60,45 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let authorization = parts
-            .headers
-            .get(AUTHORIZATION)
-            .map(|value| value.to_str().map_err(|_| invalid_token()))
-            .transpose()?;
-        let (request_id, client_ip) = origin_of(&parts.extensions);
-        authenticate(state, authorization, request_id, client_ip).await
+        from_parts(parts, state, Freshness::Current).await
     }
+}
+
+/// The caller of `POST /v1/verify`, authenticated through the read cache (`http::cache`): a
+/// token revoked or a user deactivated on another replica is refused here within the cache's
+/// TTL rather than at once. Every other route takes a [`Caller`], read afresh.
+pub(super) struct CachedCaller;
+
+impl FromRequestParts<AppState> for CachedCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        from_parts(parts, state, Freshness::Cached).await?;
+        Ok(Self)
+    }
+}
+
+/// Where a token's holder is read from.
+#[derive(Clone, Copy)]
+enum Freshness {
+    /// The database, now.
+    Current,
+    /// The read cache: as of at most its TTL ago, or of the last change made here.
+    Cached,
+}
+
+async fn from_parts(
+    parts: &Parts,
+    state: &AppState,
+    freshness: Freshness,
+) -> Result<Caller, ApiError> {
+    let authorization = parts
+        .headers
+        .get(AUTHORIZATION)
+        .map(|value| value.to_str().map_err(|_| invalid_token()))
+        .transpose()?;
+    let (request_id, client_ip) = origin_of(&parts.extensions);
+    authenticate_from(state, authorization, request_id, client_ip, freshness).await
 }
 
 fn invalid_token() -> ApiError {
@@ -91,11 +123,35 @@ pub(super) async fn authenticate(
     request_id: String,
     client_ip: Option<IpAddr>,
 ) -> Result<Caller, ApiError> {
+    authenticate_from(
+        state,
+        authorization,
+        request_id,
+        client_ip,
+        Freshness::Current,
+    )
+    .await
+}
+
+async fn authenticate_from(
+    state: &AppState,
+    authorization: Option<&str>,
+    request_id: String,
+    client_ip: Option<IpAddr>,
+    freshness: Freshness,
+) -> Result<Caller, ApiError> {
     let verifier = state.token_verifier();
     let token = verifier
         .identify(authorization, None)
         .map_err(|_| invalid_token())?;
-    let holder = users::token_holder(state.db(), &token.key_id()).await?;
+    let holder = match freshness {
+        Freshness::Current => users::token_holder(state.db(), &token.key_id()).await?,
+        Freshness::Cached => state
+            .cache()
+            .token_holder(state.db(), state.now_ms(), &token.key_id())
+            .await?
+            .map(|holder| TokenHolder::clone(&holder)),
+    };
     let record = match &holder {
         Some(holder) => Some(SnapshotRecord {
             key_id: token.key_id(),

@@ -507,7 +507,7 @@ pub(super) async fn create(
     let restricted = policy::restrict(changer(caller), None, &mut key, now)?;
     let summary = noting(summary_of(&key), &restricted);
     keys::create(state.db(), &key, &actor(state, caller), &summary).await?;
-    state.sync().changed();
+    state.key_changed();
     Ok((api_key, KeyView::new(&key, now)))
 }
 
@@ -952,7 +952,7 @@ pub(super) async fn delete_key(
         managed(&caller, key)
     })
     .await?;
-    state.sync().changed();
+    state.key_changed();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -965,6 +965,6 @@ async fn modify(
     change: impl FnOnce(&mut Key) -> Result<Option<Value>, StoreError>,
 ) -> Result<Key, StoreError> {
     let key = keys::modify(state.db(), key_id, actor, action, change).await?;
-    state.sync().changed();
+    state.key_changed();
     Ok(key)
 }

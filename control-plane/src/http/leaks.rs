@@ -307,7 +307,7 @@ async fn handle(state: &AppState, token: &str, leak: &Leak) -> Result<Found, Api
     match changed {
         Ok(key) => {
             if found == (Found::Secret { changed: true }) {
-                state.sync().changed();
+                state.key_changed();
                 tracing::warn!(key_id = %key.key_id, via = %leak.summary["via"], "leaked_key");
             }
             Ok(found)

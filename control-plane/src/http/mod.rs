@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod cache;
 mod ceilings;
 mod document;
 mod error;
@@ -43,6 +44,9 @@ use crate::Clock;
 use crate::store::{Actor, Db};
 use crate::sync::SyncHandle;
 
+/// How long `POST /v1/verify` uses a read unless told otherwise, in milliseconds.
+pub const DEFAULT_VERIFY_CACHE_MS: u32 = 500;
+
 /// How this deployment issues keys and tokens.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -64,6 +68,9 @@ pub struct Settings {
     pub ui: UiSettings,
     /// The keys GitHub signs secret-scanning alerts with; `None`: the alert route answers 404.
     pub secret_scanning: Option<Arc<crate::scanning::GithubKeys>>,
+    /// How long `POST /v1/verify` may use what it read (milliseconds, at most
+    /// [`cache::MAX_TTL_MS`]; 0: it reads the database on every call).
+    pub verify_cache_ms: u32,
 }
 
 impl Settings {
@@ -90,7 +97,20 @@ impl Settings {
             log_retention_days: 30,
             ui: UiSettings::default(),
             secret_scanning: None,
+            verify_cache_ms: DEFAULT_VERIFY_CACHE_MS,
         })
+    }
+
+    /// `POST /v1/verify` may use a read for `millis` (at most [`cache::MAX_TTL_MS`]).
+    pub fn with_verify_cache_ms(mut self, millis: u32) -> Result<Self, String> {
+        if millis > cache::MAX_TTL_MS {
+            return Err(format!(
+                "the verify cache keeps reads at most {} ms, not {millis}",
+                cache::MAX_TTL_MS
+            ));
+        }
+        self.verify_cache_ms = millis;
+        Ok(self)
     }
 
     /// Turns on usage ingest with `token`, keeping the request log for `retention_days`.
@@ -152,6 +172,7 @@ struct Inner {
     clock: Clock,
     metrics: Metrics,
     sync: SyncHandle,
+    cache: cache::ReadCache,
 }
 
 impl AppState {
@@ -164,6 +185,7 @@ impl AppState {
         let tokens = Verifier::new(settings.token_format.clone(), settings.environment);
         let keys = Environment::ALL
             .map(|environment| Verifier::new(settings.key_format.clone(), environment));
+        let cache = cache::ReadCache::new(settings.verify_cache_ms);
         Self(Arc::new(Inner {
             db,
             settings,
@@ -172,7 +194,24 @@ impl AppState {
             clock,
             metrics: Metrics::default(),
             sync,
+            cache,
         }))
+    }
+
+    /// A key changed here (its transaction committed): `POST /v1/verify` reads afresh, and this
+    /// process's pusher wakes.
+    pub(crate) fn key_changed(&self) {
+        self.0.cache.forget();
+        self.0.sync.changed();
+    }
+
+    /// A token or user changed here: `POST /v1/verify` authenticates afresh.
+    pub(crate) fn caller_changed(&self) {
+        self.0.cache.forget();
+    }
+
+    fn cache(&self) -> &cache::ReadCache {
+        &self.0.cache
     }
 
     pub fn sync(&self) -> &SyncHandle {
@@ -189,6 +228,10 @@ impl AppState {
 
     pub fn now(&self) -> i64 {
         self.0.clock.now()
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.0.clock.now_ms()
     }
 
     fn token_verifier(&self) -> &Verifier {

@@ -233,6 +233,7 @@ async fn revoke_my_token(
 ) -> Result<StatusCode, ApiError> {
     let actor = actor(&state, &caller);
     users::revoke_token(state.db(), &caller.user_id, &token_id, &actor).await?;
+    state.caller_changed();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -286,6 +287,7 @@ pub(super) async fn update_user(
     caller.require_admin()?;
     let change = UserChange::Role(request.role);
     let user = users::change(state.db(), &user_id, change, &actor(&state, &caller)).await?;
+    state.caller_changed();
     Ok(Json(UserView::from(&user)))
 }
 
@@ -323,7 +325,7 @@ pub(super) async fn deactivate_user(
         disable_keys: request.disable_keys.unwrap_or(true),
     };
     let user = users::change(state.db(), &user_id, change, &actor).await?;
-    state.sync().changed();
+    state.key_changed();
     Ok(Json(UserView::from(&user)))
 }
 
@@ -415,5 +417,6 @@ pub(super) async fn revoke_token(
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
     users::revoke_token(state.db(), &user_id, &token_id, &actor(&state, &caller)).await?;
+    state.caller_changed();
     Ok(StatusCode::NO_CONTENT)
 }

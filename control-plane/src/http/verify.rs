@@ -1,5 +1,7 @@
 //! `POST /v1/verify`: the edge's decision, for services that are not behind the edge. Same code
-//! (keygate-shared's `decide`), decided against the database rather than a KV snapshot.
+//! (keygate-shared's `decide`), decided against the database rather than a KV snapshot, read
+//! through the read cache (`http::cache`: a change made on this replica is seen at once, one
+//! made on another within the cache's TTL).
 
 use axum::Json;
 use axum::extract::State;
@@ -8,9 +10,9 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::AppState;
+use super::auth::CachedCaller;
 use super::error::{ApiError, ApiJson, ErrorResponse};
-use super::{AppState, Caller};
-use crate::store::keys;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(verify_key))
@@ -29,7 +31,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 )]
 async fn verify_key(
     State(state): State<AppState>,
-    _caller: Caller,
+    _caller: CachedCaller,
     ApiJson(request): ApiJson<VerifyRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let environment = request.environment.unwrap_or(Environment::Production);
@@ -37,9 +39,10 @@ async fn verify_key(
         Ok(candidate) => candidate,
         Err(denial) => return answer(&Decision::Denied(denial)),
     };
-    let record = keys::get(state.db(), &candidate.key_id())
-        .await?
-        .map(|stored| stored.snapshot());
+    let record = state
+        .cache()
+        .key(state.db(), state.now_ms(), &candidate.key_id())
+        .await?;
     let needs = Request {
         now: state.now(),
         client_ip: request.client_ip,
@@ -47,7 +50,7 @@ async fn verify_key(
         customer_id: request.customer_id.as_deref(),
         customer_keys: false,
     };
-    answer(&candidate.decide(record.as_ref(), &needs))
+    answer(&candidate.decide(record.as_deref(), &needs))
 }
 
 fn answer(decision: &Decision<'_>) -> Result<Json<Value>, ApiError> {

@@ -91,7 +91,7 @@ pub struct IssuedToken {
 }
 
 /// What authenticating a token needs to know about it and its user.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct TokenHolder {
     pub token_id: String,
     pub digest: Digest,
