@@ -6,9 +6,10 @@ use std::cell::Cell;
 use std::collections::HashMap;
 
 use keygate_shared::{Admission, KeyId, RateLimit, TokenBucket};
+use wasm_bindgen::{JsCast, JsValue};
 use worker::{
     Date, DurableObject, Env, Method, Request, RequestInit, Response, Result, State,
-    durable_object, web_sys,
+    durable_object, js_sys, web_sys,
 };
 
 pub(crate) const LIMITER_BINDING: &str = "KEY_LIMITER";
@@ -49,8 +50,23 @@ impl DurableObject for KeyLimiter {
         let now_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
         let (bucket, admission) = TokenBucket::take(stored, limit, now_ms);
         self.bucket.set(Some(bucket));
-        self.state.storage().put(BUCKET, bucket).await?;
+        self.persist(&bucket)?;
         Response::from_json(&admission)
+    }
+}
+
+impl KeyLimiter {
+    /// Stores the bucket without holding the answer for the write (`allowUnconfirmed`): the
+    /// object answers from the bucket it keeps in memory, and storage only matters when it
+    /// starts again. Writes still apply in order; see docs/edge.md for what a crash can lose.
+    fn persist(&self, bucket: &TokenBucket) -> Result<()> {
+        let storage = js_sys::Reflect::get(self.state.as_raw(), &"storage".into())?;
+        let put: js_sys::Function = js_sys::Reflect::get(&storage, &"put".into())?.unchecked_into();
+        let options = js_sys::Object::new();
+        js_sys::Reflect::set(&options, &"allowUnconfirmed".into(), &JsValue::TRUE)?;
+        let value = js_sys::JSON::parse(&serde_json::to_string(bucket)?)?;
+        put.call3(&storage, &BUCKET.into(), &value, &options)?;
+        Ok(())
     }
 }
 
