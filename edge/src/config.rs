@@ -22,6 +22,7 @@ pub(crate) struct Config {
     pub(crate) cache_capacity: usize,
     /// What a limited key's request gets when its rate limiter cannot be reached.
     pub(crate) rate_limit_unavailable: LimiterUnavailable,
+    pub(crate) rate_limit_mode: LimitMode,
     /// `KEYGATE_VERIFY_SECRET` (a Worker secret, at least 32 characters), as a digest: when set,
     /// verify mode answers only callers that present it as `Authorization: Bearer <secret>`.
     pub(crate) verify_secret: Option<Digest>,
@@ -136,6 +137,15 @@ pub(crate) struct FeedSettings {
     pub(crate) share_ms: u64,
     /// The isolate cache's TTL while the feed cannot be heard.
     pub(crate) degraded_cache_ttl_ms: u64,
+}
+
+/// `KEYGATE_RATE_LIMIT_MODE`: `exact` (the default) asks the key's Durable Object for every
+/// request; `fast` admits from this isolate's copy of the bucket and reports to the object in the
+/// background (at most `FAST_SLACK` uncounted requests per isolate; docs/edge.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LimitMode {
+    Exact,
+    Fast,
 }
 
 /// `KEYGATE_RATE_LIMIT_UNAVAILABLE`: `local` (the default) falls back to a bucket of the same limit
@@ -256,6 +266,10 @@ impl Config {
                 0 => LimiterUnavailable::Local,
                 _ => LimiterUnavailable::Closed,
             };
+        let rate_limit_mode = match choice("KEYGATE_RATE_LIMIT_MODE", &["exact", "fast"])? {
+            0 => LimitMode::Exact,
+            _ => LimitMode::Fast,
+        };
         let verify_secret = secret("KEYGATE_VERIFY_SECRET")?;
         let assertion = match choice("KEYGATE_ASSERTION", &["required", "off"])? {
             0 => {
@@ -334,6 +348,7 @@ impl Config {
             verify_secret,
             verifier: Verifier::new(format, environment),
             rate_limit_unavailable,
+            rate_limit_mode,
             origin,
             routes,
             verify_path,
@@ -421,6 +436,7 @@ mod tests {
             (60, 5_000, 10_000)
         );
         assert_eq!(config.rate_limit_unavailable, LimiterUnavailable::Local);
+        assert_eq!(config.rate_limit_mode, LimitMode::Exact);
         let assertion = config.assertion.as_ref().expect("required by default");
         assert_eq!(
             (
@@ -443,6 +459,8 @@ mod tests {
         assert!(off.unwrap().assertion.is_none());
         let closed = vars(&[("KEYGATE_RATE_LIMIT_UNAVAILABLE", Some("closed"))]).unwrap();
         assert_eq!(closed.rate_limit_unavailable, LimiterUnavailable::Closed);
+        let fast = vars(&[("KEYGATE_RATE_LIMIT_MODE", Some("fast"))]).unwrap();
+        assert_eq!(fast.rate_limit_mode, LimitMode::Fast);
         // Records: signatures required by default, checked against every listed key.
         assert_eq!(config.records.signatures, Signatures::Required);
         let mut kids: Vec<&str> = config.records.keys.keys().map(String::as_str).collect();
@@ -491,7 +509,7 @@ mod tests {
     fn every_bad_setting_is_named() {
         let other_key = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AAAA","kid":"x"}]}"#;
         let twice = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"6kpsY-KcUgq-9VB7Ey7F-ZVHdq6-vnuSQh7qaRRG0iw","kid":"a"},{"kty":"OKP","crv":"Ed25519","x":"6kpsY-KcUgq-9VB7Ey7F-ZVHdq6-vnuSQh7qaRRG0iw","kid":"a"}]}"#;
-        let cases: [(&str, Option<&str>); 27] = [
+        let cases: [(&str, Option<&str>); 28] = [
             ("KEYGATE_ENVIRONMENT", None),
             ("KEYGATE_ENVIRONMENT", Some("prod")),
             ("KEYGATE_ISSUER_PREFIX", Some("K_G")),
@@ -506,6 +524,7 @@ mod tests {
             ("KEYGATE_CACHE_CAPACITY", Some("0")),
             ("KEYGATE_RATE_LIMIT_UNAVAILABLE", Some("fail")),
             ("KEYGATE_RATE_LIMIT_UNAVAILABLE", Some("open")),
+            ("KEYGATE_RATE_LIMIT_MODE", Some("approximate")),
             ("KEYGATE_PATH_CASE", Some("lower")),
             ("KEYGATE_VERIFY_SECRET", Some("short")),
             ("KEYGATE_ASSERTION_KEY", None),

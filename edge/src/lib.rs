@@ -40,7 +40,7 @@ use keygate_shared::{
 use worker::{Context, Date, Env, Request, Result, console_error, event, web_sys};
 
 use crate::cache::RecordCache;
-use crate::config::{Config, ConfigError, LimiterUnavailable};
+use crate::config::{Config, ConfigError, LimitMode, LimiterUnavailable};
 use crate::gateway::Caller;
 use crate::lookup::LookupError;
 use crate::target::Target;
@@ -65,6 +65,8 @@ pub(crate) struct Isolate {
     pub(crate) follower: follower::Follower,
     /// Per-key buckets for when a key's limiter cannot be reached (`local` fallback).
     pub(crate) local_buckets: RefCell<limiter::LocalBuckets>,
+    /// Fast mode's copies of key buckets (`KEYGATE_RATE_LIMIT_MODE=fast`).
+    pub(crate) fast_copies: RefCell<limiter::FastCopies>,
     /// Whether the `USAGE` queue is bound: without it, no event is built at all.
     pub(crate) reports_usage: bool,
 }
@@ -80,10 +82,12 @@ fn isolate(env: &Env) -> std::result::Result<Rc<Isolate>, ConfigError> {
             let config = Config::from_vars(|name| env.var(name).ok().map(|var| var.to_string()))?;
             let cache = RecordCache::new(config.cache_capacity, config.cache_ttl_ms);
             let local_buckets = limiter::LocalBuckets::new(config.cache_capacity);
+            let fast_copies = limiter::FastCopies::new(config.cache_capacity);
             let signer = assertion::Signer::new(config.cache_capacity);
             Ok(Rc::new(Isolate {
                 config,
                 local_buckets: RefCell::new(local_buckets),
+                fast_copies: RefCell::new(fast_copies),
                 signer,
                 records: records::RecordVerifier::default(),
                 follower: follower::Follower::default(),
@@ -303,7 +307,14 @@ impl Call<'_> {
         let Some(limit) = cached.rate_limit() else {
             return Verdict::Allowed(identity, None);
         };
-        let admission = match limiter::admit(self.env, &candidate.key_id(), limit).await {
+        let asked = match self.isolate.config.rate_limit_mode {
+            LimitMode::Exact => limiter::admit(self.env, &candidate.key_id(), limit).await,
+            LimitMode::Fast => {
+                let (isolate, key_id) = (self.isolate, candidate.key_id());
+                limiter::admit_fast(isolate, self.env, self.ctx, key_id, limit, self.now_ms).await
+            }
+        };
+        let admission = match asked {
             Ok(admission) => admission,
             Err(error) => {
                 console_error!("{} rate limiter unavailable: {error}", self.request_id);

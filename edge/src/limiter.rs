@@ -1,19 +1,47 @@
 //! Per-key rate limits. Each limited key id has one Durable Object (`KEY_LIMITER`, class
 //! [`KeyLimiter`]) holding its [`TokenBucket`]; a Durable Object handles one request at a time, so
 //! the limit holds exactly across every isolate and location. Keys without a limit never reach it.
+//!
+//! Two modes (`KEYGATE_RATE_LIMIT_MODE`): `exact` asks the object for every request; `fast`
+//! admits from this isolate's [`BucketCopy`] and reports what it admitted to the object in the
+//! background, [`REPORT_AFTER_MS`] after the first unreported request, so a busy key costs one
+//! object call per isolate per report rather than one per request.
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
-use keygate_shared::{Admission, KeyId, RateLimit, TokenBucket};
+use keygate_shared::{Admission, BucketCopy, FastTake, KeyId, RateLimit, TokenBucket};
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{
-    Date, DurableObject, Env, Method, Request, RequestInit, Response, Result, State,
-    durable_object, js_sys, web_sys,
+    Context, Date, Delay, DurableObject, Env, Method, Request, RequestInit, Response, Result,
+    State, console_error, durable_object, js_sys, web_sys,
 };
+
+use crate::Isolate;
 
 pub(crate) const LIMITER_BINDING: &str = "KEY_LIMITER";
 const BUCKET: &str = "bucket";
+
+/// How long fast mode gathers admitted requests before reporting them to the key's object.
+const REPORT_AFTER_MS: u64 = 50;
+
+/// What the Worker asks of a key's object: count `reported` requests admitted by an isolate in
+/// fast mode, then, with `take`, decide one more request.
+#[derive(Serialize, Deserialize)]
+struct Ask {
+    limit: RateLimit,
+    reported: u32,
+    take: bool,
+}
+
+/// The object's answer: the decision (when asked to take) and the bucket after it.
+#[derive(Serialize, Deserialize)]
+struct Answer {
+    admission: Option<Admission>,
+    bucket: TokenBucket,
+}
 
 #[durable_object(fetch)]
 pub struct KeyLimiter {
@@ -38,20 +66,26 @@ impl DurableObject for KeyLimiter {
         }
     }
 
-    /// `POST` a [`RateLimit`]; answers the [`Admission`] of one request.
+    /// `POST` an [`Ask`]; answers an [`Answer`].
     async fn fetch(&self, mut request: Request) -> Result<Response> {
-        let limit: RateLimit = request.json().await?;
+        let ask: Ask = request.json().await?;
         let stored = match self.bucket.get() {
             Some(bucket) => Some(bucket),
             // Storage calls close the object's input gate: no other request is delivered until
             // this one has its bucket, so two requests never spend the same token.
             None => self.state.storage().get(BUCKET).await?,
         };
-        let now_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
-        let (bucket, admission) = TokenBucket::take(stored, limit, now_ms);
+        let now_ms = now_ms();
+        let counted = TokenBucket::spend(stored, ask.limit, ask.reported, now_ms);
+        let (bucket, admission) = if ask.take {
+            let (bucket, admission) = TokenBucket::take(Some(counted), ask.limit, now_ms);
+            (bucket, Some(admission))
+        } else {
+            (counted, None)
+        };
         self.bucket.set(Some(bucket));
         self.persist(&bucket)?;
-        Response::from_json(&admission)
+        Response::from_json(&Answer { admission, bucket })
     }
 }
 
@@ -70,47 +104,220 @@ impl KeyLimiter {
     }
 }
 
-/// Asks the key's limiter to admit one request.
-pub(crate) async fn admit(env: &Env, key_id: &KeyId, limit: RateLimit) -> Result<Admission> {
+fn now_ms() -> i64 {
+    i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX)
+}
+
+/// One call to the key's object.
+async fn ask(env: &Env, key_id: &KeyId, ask: &Ask) -> Result<Answer> {
     let stub = env
         .durable_object(LIMITER_BINDING)?
         .id_from_name(key_id.as_str())?
         .get_stub()?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
-        .with_body(Some(serde_json::to_string(&limit)?.into()));
+        .with_body(Some(serde_json::to_string(ask)?.into()));
     let request = Request::new_with_init("https://key-limiter/take", &init)?;
     stub.fetch_with_request(request).await?.json().await
 }
 
-/// Buckets kept in this isolate, for keys whose limiter cannot be reached: the same limit, counted
-/// per isolate (so approximate across isolates), never unlimited. Bounded: when full, an
-/// arbitrary entry makes room.
+/// Exact mode: asks the key's object to admit one request.
+pub(crate) async fn admit(env: &Env, key_id: &KeyId, limit: RateLimit) -> Result<Admission> {
+    let asked = Ask {
+        limit,
+        reported: 0,
+        take: true,
+    };
+    ask(env, key_id, &asked)
+        .await?
+        .admission
+        .ok_or_else(|| "the limiter did not decide".into())
+}
+
+/// Fast mode: admits from this isolate's copy of the key's bucket and schedules a report, or,
+/// when the copy cannot decide ([`FastTake::AskObject`]), asks the object, reporting what the
+/// copy had not yet reported.
+pub(crate) async fn admit_fast(
+    isolate: &Rc<Isolate>,
+    env: &Env,
+    ctx: &Context,
+    key_id: KeyId,
+    limit: RateLimit,
+    now_ms: i64,
+) -> Result<Admission> {
+    let take = {
+        let mut copies = isolate.fast_copies.borrow_mut();
+        BucketCopy::take(
+            copies.get_mut(&key_id).map(|held| &mut held.copy),
+            limit,
+            now_ms,
+        )
+    };
+    let uncounted = match take {
+        FastTake::Local(admission) => {
+            if admission.allowed {
+                schedule_report(isolate, env, ctx, key_id, limit);
+            }
+            return Ok(admission);
+        }
+        FastTake::AskObject { uncounted } => uncounted,
+    };
+    let asked = Ask {
+        limit,
+        reported: uncounted,
+        take: true,
+    };
+    let answer = ask(env, &key_id, &asked).await?;
+    isolate
+        .fast_copies
+        .borrow_mut()
+        .synced(key_id, uncounted, false, answer.bucket, limit);
+    answer
+        .admission
+        .ok_or_else(|| "the limiter did not decide".into())
+}
+
+/// Reports the key's unreported requests [`REPORT_AFTER_MS`] from now, after the response, and
+/// again while more come in; one such loop per key per isolate.
+fn schedule_report(
+    isolate: &Rc<Isolate>,
+    env: &Env,
+    ctx: &Context,
+    key_id: KeyId,
+    limit: RateLimit,
+) {
+    if !isolate.fast_copies.borrow_mut().schedule(&key_id) {
+        return;
+    }
+    let (isolate, env) = (Rc::clone(isolate), env.clone());
+    ctx.wait_until(async move {
+        loop {
+            Delay::from(std::time::Duration::from_millis(REPORT_AFTER_MS)).await;
+            let Some(reported) = isolate.fast_copies.borrow_mut().start_report(&key_id) else {
+                break;
+            };
+            let asked = Ask {
+                limit,
+                reported,
+                take: false,
+            };
+            match ask(&env, &key_id, &asked).await {
+                Ok(answer) => isolate.fast_copies.borrow_mut().synced(
+                    key_id,
+                    reported,
+                    true,
+                    answer.bucket,
+                    limit,
+                ),
+                Err(error) => {
+                    console_error!("rate limiter report failed: {error}");
+                    isolate
+                        .fast_copies
+                        .borrow_mut()
+                        .report_failed(&key_id, reported);
+                }
+            }
+        }
+    });
+}
+
+/// A bounded map of per-key state: when full, an arbitrary entry makes room.
 #[derive(Debug)]
-pub(crate) struct LocalBuckets {
-    buckets: HashMap<KeyId, TokenBucket>,
+pub(crate) struct PerKey<V> {
+    entries: HashMap<KeyId, V>,
     capacity: usize,
 }
 
-impl LocalBuckets {
+impl<V> PerKey<V> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            buckets: HashMap::new(),
+            entries: HashMap::new(),
             capacity: capacity.max(1),
         }
     }
 
-    pub(crate) fn take(&mut self, key_id: KeyId, limit: RateLimit, now_ms: i64) -> Admission {
-        if self.buckets.len() >= self.capacity && !self.buckets.contains_key(&key_id) {
-            let evicted = self.buckets.keys().next().copied();
+    fn get_mut(&mut self, key_id: &KeyId) -> Option<&mut V> {
+        self.entries.get_mut(key_id)
+    }
+
+    fn insert(&mut self, key_id: KeyId, value: V) {
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key_id) {
+            let evicted = self.entries.keys().next().copied();
             if let Some(evicted) = evicted {
-                self.buckets.remove(&evicted);
+                self.entries.remove(&evicted);
             }
         }
+        self.entries.insert(key_id, value);
+    }
+}
+
+/// Buckets kept in this isolate, for keys whose limiter cannot be reached: the same limit, counted
+/// per isolate (so approximate across isolates), never unlimited.
+pub(crate) type LocalBuckets = PerKey<TokenBucket>;
+
+impl LocalBuckets {
+    pub(crate) fn take(&mut self, key_id: KeyId, limit: RateLimit, now_ms: i64) -> Admission {
         let (bucket, admission) =
-            TokenBucket::take(self.buckets.get(&key_id).copied(), limit, now_ms);
-        self.buckets.insert(key_id, bucket);
+            TokenBucket::take(self.entries.get(&key_id).copied(), limit, now_ms);
+        self.insert(key_id, bucket);
         admission
+    }
+}
+
+/// Fast mode's copy of a key's bucket in this isolate, and whether a report loop runs for it.
+#[derive(Debug)]
+pub(crate) struct Held {
+    copy: BucketCopy,
+    report_scheduled: bool,
+}
+
+/// Fast mode's copies in this isolate.
+pub(crate) type FastCopies = PerKey<Held>;
+
+impl FastCopies {
+    /// Marks a report loop as running for the key; false when one already runs.
+    fn schedule(&mut self, key_id: &KeyId) -> bool {
+        self.get_mut(key_id)
+            .is_some_and(|held| !std::mem::replace(&mut held.report_scheduled, true))
+    }
+
+    /// The requests to report now; `None` ends the loop (nothing due, or a report in flight).
+    fn start_report(&mut self, key_id: &KeyId) -> Option<u32> {
+        let held = self.get_mut(key_id)?;
+        let due = held.copy.start_report();
+        held.report_scheduled = due.is_some();
+        due
+    }
+
+    fn report_failed(&mut self, key_id: &KeyId, reported: u32) {
+        if let Some(held) = self.get_mut(key_id) {
+            held.copy.report_failed(reported);
+        }
+    }
+
+    /// The object answered `bucket`, having counted `counted` of this isolate's requests.
+    fn synced(
+        &mut self,
+        key_id: KeyId,
+        counted: u32,
+        in_report: bool,
+        bucket: TokenBucket,
+        limit: RateLimit,
+    ) {
+        let now_ms = now_ms();
+        match self.get_mut(&key_id) {
+            Some(held) => {
+                held.copy =
+                    BucketCopy::synced(Some(held.copy), counted, in_report, bucket, limit, now_ms);
+            }
+            None => self.insert(
+                key_id,
+                Held {
+                    copy: BucketCopy::synced(None, counted, in_report, bucket, limit, now_ms),
+                    report_scheduled: false,
+                },
+            ),
+        }
     }
 }
 

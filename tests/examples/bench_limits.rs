@@ -1,6 +1,7 @@
 //! `scripts/bench-rate-limits`: what a per-key rate limit costs at the edge, under `wrangler dev`.
-//! Two hot keys, one without a limit and one with a limit it never reaches (1,000,000 per day),
-//! loaded in alternating rounds in one run by the same closed-loop client (32 connections).
+//! A hot key without a limit and one with a limit it never reaches (1,000,000 per day), the
+//! latter under `KEYGATE_RATE_LIMIT_MODE=exact` and, in a second `wrangler dev`, `fast`; loaded
+//! in alternating rounds in one run by the same closed-loop client (32 connections).
 //! Prints throughput and latency p50/p99 of each, and the ratios.
 //!
 //! Usage: `bench_limits [rounds (3)] [seconds per round (8)]`
@@ -59,12 +60,15 @@ fn main() {
     let seconds: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(8);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let origin = EchoOrigin::start(&runtime);
-    let edge = WranglerDev::start(&[
+    let routes = r#"[{"method": "*", "path": "/*", "any_key": true}]"#;
+    let exact = WranglerDev::start(&[
         ("KEYGATE_ORIGIN", &origin.url()),
-        (
-            "KEYGATE_ROUTES",
-            r#"[{"method": "*", "path": "/*", "any_key": true}]"#,
-        ),
+        ("KEYGATE_ROUTES", routes),
+    ]);
+    let fast = WranglerDev::start(&[
+        ("KEYGATE_ORIGIN", &origin.url()),
+        ("KEYGATE_ROUTES", routes),
+        ("KEYGATE_RATE_LIMIT_MODE", "fast"),
     ]);
     let format = KeyFormat::new("kg").expect("prefix");
     let mut rng = rand::rng();
@@ -74,7 +78,7 @@ fn main() {
     if let RecordState::Present(body) = &mut limited_record.state {
         body.rate_limit = Some(RateLimit::new(1_000_000, 86_400).expect("limit"));
     }
-    edge.kv_bulk_put(&[
+    let records = [
         (
             free.key_id().to_string(),
             keygate_e2e::seal(&active_record(&free, &[], "usr_bench")),
@@ -83,18 +87,32 @@ fn main() {
             limited.key_id().to_string(),
             keygate_e2e::seal(&limited_record),
         ),
-    ]);
+    ];
+    exact.kv_bulk_put(&records);
+    fast.kv_bulk_put(&records);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONNECTIONS)
         .build()
         .expect("client");
-    let url = edge.url("/bench");
     let keys = [
-        ("no limit", Arc::new(free.expose_secret().to_owned())),
-        ("limited", Arc::new(limited.expose_secret().to_owned())),
+        (
+            "no limit",
+            exact.url("/bench"),
+            Arc::new(free.expose_secret().to_owned()),
+        ),
+        (
+            "limited, exact",
+            exact.url("/bench"),
+            Arc::new(limited.expose_secret().to_owned()),
+        ),
+        (
+            "limited, fast",
+            fast.url("/bench"),
+            Arc::new(limited.expose_secret().to_owned()),
+        ),
     ];
-    // Warm-up: both keys cached in the isolate, the limiter object created.
-    for (_, key) in &keys {
+    // Warm-up: the keys cached in each isolate, the limiter objects created.
+    for (_, url, key) in &keys {
         runtime.block_on(load(
             client.clone(),
             url.clone(),
@@ -103,11 +121,11 @@ fn main() {
         ));
     }
     let mut results: Vec<(usize, Duration, Vec<Duration>)> =
-        vec![(0, Duration::ZERO, Vec::new()); 2];
+        vec![(0, Duration::ZERO, Vec::new()); keys.len()];
     let mut per_round = Vec::new();
     for _ in 0..rounds {
         let mut rates = Vec::new();
-        for (index, (_, key)) in keys.iter().enumerate() {
+        for (index, (_, url, key)) in keys.iter().enumerate() {
             let round = runtime.block_on(load(
                 client.clone(),
                 url.clone(),
@@ -120,12 +138,12 @@ fn main() {
             total.1 += round.elapsed;
             total.2.extend(round.latencies);
         }
-        per_round.push(rates[1] / rates[0]);
+        per_round.push((rates[1] / rates[0], rates[2] / rates[0]));
     }
     println!("| key | req/s | p50 | p99 |");
     println!("|---|---|---|---|");
     let mut summary = Vec::new();
-    for ((name, _), (requests, elapsed, latencies)) in keys.iter().zip(results.iter_mut()) {
+    for ((name, _, _), (requests, elapsed, latencies)) in keys.iter().zip(results.iter_mut()) {
         latencies.sort();
         let rate = *requests as f64 / elapsed.as_secs_f64();
         let (p50, p99) = (percentile(latencies, 0.5), percentile(latencies, 0.99));
@@ -136,15 +154,17 @@ fn main() {
         );
         summary.push((rate, p50, p99));
     }
-    println!(
-        "\nlimited / no limit throughput: {:.2} (rounds: {}); added latency p50 {:+.2} ms, p99 {:+.2} ms",
-        summary[1].0 / summary[0].0,
-        per_round
+    for (mode, index) in [("exact", 1), ("fast", 2)] {
+        let rounds: Vec<String> = per_round
             .iter()
-            .map(|ratio| format!("{ratio:.2}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        (summary[1].1.as_secs_f64() - summary[0].1.as_secs_f64()) * 1e3,
-        (summary[1].2.as_secs_f64() - summary[0].2.as_secs_f64()) * 1e3,
-    );
+            .map(|ratios| format!("{:.2}", if index == 1 { ratios.0 } else { ratios.1 }))
+            .collect();
+        println!(
+            "\n{mode}: limited / no limit throughput {:.2} (rounds: {}); added latency p50 {:+.2} ms, p99 {:+.2} ms",
+            summary[index].0 / summary[0].0,
+            rounds.join(", "),
+            (summary[index].1.as_secs_f64() - summary[0].1.as_secs_f64()) * 1e3,
+            (summary[index].2.as_secs_f64() - summary[0].2.as_secs_f64()) * 1e3,
+        );
+    }
 }

@@ -798,11 +798,50 @@ fn per_key_rate_limits_are_exact_under_concurrency(w: &World) -> Outcome {
     let limited = w.seeded(|record| {
         record.rate_limit = Some(RateLimit::new(5, 60).expect("limit"));
     });
-    let replies: Vec<Reply> = w.runtime.block_on(async {
+    let limited_url = |n: usize| w.edge.url(&format!("/v1/limited/{n}"));
+    five_of_twenty_pass(&w.runtime, &w.client, limited_url, &limited)?;
+    // 2 per 2 s refills one token a second: refused now, allowed again within the second.
+    let quick = w.seeded(|record| {
+        record.rate_limit = Some(RateLimit::new(2, 2).expect("limit"));
+    });
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| w.get("/v1/quick", "10.0.13.2", &quick).status)
+        .collect();
+    check!(statuses == [200, 200, 429], "{statuses:?}");
+    let (_, waited) = poll(Duration::from_secs(5), "the bucket refills", || {
+        (w.get("/v1/quick", "10.0.13.2", &quick).status == 200).then_some(())
+    });
+    check!(
+        waited <= Duration::from_millis(1_500),
+        "refilled after {waited:?}"
+    );
+    // No limit: 30 in a row, never a 429 or a RateLimit header.
+    let free = w.seeded(|_| {});
+    for n in 0..30 {
+        let reply = w.get("/v1/free", "10.0.13.3", &free);
+        check!(
+            reply.status == 200 && reply.header("ratelimit-limit").is_none(),
+            "#{n}: {} {:?}",
+            reply.status,
+            reply.headers
+        );
+    }
+    Ok(())
+}
+
+/// 20 requests at once with `key`, limited to 5 a minute: exactly 5 pass, with the RateLimit
+/// headers counting down; the 15 others get 429 with Retry-After.
+fn five_of_twenty_pass(
+    runtime: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    url: impl Fn(usize) -> String,
+    key: &ApiKey,
+) -> Outcome {
+    let replies: Vec<Reply> = runtime.block_on(async {
         let requests = (0..20).map(|n| {
-            let client = w.client.clone();
-            let url = w.edge.url(&format!("/v1/limited/{n}"));
-            let auth = bearer(&limited);
+            let client = client.clone();
+            let url = url(n);
+            let auth = bearer(key);
             async move {
                 let response = client
                     .get(url)
@@ -863,32 +902,6 @@ fn per_key_rate_limits_are_exact_under_concurrency(w: &World) -> Outcome {
             "a refused request: {:?} {}",
             reply.headers,
             reply.body
-        );
-    }
-    // 2 per 2 s refills one token a second: refused now, allowed again within the second.
-    let quick = w.seeded(|record| {
-        record.rate_limit = Some(RateLimit::new(2, 2).expect("limit"));
-    });
-    let statuses: Vec<u16> = (0..3)
-        .map(|_| w.get("/v1/quick", "10.0.13.2", &quick).status)
-        .collect();
-    check!(statuses == [200, 200, 429], "{statuses:?}");
-    let (_, waited) = poll(Duration::from_secs(5), "the bucket refills", || {
-        (w.get("/v1/quick", "10.0.13.2", &quick).status == 200).then_some(())
-    });
-    check!(
-        waited <= Duration::from_millis(1_500),
-        "refilled after {waited:?}"
-    );
-    // No limit: 30 in a row, never a 429 or a RateLimit header.
-    let free = w.seeded(|_| {});
-    for n in 0..30 {
-        let reply = w.get("/v1/free", "10.0.13.3", &free);
-        check!(
-            reply.status == 200 && reply.header("ratelimit-limit").is_none(),
-            "#{n}: {} {:?}",
-            reply.status,
-            reply.headers
         );
     }
     Ok(())
@@ -1477,6 +1490,79 @@ fn verify_mode_can_require_a_verifier_secret(
     Ok(())
 }
 
+/// `KEYGATE_RATE_LIMIT_MODE=fast` under `wrangler dev` (one isolate): 20 requests at once
+/// still pass exactly 5 of 5 (a new copy asks the key's object, which serialises them); requests
+/// then admitted from the isolate's copy are counted by the object, so once the copy is too old
+/// to use the object carries on from where the copy was; and the bucket refills.
+fn fast_rate_limits_admit_locally_and_count_at_the_object(
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), String> {
+    let origin = EchoOrigin::start(runtime);
+    let edge = WranglerDev::start(&[
+        ("KEYGATE_ORIGIN", &origin.url()),
+        ("KEYGATE_ROUTES", ROUTES),
+        ("KEYGATE_RATE_LIMIT_MODE", "fast"),
+    ]);
+    let format = KeyFormat::new("kg").expect("prefix");
+    let mut rng = ChaCha20Rng::seed_from_u64(now_seconds() as u64);
+    let limited = |requests: u32, window_seconds: u32, rng: &mut ChaCha20Rng| {
+        let key = format.generate(Environment::Development, rng);
+        let mut record = keygate_e2e::active_record(&key, &[], "usr_fast");
+        if let RecordState::Present(body) = &mut record.state {
+            body.rate_limit = Some(RateLimit::new(requests, window_seconds).expect("limit"));
+        }
+        edge.kv_bulk_put(&[(key.key_id().to_string(), keygate_e2e::seal(&record))]);
+        key
+    };
+    let client = reqwest::Client::new();
+    let five = limited(5, 60, &mut rng);
+    five_of_twenty_pass(
+        runtime,
+        &client,
+        |n| edge.url(&format!("/v1/fast/{n}")),
+        &five,
+    )
+    .map_err(|failed| format!("{failed:?}"))?;
+
+    let ten = limited(10, 3_600, &mut rng);
+    let remaining = |key: &ApiKey| {
+        runtime.block_on(async {
+            let response = client
+                .get(edge.url("/v1/counted"))
+                .header("authorization", bearer(key))
+                .send()
+                .await
+                .map_err(|error| error.to_string())?;
+            let remaining = response
+                .headers()
+                .get("ratelimit-remaining")
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            Ok::<_, String>((response.status().as_u16(), remaining))
+        })
+    };
+    let counted: Vec<_> = (0..8).map(|_| remaining(&ten)).collect::<Result<_, _>>()?;
+    let expected: Vec<_> = (2..10).rev().map(|n| (200, Some(n.to_string()))).collect();
+    if counted != expected {
+        return Err(format!("8 requests: {counted:?}"));
+    }
+    // Past its age limit the copy is not used: the next request asks the object, which has
+    // counted the 7 admitted from the copy.
+    std::thread::sleep(Duration::from_millis(
+        u64::try_from(keygate_shared::FAST_MAX_AGE_MS).unwrap_or(1_000) + 100,
+    ));
+    let after: Vec<_> = (0..3).map(|_| remaining(&ten)).collect::<Result<_, _>>()?;
+    let expected = vec![
+        (200, Some("1".to_owned())),
+        (200, Some("0".to_owned())),
+        (429, Some("0".to_owned())),
+    ];
+    if after != expected {
+        return Err(format!("after the copy aged: {after:?}"));
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -1500,6 +1586,10 @@ fn main() {
         (
             "verify_mode_can_require_a_verifier_secret",
             verify_mode_can_require_a_verifier_secret,
+        ),
+        (
+            "fast_rate_limits_admit_locally_and_count_at_the_object",
+            fast_rate_limits_admit_locally_and_count_at_the_object,
         ),
         (
             "the_rollout_mode_accepts_unsigned_records_and_nothing_forged",
