@@ -141,7 +141,8 @@ pub(crate) struct FeedSettings {
 
 /// `KEYGATE_RATE_LIMIT_MODE`: `exact` (the default) asks the key's Durable Object for every
 /// request; `fast` admits from this isolate's copy of the bucket and reports to the object in the
-/// background (at most `FAST_SLACK` uncounted requests per isolate; docs/edge.md).
+/// background (at most `fast_slack`, 1 % of the limit and at least 16, uncounted requests per
+/// isolate; docs/edge.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LimitMode {
     Exact,

@@ -43,11 +43,17 @@ struct Answer {
     bucket: TokenBucket,
 }
 
+/// How long the object gathers changes to its bucket before storing it once.
+const WRITE_AFTER_MS: u64 = 100;
+
 #[durable_object(fetch)]
 pub struct KeyLimiter {
     state: State,
-    /// The bucket as last stored; read from storage once per object lifetime.
-    bucket: Cell<Option<TokenBucket>>,
+    /// The bucket, kept in memory: read from storage once per object lifetime, stored
+    /// [`WRITE_AFTER_MS`] after a change.
+    bucket: Rc<Cell<Option<TokenBucket>>>,
+    /// A write of the bucket is scheduled.
+    writing: Rc<Cell<bool>>,
 }
 
 impl std::fmt::Debug for KeyLimiter {
@@ -62,7 +68,8 @@ impl DurableObject for KeyLimiter {
     fn new(state: State, _env: Env) -> Self {
         Self {
             state,
-            bucket: Cell::new(None),
+            bucket: Rc::new(Cell::new(None)),
+            writing: Rc::new(Cell::new(false)),
         }
     }
 
@@ -84,24 +91,43 @@ impl DurableObject for KeyLimiter {
             (counted, None)
         };
         self.bucket.set(Some(bucket));
-        self.persist(&bucket)?;
+        self.schedule_write()?;
         Response::from_json(&Answer { admission, bucket })
     }
 }
 
 impl KeyLimiter {
-    /// Stores the bucket without holding the answer for the write (`allowUnconfirmed`): the
-    /// object answers from the bucket it keeps in memory, and storage only matters when it
-    /// starts again. Writes still apply in order; see docs/edge.md for what a crash can lose.
-    fn persist(&self, bucket: &TokenBucket) -> Result<()> {
+    /// Stores the bucket [`WRITE_AFTER_MS`] from now, once for every change made meanwhile,
+    /// never holding an answer for it: the object answers from the bucket it keeps in memory,
+    /// and storage only matters when it starts again (docs/edge.md: what an eviction or a crash
+    /// can lose).
+    fn schedule_write(&self) -> Result<()> {
+        if self.writing.replace(true) {
+            return Ok(());
+        }
         let storage = js_sys::Reflect::get(self.state.as_raw(), &"storage".into())?;
-        let put: js_sys::Function = js_sys::Reflect::get(&storage, &"put".into())?.unchecked_into();
-        let options = js_sys::Object::new();
-        js_sys::Reflect::set(&options, &"allowUnconfirmed".into(), &JsValue::TRUE)?;
-        let value = js_sys::JSON::parse(&serde_json::to_string(bucket)?)?;
-        put.call3(&storage, &BUCKET.into(), &value, &options)?;
+        let (bucket, writing) = (Rc::clone(&self.bucket), Rc::clone(&self.writing));
+        self.state.wait_until(async move {
+            Delay::from(std::time::Duration::from_millis(WRITE_AFTER_MS)).await;
+            writing.set(false);
+            if let Some(bucket) = bucket.get()
+                && let Err(error) = store(&storage, &bucket)
+            {
+                console_error!("rate limiter bucket not stored: {error}");
+            }
+        });
         Ok(())
     }
+}
+
+/// `storage.put(BUCKET, bucket, {allowUnconfirmed: true})`: nothing waits for the write.
+fn store(storage: &JsValue, bucket: &TokenBucket) -> Result<()> {
+    let put: js_sys::Function = js_sys::Reflect::get(storage, &"put".into())?.unchecked_into();
+    let options = js_sys::Object::new();
+    js_sys::Reflect::set(&options, &"allowUnconfirmed".into(), &JsValue::TRUE)?;
+    let value = js_sys::JSON::parse(&serde_json::to_string(bucket)?)?;
+    put.call3(storage, &BUCKET.into(), &value, &options)?;
+    Ok(())
 }
 
 fn now_ms() -> i64 {

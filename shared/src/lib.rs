@@ -42,7 +42,9 @@ pub use assertion::{
     ASSERTION_ALGORITHM, ASSERTION_HEADER, AssertionClaims, AssertionHeader, Jwks, PublicJwk,
     SigningJwk, compact, signing_input,
 };
-pub use bucket::{Admission, BucketCopy, FAST_MAX_AGE_MS, FAST_SLACK, FastTake, TokenBucket};
+pub use bucket::{
+    Admission, BucketCopy, FAST_MAX_AGE_MS, FAST_MIN_SLACK, FastTake, TokenBucket, fast_slack,
+};
 pub use cidr::{CidrError, IpAllowlist, IpNetwork, MAX_CIDR_LEN, MAX_NETWORKS};
 pub use decision::{
     Candidate, Decision, Denial, ErrorBody, ErrorDetail, Identity, Request, Verifier,

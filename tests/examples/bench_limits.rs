@@ -4,7 +4,7 @@
 //! in alternating rounds in one run by the same closed-loop client (32 connections).
 //! Prints throughput and latency p50/p99 of each, and the ratios.
 //!
-//! Usage: `bench_limits [rounds (3)] [seconds per round (8)]`
+//! Usage: `bench_limits [rounds (3)] [seconds per round (8)]`; `BENCH_CONNECTIONS=n` for other than 32.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +12,14 @@ use std::time::{Duration, Instant};
 use keygate_e2e::{EchoOrigin, WranglerDev, active_record};
 use keygate_shared::{ApiKey, Environment, KeyFormat, RateLimit, RecordState};
 
-const CONNECTIONS: usize = 32;
+/// Concurrent connections: `BENCH_CONNECTIONS`, 32 unless set (1 shows latency without queueing).
+fn connections() -> usize {
+    std::env::var("BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(32)
+}
 
 struct Round {
     requests: usize,
@@ -22,7 +29,7 @@ struct Round {
 
 async fn load(client: reqwest::Client, url: String, key: Arc<String>, length: Duration) -> Round {
     let started = Instant::now();
-    let workers = (0..CONNECTIONS).map(|_| {
+    let workers = (0..connections()).map(|_| {
         let (client, url, key) = (client.clone(), url.clone(), key.clone());
         tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -91,7 +98,7 @@ fn main() {
     exact.kv_bulk_put(&records);
     fast.kv_bulk_put(&records);
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONNECTIONS)
+        .pool_max_idle_per_host(connections())
         .build()
         .expect("client");
     let keys = [
