@@ -1,7 +1,8 @@
 //! Load benchmark of the real `keygate serve`, on SQLite and PostgreSQL side by side in one run:
 //!
 //! - key creation: throughput and latency percentiles with 32 concurrent clients;
-//! - `GET /v1/keys`: the first page and a page 99,950 keys deep, with 100,000 keys stored;
+//! - `GET /v1/keys`: the first page and a page 50 keys from the end, median and p99, with
+//!   100,000 keys stored (`BENCH_KEYS=1000000` for a million), and key creation again with them;
 //! - the dashboard's API Keys page with 50 rows: server time (p50, p99) and weight;
 //! - GitHub's secret-scanning alerts: signed batches of 1,000, alerts per second;
 //! - `POST /v1/verify` against `GET /healthz` (a trivial route through the same middleware), at
@@ -23,7 +24,14 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 const CLIENTS: usize = 32;
-const STORED_KEYS: usize = 100_000;
+/// Keys seeded before the listings are timed: `BENCH_KEYS` (a multiple of 500), 100,000 unless set.
+fn stored_keys() -> usize {
+    std::env::var("BENCH_KEYS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n >= 1_000)
+        .map_or(100_000, |n| n / 500 * 500)
+}
 const CREATE_SECONDS: u64 = 10;
 const VERIFY_SECONDS: u64 = 8;
 
@@ -146,7 +154,7 @@ where
     total
 }
 
-/// Copies one real key row `STORED_KEYS` times with new ids and older creation times, in batches.
+/// Copies one real key row [`stored_keys`] times with new ids and older creation times, in batches.
 async fn seed(database_url: &str, template: &str) -> Duration {
     let started = Instant::now();
     let mut connection = sqlx::AnyConnection::connect(database_url)
@@ -156,7 +164,7 @@ async fn seed(database_url: &str, template: &str) -> Duration {
         rate_limit_requests, rate_limit_window_seconds, ip_allowlist, metadata, owner_id, \
         created_by, revoked_at, revoked_reason, last_used_at, version";
     let mut rng = rand_core::UnwrapErr(rand_core::OsRng);
-    for batch in 0..STORED_KEYS / 500 {
+    for batch in 0..stored_keys() / 500 {
         let mut tx = connection.begin().await.expect("begin");
         let rows: Vec<String> = (0..500)
             .map(|row| format!("(${}, ${}, ${})", row * 3 + 1, row * 3 + 2, row * 3 + 3))
@@ -224,7 +232,7 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
             }
         }
     };
-    let mut created = load(CREATE_SECONDS, create).await;
+    let mut created = load(CREATE_SECONDS, create.clone()).await;
     eprintln!(
         "{name}: created {} keys ({} failed)",
         created.latencies.len(),
@@ -244,17 +252,19 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
         .as_str()
         .expect("a key")
         .to_owned();
+    let stored = stored_keys();
     let seeded = seed(database_url, &template).await;
-    eprintln!("{name}: seeded {STORED_KEYS} keys in {seeded:.1?}");
+    eprintln!("{name}: seeded {stored} keys in {seeded:.1?}");
 
-    // A cursor 99,950 keys deep: the listing's own cursor format (created_at:key_id, base64url).
+    // A cursor 50 keys from the end: the listing's own cursor format (created_at:key_id, base64url).
     let mut connection = sqlx::AnyConnection::connect(database_url)
         .await
         .expect("connect");
-    let deep: (i64, String) = sqlx::query_as(
+    let deep: (i64, String) = sqlx::query_as(&format!(
         "SELECT created_at, api_key_id FROM api_key ORDER BY created_at DESC, api_key_id DESC \
-         LIMIT 1 OFFSET 99950",
-    )
+         LIMIT 1 OFFSET {}",
+        stored - 50
+    ))
     .fetch_one(&mut connection)
     .await
     .expect("a deep row");
@@ -266,11 +276,12 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
             let (mut run, body) = sequential(&client, &path, ("authorization", &auth)).await;
             let body: Value = serde_json::from_str(&body).expect("json");
             assert_eq!(body["items"].as_array().map(Vec::len), Some(50));
-            run.percentile(0.50)
+            (run.percentile(0.50), run.percentile(0.99))
         }
     };
     let first_page = page(format!("{}/v1/keys?limit=50", server.url)).await;
     let deep_page = page(format!("{}/v1/keys?limit=50&cursor={cursor}", server.url)).await;
+    let mut created_later = load(CREATE_SECONDS, create).await;
     let (mut rendered, weight) = dashboard(&client, &server).await;
     let scanned = scanning(&client, &server).await;
 
@@ -338,12 +349,24 @@ async fn bench(name: &str, binary: &str, database_url: &str) -> Vec<(String, Str
         ("  creation p50".into(), ms(created.percentile(0.50))),
         ("  creation p99".into(), ms(created.percentile(0.99))),
         (
-            format!("GET /v1/keys first page ({STORED_KEYS} keys), median"),
-            ms(first_page),
+            format!("GET /v1/keys first page ({stored} keys), median; p99"),
+            format!("{}; {}", ms(first_page.0), ms(first_page.1)),
         ),
-        ("GET /v1/keys 99,950 deep, median".into(), ms(deep_page)),
         (
-            format!("dashboard GET /ui/keys, 50 rows ({STORED_KEYS} keys), p50"),
+            format!("GET /v1/keys {} deep, median; p99", stored - 50),
+            format!("{}; {}", ms(deep_page.0), ms(deep_page.1)),
+        ),
+        (
+            format!("key creation with {stored} keys stored, 32 clients"),
+            format!(
+                "{:.0}/s (p50 {}, p99 {})",
+                created_later.throughput(),
+                ms(created_later.percentile(0.50)),
+                ms(created_later.percentile(0.99))
+            ),
+        ),
+        (
+            format!("dashboard GET /ui/keys, 50 rows ({stored} keys), p50"),
             ms(rendered.percentile(0.50)),
         ),
         ("  dashboard p99".into(), ms(rendered.percentile(0.99))),

@@ -9,6 +9,10 @@
 //!    first `BENCH_BEFORE_MIGRATIONS` migrations), that build's full resync of a copy of the same
 //!    database runs alternately with this one's, round after round: before and after in one run.
 //!
+//! Steps 2 and 3 run on SQLite, or on PostgreSQL with `BENCH_POSTGRES_URL` (an admin URL: the
+//! benchmark creates and drops its own database there; no build before then).
+//! `BENCH_SYNC_ROUNDS`: full resyncs per build (5).
+//!
 //! Usage: `bench_sync [revocations (50; 0 skips step 1)] [keys (100000)]`
 
 use std::path::{Path, PathBuf};
@@ -20,8 +24,55 @@ use keygate_e2e::{EchoOrigin, WranglerDev, poll};
 use reqwest::Method;
 use serde_json::json;
 
-/// Full resyncs per build.
-const ROUNDS: usize = 5;
+/// Full resyncs per build: `BENCH_SYNC_ROUNDS`, 5 unless set.
+fn rounds() -> usize {
+    std::env::var("BENCH_SYNC_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(5)
+}
+
+/// Concurrent clients creating the keys.
+const CREATORS: usize = 16;
+
+/// A fresh PostgreSQL database for steps 2 and 3, dropped at the end of the run.
+struct Postgres {
+    admin_url: String,
+    url: String,
+}
+
+const BENCH_DATABASE: &str = "keygate_bench_sync";
+
+impl Postgres {
+    fn create(runtime: &tokio::runtime::Runtime, admin_url: String) -> Self {
+        Self::run(
+            runtime,
+            &admin_url,
+            &format!("DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)"),
+        );
+        Self::run(
+            runtime,
+            &admin_url,
+            &format!("CREATE DATABASE {BENCH_DATABASE}"),
+        );
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("the URL ends in /DATABASE");
+        let url = format!("{base}/{BENCH_DATABASE}");
+        Self { admin_url, url }
+    }
+
+    fn run(runtime: &tokio::runtime::Runtime, admin_url: &str, sql: &str) {
+        use sqlx::Connection;
+        runtime.block_on(async {
+            let mut admin = sqlx::PgConnection::connect(admin_url)
+                .await
+                .expect("PostgreSQL");
+            sqlx::query(sql).execute(&mut admin).await.expect(sql);
+        });
+    }
+}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -62,16 +113,23 @@ fn main() {
         env.push(("KEYGATE_LOG", "warn".to_owned()));
         env
     };
-    let url = format!("sqlite://{}", dir.path().join("bulk.db").display());
+    let postgres = std::env::var("BENCH_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .map(|admin_url| Postgres::create(&runtime, admin_url));
+    let url = match &postgres {
+        Some(postgres) => postgres.url.clone(),
+        None => format!("sqlite://{}", dir.path().join("bulk.db").display()),
+    };
     let token = bootstrap(&url);
     let no_sink = [("KEYGATE_LOG", "warn".to_owned())];
     let keygate = Keygate::serve(&url, &token, &no_sink, dir.path());
     let creating = Instant::now();
     std::thread::scope(|scope| {
-        for worker in 0..8 {
+        for worker in 0..CREATORS {
             let keygate = &keygate;
             scope.spawn(move || {
-                for n in (worker..keys).step_by(8) {
+                for n in (worker..keys).step_by(CREATORS) {
                     create(keygate, &format!("bulk-{n}"));
                 }
             });
@@ -91,22 +149,25 @@ fn main() {
     drop(keygate);
 
     // 3. Full resync into an empty namespace, by this build and, alternately, the one before.
-    let before = std::env::var_os("BENCH_BEFORE_KEYGATE").map(|binary| {
-        let known: i64 = std::env::var("BENCH_BEFORE_MIGRATIONS")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .expect("BENCH_BEFORE_MIGRATIONS: how many migrations that build knows");
-        let copy = dir.path().join("before.db");
-        copy_for_a_build_before(&runtime, &dir.path().join("bulk.db"), &copy, known);
-        (
-            PathBuf::from(binary),
-            format!("sqlite://{}", copy.display()),
-        )
-    });
+    let before = std::env::var_os("BENCH_BEFORE_KEYGATE")
+        .filter(|_| postgres.is_none())
+        .map(|binary| {
+            let known: i64 = std::env::var("BENCH_BEFORE_MIGRATIONS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .expect("BENCH_BEFORE_MIGRATIONS: how many migrations that build knows");
+            let copy = dir.path().join("before.db");
+            copy_for_a_build_before(&runtime, &dir.path().join("bulk.db"), &copy, known);
+            (
+                PathBuf::from(binary),
+                format!("sqlite://{}", copy.display()),
+            )
+        });
     let mut resyncs = Vec::new();
     let mut resyncs_before = Vec::new();
     let mut last = None;
-    for round in 0..ROUNDS {
+    let rounds = rounds();
+    for round in 0..rounds {
         // Each build goes first every other round, so a drift of the machine favours neither.
         let now_first = round % 2 == 1 || before.is_none();
         if now_first {
@@ -137,9 +198,14 @@ fn main() {
     } = last.expect("at least one round");
     resyncs.sort();
     resyncs_before.sort();
-    let resync = resyncs[ROUNDS / 2];
+    let resync = resyncs[rounds / 2];
 
-    println!("| measurement | result |");
+    let database = if postgres.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    println!("| measurement ({database}) | result |");
     println!("|---|---|");
     if let Some(max) = delays.last() {
         println!(
@@ -150,7 +216,7 @@ fn main() {
         );
     }
     println!(
-        "| {keys} keys created through the API (8 clients, no pusher) | {:.1} s ({:.0}/s) |",
+        "| {keys} keys created through the API ({CREATORS} clients, no pusher) | {:.1} s ({:.0}/s) |",
         creation.as_secs_f64(),
         keys as f64 / creation.as_secs_f64()
     );
@@ -160,11 +226,11 @@ fn main() {
         keys as f64 / drain.as_secs_f64()
     );
     println!(
-        "| `keygate sync --full`, {keys} keys into an empty namespace (median of {ROUNDS}) | {:.2} s wall, {puts} bulk writes + {lists} list, {:.1} MB sent |",
+        "| `keygate sync --full`, {keys} keys into an empty namespace (median of {rounds}) | {:.2} s wall, {puts} bulk writes + {lists} list, {:.1} MB sent |",
         resync.as_secs_f64(),
         bytes as f64 / 1e6
     );
-    if let Some(before) = resyncs_before.get(ROUNDS / 2) {
+    if let Some(before) = resyncs_before.get(rounds / 2) {
         println!(
             "| the same by the build before (`BENCH_BEFORE_KEYGATE`), alternating rounds | {:.2} s wall (median); this build / before: {:.2} (rounds, before / now: {}) |",
             before.as_secs_f64(),
@@ -173,6 +239,10 @@ fn main() {
         );
     }
     eprintln!("keygate sync said: {}", stdout.trim());
+    if let Some(postgres) = postgres {
+        let drop = format!("DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)");
+        Postgres::run(&runtime, &postgres.admin_url, &drop);
+    }
 }
 
 struct Resync {
