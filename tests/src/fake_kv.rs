@@ -3,6 +3,7 @@
 //! Its wire format is checked against wrangler itself (`tests/sync.rs`, the contract test).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -11,6 +12,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 pub const TOKEN: &str = "test-token-for-the-fake-kv";
@@ -383,33 +386,37 @@ async fn list(
         .and_then(|limit| limit.parse().ok())
         .unwrap_or(1000)
         .clamp(10, 1000);
-    let start: usize = query
+    // Like Cloudflare's, the cursor is a seek: it names the last entry returned (base64), and the
+    // next page starts after it, so a page costs its own size however many entries there are.
+    let after = query
         .get("cursor")
-        .filter(|cursor| !cursor.is_empty())
-        .and_then(|cursor| cursor.strip_prefix('c')?.parse().ok())
-        .unwrap_or(0);
+        .and_then(|cursor| URL_SAFE_NO_PAD.decode(cursor).ok())
+        .and_then(|name| String::from_utf8(name).ok());
     let prefix = query.get("prefix").cloned().unwrap_or_default();
+    let from = match after {
+        Some(name) => Bound::Excluded(name),
+        None => Bound::Included(prefix.clone()),
+    };
     let state = state.lock().unwrap_or_else(|p| p.into_inner());
-    let matching: Vec<(&String, &Option<Value>)> = state
+    let mut matching = state
         .entries
-        .iter()
-        .filter(|(name, _)| name.starts_with(&prefix))
-        .map(|(name, (_, metadata))| (name, metadata))
-        .collect();
+        .range::<String, _>((from, Bound::Unbounded))
+        .take_while(|(name, _)| name.starts_with(&prefix));
+    let mut last = None;
     let page: Vec<Value> = matching
-        .iter()
-        .skip(start)
+        .by_ref()
         .take(limit)
-        .map(|(name, metadata)| match metadata {
-            Some(metadata) => json!({"name": name, "metadata": metadata}),
-            None => json!({"name": name}),
+        .map(|(name, (_, metadata))| {
+            last = Some(name);
+            match metadata {
+                Some(metadata) => json!({"name": name, "metadata": metadata}),
+                None => json!({"name": name}),
+            }
         })
         .collect();
-    let next = start + page.len();
-    let cursor = if next < matching.len() {
-        format!("c{next}")
-    } else {
-        String::new()
+    let cursor = match (last, matching.next()) {
+        (Some(last), Some(_)) => URL_SAFE_NO_PAD.encode(last),
+        _ => String::new(),
     };
     axum::Json(json!({
         "success": true, "errors": [], "messages": [], "result": page,

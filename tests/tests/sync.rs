@@ -181,6 +181,40 @@ fn the_cloudflare_client_sends_what_wrangler_sends() {
             ("kid_two".to_owned(), Some(9))
         ]
     );
+
+    // A namespace longer than a page: wrangler follows the stand-in's cursor to the end, and so
+    // does keygate, each name once and in order.
+    let names: Vec<String> = (0..2_345).map(|n| format!("kid_{n:05}")).collect();
+    fake.state().entries = names
+        .iter()
+        .map(|name| (name.clone(), ("v".to_owned(), None)))
+        .collect();
+    let by_wrangler = wrangler_remote(&fake, &["key", "list"]);
+    assert!(by_wrangler.status.success(), "{by_wrangler:?}");
+    let by_wrangler: Value = serde_json::from_slice(&by_wrangler.stdout).expect("JSON");
+    let by_wrangler: Vec<&str> = by_wrangler
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|key| key["name"].as_str())
+        .collect();
+    assert_eq!(by_wrangler, names);
+    let mut by_keygate = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = runtime
+            .block_on(ours.list(cursor.as_deref()))
+            .expect("list");
+        pages += 1;
+        by_keygate.extend(page.entries.into_iter().map(|entry| entry.name));
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(by_keygate, names);
+    assert_eq!(pages, 3, "pages of 1,000");
 }
 
 #[test]

@@ -155,6 +155,10 @@ async fn lease_now(db: &Db, now_ms: Option<i64>) -> Result<i64, StoreError> {
     }
 }
 
+/// How many outbox rows a claim reads per key it may take. Most keys have one pending row; a key
+/// with more (changed again while KV was down) only makes the batch smaller, never stalls it.
+const CLAIM_WINDOW: usize = 4;
+
 /// Claims up to `limit` keys with pending records, those that must stop working first, then in
 /// the order they were queued. Keys another pusher holds, or that wait out a backoff, are skipped.
 /// `now_ms: None` measures the lease by the database's clock (see [`database_now_ms`]). Rows KV
@@ -175,14 +179,20 @@ pub async fn claim(
         }
     };
     let mut tx = db.begin().await?;
+    // The first free rows in drain order (index `outbox_kv_pending`), then their keys: the walk
+    // stops after a window of rows instead of grouping the whole backlog for every batch.
+    let window = limit.saturating_mul(CLAIM_WINDOW);
     let candidates: Vec<String> = sqlx::query(&format!(
-        "SELECT o.api_key_id, MIN(o.priority) AS priority, MIN(o.outbox_id) AS first \
-         FROM outbox o LEFT JOIN sync_claim c ON c.api_key_id = o.api_key_id \
-         WHERE (c.api_key_id IS NULL OR c.until_ms <= $1){fed} \
-         GROUP BY o.api_key_id ORDER BY priority, first LIMIT $2"
+        "SELECT api_key_id, MIN(priority) AS priority, MIN(outbox_id) AS first FROM (\
+         SELECT o.api_key_id, o.priority, o.outbox_id FROM outbox o \
+         WHERE NOT EXISTS (SELECT 1 FROM sync_claim c \
+         WHERE c.api_key_id = o.api_key_id AND c.until_ms > $1){fed} \
+         ORDER BY o.priority, o.outbox_id LIMIT $3) w \
+         GROUP BY api_key_id ORDER BY priority, first LIMIT $2"
     ))
     .bind(now_ms)
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind(i64::try_from(window).unwrap_or(i64::MAX))
     .fetch_all(&mut *tx)
     .await?
     .iter()

@@ -238,6 +238,44 @@ async fn a_claim_holds_a_key_until_its_lease_ends() {
 }
 
 #[tokio::test]
+async fn a_key_with_many_pending_versions_is_claimed_whole_and_hides_no_other_key() {
+    let f = fixture().await;
+    let busy = f.keys(1).await[0];
+    for version in 2..=20 {
+        f.change(busy, version, Status::Active).await;
+    }
+    let mut rng = StdRng::seed_from_u64(8);
+    let mut others: Vec<String> = Vec::new();
+    for _ in 0..3 {
+        let key_id = KeyId::generate(&mut rng);
+        f.change(key_id, 1, Status::Active).await;
+        others.push(key_id.to_string());
+    }
+    // The busy key's 20 rows come first in the outbox, more than a small claim reads at once.
+    let first = outbox::claim(&f.db, "first", f.clock.manual_ms(), 60_000, 2, KvTakes::All)
+        .await
+        .unwrap();
+    assert_eq!(
+        first[0].key_id,
+        busy.to_string(),
+        "the oldest row's key leads"
+    );
+    assert_eq!(first[0].version, 20, "its newest version is the one sent");
+    let mut expected = others;
+    expected.retain(|key_id| !first.iter().any(|held| &held.key_id == key_id));
+    assert_eq!(
+        f.claimable().await,
+        expected,
+        "the held keys' rows do not hide the rest"
+    );
+    let done: Vec<&Claimed> = first.iter().take(1).collect();
+    outbox::pushed(&f.db, "first", &done, KvTakes::All)
+        .await
+        .unwrap();
+    assert_eq!(f.depth().await, 3, "all 20 of its rows left, no other row");
+}
+
+#[tokio::test]
 async fn keys_that_must_stop_working_are_pushed_first() {
     let f = fixture().await;
     let keys = f.keys(5).await;
