@@ -9,7 +9,7 @@ use serde::Deserialize;
 use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{
-    Date, DurableObject, Env, Method, Request, RequestInit, Response, Result, State, Stub,
+    DurableObject, Env, Method, Request, RequestInit, Response, Result, State, Stub,
     durable_object, web_sys,
 };
 
@@ -93,7 +93,7 @@ impl ChangeFeed {
 
     fn append(&self, append: &Append) -> Result<()> {
         let sql = self.sql();
-        let now = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
+        let now = crate::now_ms();
         for entry in &append.entries {
             sql.exec(
                 "INSERT INTO entry (key_id, record, at_ms) VALUES (?, ?, ?)",

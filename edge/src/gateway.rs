@@ -10,7 +10,7 @@ use keygate_shared::{ASSERTION_HEADER, Identity, Verifier};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{Headers, Request, Result, js_sys, web_sys};
+use worker::{Headers, Result, js_sys, web_sys};
 
 use crate::config::Config;
 
@@ -107,7 +107,7 @@ pub(crate) fn passes(name: &str, authorization_carries_key: bool, connection: &[
 /// without any keygate credential, any client header that reads as keygate's, or hop-by-hop
 /// headers, on every route, public ones too.
 pub(crate) async fn forward(
-    request: &Request,
+    request: &web_sys::Request,
     config: &Config,
     target: &str,
     caller: Caller<'_>,
@@ -118,7 +118,7 @@ pub(crate) async fn forward(
     // One copy of all headers in a single call, then delete the few that must not pass (collected
     // first: deleting while iterating a Headers skips entries).
     let headers = Headers(web_sys::Headers::new_with_headers(
-        request.inner().headers().as_ref(),
+        request.headers().as_ref(),
     )?);
     let carries_key = headers
         .get("authorization")?
@@ -156,10 +156,10 @@ pub(crate) async fn forward(
     }
 
     let init = web_sys::RequestInit::new();
-    init.set_method(request.inner().method().as_str());
+    init.set_method(request.method().as_str());
     init.set_headers(headers.0.as_ref());
     init.set_redirect(web_sys::RequestRedirect::Manual);
-    if let Some(body) = request.inner().body() {
+    if let Some(body) = request.body() {
         init.set_body(body.as_ref());
     }
     let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();

@@ -37,7 +37,7 @@ use keygate_shared::{
     Candidate, Decision, Denial, Digest, KeyId, Method as KeyMethod, Outcome, Request as Needs,
     UsageEvent, Verifier, VerifyRequest,
 };
-use worker::{Context, Date, Env, Request, Result, console_error, event, web_sys};
+use worker::{Context, Env, Request, Result, console_error, event, js_sys, web_sys};
 
 use crate::cache::RecordCache;
 use crate::config::{Config, ConfigError, LimitMode, LimiterUnavailable};
@@ -105,8 +105,10 @@ async fn queue(batch: worker::MessageBatch<String>, env: Env, _ctx: Context) -> 
     usage::deliver(batch, &env).await
 }
 
+/// The request arrives as the runtime's own object: `worker::Request` would read its `cf`
+/// properties, method and URL on every request, and only the verify and feed paths use it.
 #[event(fetch)]
-async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
+async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
     let request_id = request_id(&request);
     let isolate = match isolate(&env) {
         Ok(isolate) => isolate,
@@ -125,13 +127,13 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Resp
         ctx: &ctx,
         request_id: &request_id,
         client: client_ip(&request),
-        now_ms: i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX),
+        now_ms: now_ms(),
         target,
     };
     if call.target.path == isolate.config.verify_path {
-        call.verify(request).await
+        call.verify(request.into()).await
     } else if call.target.path == feed::FEED_PATH && isolate.config.feed.is_some() {
-        call.append_to_feed(request).await
+        call.append_to_feed(request.into()).await
     } else if call.target.path == JWKS_PATH {
         call.jwks()
     } else {
@@ -180,7 +182,7 @@ impl Verdict<'_> {
 impl Call<'_> {
     /// Gateway mode: route, take the credential, decide, spend the rate limit, forward or deny,
     /// report usage.
-    async fn gateway(&self, request: Request) -> Result<web_sys::Response> {
+    async fn gateway(&self, request: web_sys::Request) -> Result<web_sys::Response> {
         let Target { method, path, .. } = &self.target;
         let Some(route) = self.isolate.config.routes.find(*method, path) else {
             let message = format!("No route for {method} {path}.");
@@ -230,7 +232,10 @@ impl Call<'_> {
             Verdict::LimiterUnavailable => respond::limiter_unavailable(self.request_id)?,
         };
         if let Some(outcome) = outcome {
-            self.report(&candidate, outcome, response.status(), request.cf());
+            self.report(&candidate, outcome, response.status(), || {
+                worker::worker_sys::ext::RequestExt::cf(&request)
+                    .map(|cf| worker::Cf::from(cf).colo())
+            });
         }
         Ok(response)
     }
@@ -241,7 +246,7 @@ impl Call<'_> {
         &self,
         identity: &keygate_shared::Identity<'_>,
         cached: &cache::CachedRecord,
-    ) -> std::result::Result<Option<worker::js_sys::JsString>, Answered> {
+    ) -> std::result::Result<Option<js_sys::JsString>, Answered> {
         let Some(config) = &self.isolate.config.assertion else {
             return Ok(None);
         };
@@ -275,14 +280,18 @@ impl Call<'_> {
     }
 
     /// The key the request presents, or the 401 that ends the request.
-    fn credential(&self, request: &Request) -> std::result::Result<Candidate, Answered> {
+    fn credential(&self, request: &web_sys::Request) -> std::result::Result<Candidate, Answered> {
         let headers = request.headers();
-        let authorization = headers.get("authorization").map_err(Err)?;
+        let authorization = headers
+            .get("authorization")
+            .map_err(|error| Err(error.into()))?;
         // X-API-Key matters only when Authorization does not carry the key: skip reading it.
         let x_api_key = if authorization.as_deref().is_some_and(Verifier::carries_key) {
             None
         } else {
-            headers.get("x-api-key").map_err(Err)?
+            headers
+                .get("x-api-key")
+                .map_err(|error| Err(error.into()))?
         };
         self.isolate
             .config
@@ -348,12 +357,12 @@ impl Call<'_> {
         candidate: &Candidate,
         outcome: Outcome,
         status: u16,
-        cf: Option<&worker::Cf>,
+        colo: impl FnOnce() -> Option<String>,
     ) {
         if !self.isolate.reports_usage {
             return;
         }
-        let finished_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
+        let finished_ms = now_ms();
         let event = UsageEvent {
             event_id: self.request_id.to_owned(),
             key_id: candidate.key_id().as_str().to_owned(),
@@ -362,7 +371,7 @@ impl Call<'_> {
             route: UsageEvent::route_of(&self.target.path).to_owned(),
             outcome: outcome.into(),
             status: i64::from(status),
-            colo: cf.map_or_else(|| "local".to_owned(), |cf| cf.colo()),
+            colo: colo().unwrap_or_else(|| "local".to_owned()),
             latency_ms: (finished_ms - self.now_ms).max(0),
         };
         usage::report(self.ctx, self.env, &event);
@@ -441,7 +450,9 @@ impl Call<'_> {
             Verdict::LimiterUnavailable => respond::limiter_unavailable(self.request_id)?,
         };
         if let Some(outcome) = outcome {
-            self.report(&candidate, outcome, response.status(), request.cf());
+            self.report(&candidate, outcome, response.status(), || {
+                request.cf().map(|cf| cf.colo())
+            });
         }
         Ok(response)
     }
@@ -567,7 +578,11 @@ impl Call<'_> {
             })
     }
 
-    async fn forward(&self, request: &Request, caller: Caller<'_>) -> Result<web_sys::Response> {
+    async fn forward(
+        &self,
+        request: &web_sys::Request,
+        caller: Caller<'_>,
+    ) -> Result<web_sys::Response> {
         let Target { path, query, .. } = &self.target;
         let target = if query.is_empty() {
             path.clone()
@@ -625,7 +640,7 @@ fn bearer_is(request: &Request, expected: &Digest) -> Result<bool> {
 }
 
 /// Cloudflare sets `CF-Connecting-IP` on every request it receives, overwriting any a client sent.
-fn client_ip(request: &Request) -> Option<IpAddr> {
+fn client_ip(request: &web_sys::Request) -> Option<IpAddr> {
     request
         .headers()
         .get("cf-connecting-ip")
@@ -634,13 +649,19 @@ fn client_ip(request: &Request) -> Option<IpAddr> {
         .and_then(|ip| ip.trim().parse().ok())
 }
 
-fn request_id(request: &Request) -> String {
+fn request_id(request: &web_sys::Request) -> String {
     let ray = request.headers().get("cf-ray").ok().flatten();
     ray.filter(|ray| ray.len() <= 64 && ray.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .unwrap_or_else(|| {
             format!(
                 "{:016x}",
-                (worker::js_sys::Math::random() * (u64::MAX as f64)) as u64
+                (js_sys::Math::random() * (u64::MAX as f64)) as u64
             )
         })
+}
+
+/// Milliseconds since the epoch, from the runtime's clock (`std::time` panics on wasm32).
+pub(crate) fn now_ms() -> i64 {
+    // An f64 of whole milliseconds: exact far beyond any date keygate meets.
+    js_sys::Date::now() as i64
 }

@@ -15,8 +15,8 @@ use keygate_shared::{Admission, BucketCopy, FastTake, KeyId, RateLimit, TokenBuc
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{
-    Context, Date, Delay, DurableObject, Env, Method, Request, RequestInit, Response, Result,
-    State, console_error, durable_object, js_sys, web_sys,
+    Context, Delay, DurableObject, Env, Method, Request, RequestInit, Response, Result, State,
+    console_error, durable_object, js_sys, web_sys,
 };
 
 use crate::Isolate;
@@ -131,7 +131,7 @@ fn store(storage: &JsValue, bucket: &TokenBucket) -> Result<()> {
 }
 
 fn now_ms() -> i64 {
-    i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX)
+    crate::now_ms()
 }
 
 /// One call to the key's object.

@@ -2,7 +2,7 @@
 //! the canonical path (keygate-shared's rules), or the 405/400 that refuses it before routing.
 
 use keygate_shared::{Method, PathError, canonical_path};
-use worker::{Request, Result, web_sys};
+use worker::{Result, web_sys};
 
 use crate::respond;
 
@@ -34,10 +34,9 @@ impl Unroutable {
 }
 
 impl Target {
-    pub(crate) fn of(request: &Request) -> std::result::Result<Self, Unroutable> {
-        let inner = request.inner();
-        let method = Method::parse(&inner.method()).ok_or(Unroutable::Method)?;
-        let url = inner.url();
+    pub(crate) fn of(request: &web_sys::Request) -> std::result::Result<Self, Unroutable> {
+        let method = Method::parse(&request.method()).ok_or(Unroutable::Method)?;
+        let url = request.url();
         let (origin, rest) = split_origin(&url);
         let (path, query) = path_and_query(rest);
         Ok(Self {
