@@ -37,6 +37,7 @@ use keygate_shared::{
     Candidate, Decision, Denial, Digest, KeyId, Method as KeyMethod, Outcome, Request as Needs,
     UsageEvent, Verifier, VerifyRequest,
 };
+use worker::worker_sys::ext::RequestExt as _;
 use worker::{Context, Env, Request, Result, console_error, event, js_sys, web_sys};
 
 use crate::cache::RecordCache;
@@ -109,7 +110,8 @@ async fn queue(batch: worker::MessageBatch<String>, env: Env, _ctx: Context) -> 
 /// properties, method and URL on every request, and only the verify and feed paths use it.
 #[event(fetch)]
 async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
-    let request_id = request_id(&request);
+    let headers = request.headers();
+    let request_id = request_id(&headers);
     let isolate = match isolate(&env) {
         Ok(isolate) => isolate,
         Err(error) => {
@@ -126,7 +128,7 @@ async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> Result<web_
         env: &env,
         ctx: &ctx,
         request_id: &request_id,
-        client: client_ip(&request),
+        client: client_ip(&headers),
         now_ms: now_ms(),
         target,
     };
@@ -233,8 +235,7 @@ impl Call<'_> {
         };
         if let Some(outcome) = outcome {
             self.report(&candidate, outcome, response.status(), || {
-                worker::worker_sys::ext::RequestExt::cf(&request)
-                    .map(|cf| worker::Cf::from(cf).colo())
+                request.cf().map(|cf| worker::Cf::from(cf).colo())
             });
         }
         Ok(response)
@@ -640,17 +641,16 @@ fn bearer_is(request: &Request, expected: &Digest) -> Result<bool> {
 }
 
 /// Cloudflare sets `CF-Connecting-IP` on every request it receives, overwriting any a client sent.
-fn client_ip(request: &web_sys::Request) -> Option<IpAddr> {
-    request
-        .headers()
+fn client_ip(headers: &web_sys::Headers) -> Option<IpAddr> {
+    headers
         .get("cf-connecting-ip")
         .ok()
         .flatten()
         .and_then(|ip| ip.trim().parse().ok())
 }
 
-fn request_id(request: &web_sys::Request) -> String {
-    let ray = request.headers().get("cf-ray").ok().flatten();
+fn request_id(headers: &web_sys::Headers) -> String {
+    let ray = headers.get("cf-ray").ok().flatten();
     ray.filter(|ray| ray.len() <= 64 && ray.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .unwrap_or_else(|| {
             format!(

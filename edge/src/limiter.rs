@@ -82,7 +82,7 @@ impl DurableObject for KeyLimiter {
             // this one has its bucket, so two requests never spend the same token.
             None => self.state.storage().get(BUCKET).await?,
         };
-        let now_ms = now_ms();
+        let now_ms = crate::now_ms();
         let counted = TokenBucket::spend(stored, ask.limit, ask.reported, now_ms);
         let (bucket, admission) = if ask.take {
             let (bucket, admission) = TokenBucket::take(Some(counted), ask.limit, now_ms);
@@ -128,10 +128,6 @@ fn store(storage: &JsValue, bucket: &TokenBucket) -> Result<()> {
     let value = js_sys::JSON::parse(&serde_json::to_string(bucket)?)?;
     put.call3(storage, &BUCKET.into(), &value, &options)?;
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    crate::now_ms()
 }
 
 /// One call to the key's object.
@@ -330,7 +326,7 @@ impl FastCopies {
         bucket: TokenBucket,
         limit: RateLimit,
     ) {
-        let now_ms = now_ms();
+        let now_ms = crate::now_ms();
         match self.get_mut(&key_id) {
             Some(held) => {
                 held.copy =
