@@ -35,17 +35,6 @@ ensure_wasm_bindgen() {
   fi
 }
 
-# worker-build at the version of the `worker` crate in Cargo.lock.
-ensure_worker_build() {
-  local version
-  version=$(locked_version worker)
-  if [ "$(worker-build --version 2>/dev/null | awk '{print $NF}')" != "$version" ]; then
-    say "installing worker-build $version (a few minutes, once)"
-    cargo install worker-build --version "$version" --locked \
-      || cargo install worker-build --version "$version"
-  fi
-}
-
 # The node packages in package-lock.json (wrangler, esbuild, wasm-opt), installed when missing or
 # older than the lock file.
 ensure_node_modules() {
