@@ -126,7 +126,7 @@ impl Follower {
 /// isolate does not make its requests wait: each would only add the timeout while the feed is
 /// down; a background poll each interval notices when it is back.
 pub(crate) async fn keep_up(
-    isolate: &Rc<Isolate>,
+    isolate: &'static Isolate,
     env: &Env,
     ctx: &Context,
     origin: &str,
@@ -141,10 +141,10 @@ pub(crate) async fn keep_up(
         if now_ms - follower.started_ms.get() >= settings.poll_ms && !follower.polling.get() {
             follower.polling.set(true);
             follower.started_ms.set(now_ms);
-            let (isolate, env, origin) = (isolate.clone(), env.clone(), origin.to_owned());
+            let (env, origin) = (env.clone(), origin.to_owned());
             ctx.wait_until(async move {
                 if let Some(settings) = &isolate.config.feed {
-                    poll_within_timeout(&isolate, settings, &env, &origin, now_ms).await;
+                    poll_within_timeout(isolate, settings, &env, &origin, now_ms).await;
                 }
                 isolate.follower.polling.set(false);
             });

@@ -1,18 +1,19 @@
 //! Gateway mode: pass an allowed request on to the origin, as it came, minus the credential and any
 //! identity headers the client made up, plus the identity keygate verified. The origin's response
-//! goes back as the very object fetch returned: no copy, no re-wrapping of its body.
+//! goes back as the very object fetch returned: no copy, no re-wrapping of its body. A public
+//! route's request is sent without waiting, and its promise returned as it is.
 //!
 //! This runs on every request, and its cost is mostly strings crossing between wasm and JS, so it
 //! crosses as few as it can: one call copies all headers, only names are read back, and the
 //! identity headers of a key are JS strings made once per cached record.
 
 use keygate_shared::{ASSERTION_HEADER, Identity, Verifier};
-use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::prelude::{Closure, wasm_bindgen};
 use wasm_bindgen::{JsCast, JsValue};
-use worker::wasm_bindgen_futures::JsFuture;
-use worker::{Headers, Result, js_sys, web_sys};
+use worker::{Headers, Result, console_error, js_sys, web_sys};
 
 use crate::config::Config;
+use crate::respond;
 
 /// Headers keygate sets for the origin; any a client sends are dropped first.
 const IDENTITY_PREFIX: &str = "x-keygate-";
@@ -31,6 +32,20 @@ extern "C" {
         name: &js_sys::JsString,
         value: &js_sys::JsString,
     ) -> std::result::Result<(), JsValue>;
+
+    /// A promise, for a `catch` that takes a plain function (js-sys's takes a Rust closure).
+    #[wasm_bindgen(js_name = Promise)]
+    type JsPromise;
+
+    #[wasm_bindgen(method, js_name = catch)]
+    fn catch(this: &JsPromise, on_rejected: &js_sys::Function) -> js_sys::Promise;
+
+    /// A function, for a `bind` that fixes one argument whatever the function's Rust type.
+    #[wasm_bindgen(js_name = Function)]
+    type JsFunction;
+
+    #[wasm_bindgen(method, js_name = bind)]
+    fn bind(this: &JsFunction, this_arg: &JsValue, first: &JsValue) -> js_sys::Function;
 }
 
 /// The identity headers of one key, as JS strings.
@@ -103,16 +118,16 @@ pub(crate) fn passes(name: &str, authorization_carries_key: bool, connection: &[
         || connection.contains(&read_as))
 }
 
-/// Forwards the request to the origin at the authorised `target` (canonical path and query),
-/// without any keygate credential, any client header that reads as keygate's, or hop-by-hop
-/// headers, on every route, public ones too.
-pub(crate) async fn forward(
+/// Sends the request to the origin at the authorised `target` (canonical path and query), without
+/// any keygate credential, any client header that reads as keygate's, or hop-by-hop headers, on
+/// every route, public ones too: the promise of the origin's response.
+pub(crate) fn send(
     request: &web_sys::Request,
     config: &Config,
     target: &str,
     caller: Caller<'_>,
     request_id: &str,
-) -> Result<web_sys::Response> {
+) -> Result<js_sys::Promise> {
     let url = format!("{}{target}", config.origin);
 
     // One copy of all headers in a single call, then delete the few that must not pass (collected
@@ -163,8 +178,38 @@ pub(crate) async fn forward(
         init.set_body(body.as_ref());
     }
     let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let response = JsFuture::from(scope.fetch_with_str_and_init(&url, &init)).await?;
-    Ok(response.dyn_into()?)
+    Ok(scope.fetch_with_str_and_init(&url, &init))
+}
+
+/// The 502 for a request whose origin could not be reached.
+pub(crate) fn unreachable(error: &JsValue, request_id: &str) -> Result<web_sys::Response> {
+    let error = worker::Error::from(error.clone());
+    console_error!("{request_id} origin unreachable: {error}");
+    respond::error(
+        502,
+        "origin_unavailable",
+        "The origin could not be reached.",
+        request_id,
+    )
+}
+
+thread_local! {
+    /// `(request_id, error) => the 502`, bound to each public request's id: a public route's one
+    /// call back into wasm, made only when its origin cannot be reached.
+    static ON_UNREACHABLE: Closure<dyn Fn(JsValue, JsValue) -> std::result::Result<JsValue, JsValue>> =
+        Closure::new(|request_id: JsValue, error: JsValue| {
+            let request_id = request_id.as_string().unwrap_or_default();
+            Ok(unreachable(&error, &request_id)?.into())
+        });
+}
+
+/// The origin's response promise, answering the 502 instead if the origin cannot be reached.
+pub(crate) fn or_unreachable(pending: &js_sys::Promise, request_id: &str) -> js_sys::Promise {
+    ON_UNREACHABLE.with(|on_unreachable| {
+        let on_unreachable: &JsFunction = on_unreachable.as_ref().unchecked_ref();
+        let bound = on_unreachable.bind(&JsValue::NULL, &request_id.into());
+        pending.unchecked_ref::<JsPromise>().catch(&bound)
+    })
 }
 
 #[cfg(test)]

@@ -30,13 +30,15 @@ mod webcrypto;
 
 use std::cell::{OnceCell, RefCell};
 use std::net::IpAddr;
-use std::rc::Rc;
 
 use futures_util::StreamExt as _;
 use keygate_shared::{
     Candidate, Decision, Denial, Digest, KeyId, Method as KeyMethod, Outcome, Request as Needs,
     UsageEvent, Verifier, VerifyRequest,
 };
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast as _, JsValue};
+use worker::wasm_bindgen_futures::{JsFuture, future_to_promise};
 use worker::worker_sys::ext::RequestExt as _;
 use worker::{Context, Env, Request, Result, console_error, event, js_sys, web_sys};
 
@@ -44,6 +46,7 @@ use crate::cache::RecordCache;
 use crate::config::{Config, ConfigError, LimitMode, LimiterUnavailable};
 use crate::gateway::Caller;
 use crate::lookup::LookupError;
+use crate::routes::Route;
 use crate::target::Target;
 
 /// Where the edge publishes the public keys of its identity assertions.
@@ -73,11 +76,12 @@ pub(crate) struct Isolate {
 }
 
 thread_local! {
-    static ISOLATE: OnceCell<std::result::Result<Rc<Isolate>, ConfigError>> = const { OnceCell::new() };
+    static ISOLATE: OnceCell<std::result::Result<&'static Isolate, ConfigError>> = const { OnceCell::new() };
 }
 
-/// Vars do not change during an isolate's life, so they are read and parsed once.
-fn isolate(env: &Env) -> std::result::Result<Rc<Isolate>, ConfigError> {
+/// Vars do not change during an isolate's life, so they are read and parsed once, into state that
+/// lives as long as the isolate (a wasm instance built after a trap starts its own).
+fn isolate(env: &Env) -> std::result::Result<&'static Isolate, ConfigError> {
     ISOLATE.with(|cell| {
         cell.get_or_init(|| {
             let config = Config::from_vars(|name| env.var(name).ok().map(|var| var.to_string()))?;
@@ -85,7 +89,7 @@ fn isolate(env: &Env) -> std::result::Result<Rc<Isolate>, ConfigError> {
             let local_buckets = limiter::LocalBuckets::new(config.cache_capacity);
             let fast_copies = limiter::FastCopies::new(config.cache_capacity);
             let signer = assertion::Signer::new(config.cache_capacity);
-            Ok(Rc::new(Isolate {
+            Ok(&*Box::leak(Box::new(Isolate {
                 config,
                 local_buckets: RefCell::new(local_buckets),
                 fast_copies: RefCell::new(fast_copies),
@@ -94,7 +98,7 @@ fn isolate(env: &Env) -> std::result::Result<Rc<Isolate>, ConfigError> {
                 follower: follower::Follower::default(),
                 cache: RefCell::new(cache),
                 reports_usage: env.queue(usage::USAGE_BINDING).is_ok(),
-            }))
+            })))
         })
         .clone()
     })
@@ -106,48 +110,122 @@ async fn queue(batch: worker::MessageBatch<String>, env: Env, _ctx: Context) -> 
     usage::deliver(batch, &env).await
 }
 
+/// The fetch handler, exported by hand: `#[event(fetch)]` would make every request a Rust future,
+/// run by an executor that JS calls back into. Here an answer that needs no waiting is made at once
+/// and returned settled, and a public route's request is forwarded at once: the promise returned
+/// is the origin's fetch itself (a 502 attached for an unreachable origin), so no future runs for
+/// it and nothing calls back into wasm. A key's request, verify mode and feed appends wait on KV,
+/// Durable Objects or WebCrypto, and run as a future.
+///
 /// The request arrives as the runtime's own object: `worker::Request` would read its `cf`
 /// properties, method and URL on every request, and only the verify and feed paths use it.
-#[event(fetch)]
-async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
+#[wasm_bindgen]
+pub fn fetch(
+    request: web_sys::Request,
+    env: Env,
+    ctx: worker::worker_sys::Context,
+) -> js_sys::Promise {
     let headers = request.headers();
     let request_id = request_id(&headers);
     let isolate = match isolate(&env) {
         Ok(isolate) => isolate,
         Err(error) => {
             console_error!("{request_id} misconfigured: {error}");
-            return respond::error(500, "misconfigured", &error.to_string(), &request_id);
+            let answer = respond::error(500, "misconfigured", &error.to_string(), &request_id);
+            return settled(answer, &request_id);
         }
     };
     let target = match Target::of(&request) {
         Ok(target) => target,
-        Err(refusal) => return refusal.answer(&request_id),
+        Err(refusal) => return settled(refusal.answer(&request_id), &request_id),
     };
     let call = Call {
-        isolate: &isolate,
-        env: &env,
-        ctx: &ctx,
-        request_id: &request_id,
+        isolate,
+        env,
+        ctx: Context::new(ctx),
         client: client_ip(&headers),
         now_ms: now_ms(),
+        request_id,
         target,
     };
-    if call.target.path == isolate.config.verify_path {
-        call.verify(request.into()).await
-    } else if call.target.path == feed::FEED_PATH && isolate.config.feed.is_some() {
-        call.append_to_feed(request.into()).await
-    } else if call.target.path == JWKS_PATH {
-        call.jwks()
+    let config = &isolate.config;
+    let Target { method, path, .. } = &call.target;
+    let later = if *path == config.verify_path {
+        Later::Verify
+    } else if path == feed::FEED_PATH && config.feed.is_some() {
+        Later::FeedAppend
+    } else if path == JWKS_PATH {
+        return settled(call.jwks(), &call.request_id);
     } else {
-        call.gateway(request).await
+        match config.routes.find(*method, path) {
+            None => {
+                let message = format!("No route for {method} {path}.");
+                return settled(
+                    respond::error(404, "no_route", &message, &call.request_id),
+                    &call.request_id,
+                );
+            }
+            Some(found) if found.route.public => return call.forward_public(&request),
+            Some(found) => Later::Key {
+                route: found.route,
+                customer: found.customer.map(str::to_owned),
+            },
+        }
+    };
+    future_to_promise(async move {
+        let answer = match later {
+            Later::Verify => call.verify(request.into()).await,
+            Later::FeedAppend => call.append_to_feed(request.into()).await,
+            Later::Key { route, customer } => {
+                call.gateway(request, route, customer.as_deref()).await
+            }
+        };
+        answered(answer, &call.request_id)
+    })
+}
+
+/// What a request that has to wait is, as the handler found it.
+enum Later {
+    Verify,
+    FeedAppend,
+    /// A route that needs a key; `customer` is the customer its path names, if it is scoped.
+    Key {
+        route: &'static Route,
+        customer: Option<String>,
+    },
+}
+
+/// The JS value the runtime gets for an answer: the response, or, if making it failed, a 500 (or,
+/// failing that too, a rejection, which the runtime answers with its own 500).
+fn answered(
+    answer: Result<web_sys::Response>,
+    request_id: &str,
+) -> std::result::Result<JsValue, JsValue> {
+    let response = answer.or_else(|error| {
+        console_error!("{request_id} internal error: {error}");
+        respond::error(
+            500,
+            "internal_error",
+            "The edge could not answer.",
+            request_id,
+        )
+    })?;
+    Ok(response.into())
+}
+
+/// An answer made without waiting, as the settled promise the handler returns.
+fn settled(answer: Result<web_sys::Response>, request_id: &str) -> js_sys::Promise {
+    match answered(answer, request_id) {
+        Ok(response) => js_sys::Promise::resolve(&response),
+        Err(error) => js_sys::Promise::reject(&error),
     }
 }
 
-struct Call<'a> {
-    isolate: &'a Rc<Isolate>,
-    env: &'a Env,
-    ctx: &'a Context,
-    request_id: &'a str,
+struct Call {
+    isolate: &'static Isolate,
+    env: Env,
+    ctx: Context,
+    request_id: String,
     client: Option<IpAddr>,
     /// Read once per request: the decision and the cache see the same instant.
     now_ms: i64,
@@ -181,33 +259,30 @@ impl Verdict<'_> {
     }
 }
 
-impl Call<'_> {
-    /// Gateway mode: route, take the credential, decide, spend the rate limit, forward or deny,
-    /// report usage.
-    async fn gateway(&self, request: web_sys::Request) -> Result<web_sys::Response> {
-        let Target { method, path, .. } = &self.target;
-        let Some(route) = self.isolate.config.routes.find(*method, path) else {
-            let message = format!("No route for {method} {path}.");
-            return respond::error(404, "no_route", &message, self.request_id);
-        };
-        if route.route.public {
-            return self.forward(&request, Caller::Anonymous).await;
-        }
+impl Call {
+    /// Gateway mode on a route that needs a key: take the credential, decide, spend the rate
+    /// limit, forward or deny, report usage.
+    async fn gateway(
+        &self,
+        request: web_sys::Request,
+        route: &Route,
+        customer: Option<&str>,
+    ) -> Result<web_sys::Response> {
         let candidate = match self.credential(&request) {
             Ok(candidate) => candidate,
             Err(answered) => return answered,
         };
         let cached = match self.record(candidate.key_id()).await {
             Ok(Some(cached)) => cached,
-            Ok(None) => return respond::denial(&Denial::UnknownKey, self.request_id),
+            Ok(None) => return respond::denial(&Denial::UnknownKey, &self.request_id),
             Err(answered) => return answered,
         };
         let needs = Needs {
             now: self.now_ms.div_euclid(1000),
             client_ip: self.client,
-            required: &route.route.permissions,
-            customer_id: route.customer,
-            customer_keys: route.route.customer_keys,
+            required: &route.permissions,
+            customer_id: customer,
+            customer_keys: route.customer_keys,
         };
         let verdict = self.judge(&candidate, &cached, &needs).await;
         let outcome = verdict.outcome();
@@ -228,10 +303,10 @@ impl Call<'_> {
                 }
             }
             Verdict::Denied(_, Some(admission)) => {
-                respond::rate_limited(&admission, self.request_id)?
+                respond::rate_limited(&admission, &self.request_id)?
             }
-            Verdict::Denied(denial, None) => respond::denial(&denial, self.request_id)?,
-            Verdict::LimiterUnavailable => respond::limiter_unavailable(self.request_id)?,
+            Verdict::Denied(denial, None) => respond::denial(&denial, &self.request_id)?,
+            Verdict::LimiterUnavailable => respond::limiter_unavailable(&self.request_id)?,
         };
         if let Some(outcome) = outcome {
             self.report(&candidate, outcome, response.status(), || {
@@ -262,7 +337,7 @@ impl Call<'_> {
                     503,
                     "unavailable",
                     "The identity assertion could not be signed.",
-                    self.request_id,
+                    &self.request_id,
                 )
             })
     }
@@ -271,11 +346,11 @@ impl Call<'_> {
     fn jwks(&self) -> Result<web_sys::Response> {
         match (&self.isolate.config.assertion, self.target.method) {
             (Some(assertion), KeyMethod::Get | KeyMethod::Head) => {
-                respond::public_json(&assertion.jwks_json, self.request_id)
+                respond::public_json(&assertion.jwks_json, &self.request_id)
             }
-            (Some(_), _) => respond::method_not_allowed(self.request_id),
+            (Some(_), _) => respond::method_not_allowed(&self.request_id),
             (None, _) => {
-                respond::error(404, "no_route", "No assertion keys here.", self.request_id)
+                respond::error(404, "no_route", "No assertion keys here.", &self.request_id)
             }
         }
     }
@@ -298,7 +373,7 @@ impl Call<'_> {
             .config
             .verifier
             .identify(authorization.as_deref(), x_api_key.as_deref())
-            .map_err(|denial| respond::denial(&denial, self.request_id))
+            .map_err(|denial| respond::denial(&denial, &self.request_id))
     }
 
     /// The decision and, for an allowed key, one request spent of its rate limit, if it has one:
@@ -318,10 +393,10 @@ impl Call<'_> {
             return Verdict::Allowed(identity, None);
         };
         let asked = match self.isolate.config.rate_limit_mode {
-            LimitMode::Exact => limiter::admit(self.env, &candidate.key_id(), limit).await,
+            LimitMode::Exact => limiter::admit(&self.env, &candidate.key_id(), limit).await,
             LimitMode::Fast => {
                 let (isolate, key_id) = (self.isolate, candidate.key_id());
-                limiter::admit_fast(isolate, self.env, self.ctx, key_id, limit, self.now_ms).await
+                limiter::admit_fast(isolate, &self.env, &self.ctx, key_id, limit, self.now_ms).await
             }
         };
         let admission = match asked {
@@ -375,7 +450,7 @@ impl Call<'_> {
             colo: colo().unwrap_or_else(|| "local".to_owned()),
             latency_ms: (finished_ms - self.now_ms).max(0),
         };
-        usage::report(self.ctx, self.env, &event);
+        usage::report(&self.ctx, &self.env, &event);
     }
 
     /// Verify mode: the decision for a key in a JSON body, as JSON.
@@ -385,14 +460,14 @@ impl Call<'_> {
                 405,
                 "method_not_allowed",
                 "Verify with POST and a JSON body.",
-                self.request_id,
+                &self.request_id,
             );
         }
         let body = match read_capped(&mut request, MAX_VERIFY_BODY).await? {
             Some(body) => body,
             None => {
                 let message = format!("The body is larger than {MAX_VERIFY_BODY} bytes.");
-                return respond::error(413, "body_too_large", &message, self.request_id);
+                return respond::error(413, "body_too_large", &message, &self.request_id);
             }
         };
         let asked: VerifyRequest = match serde_json::from_slice(&body) {
@@ -405,7 +480,7 @@ impl Call<'_> {
                     error.line(),
                     error.column()
                 );
-                return respond::error(400, "invalid_request", &message, self.request_id);
+                return respond::error(400, "invalid_request", &message, &self.request_id);
             }
         };
         if let Some(expected) = &self.isolate.config.verify_secret
@@ -415,7 +490,7 @@ impl Call<'_> {
                 401,
                 "invalid_verifier",
                 "Verify mode needs the verifier secret: 'Authorization: Bearer <secret>'.",
-                self.request_id,
+                &self.request_id,
             );
         }
         let verifier = &self.isolate.config.verifier;
@@ -424,7 +499,7 @@ impl Call<'_> {
             .is_some_and(|environment| environment != verifier.environment())
         {
             let message = format!("This edge verifies {} keys only.", verifier.environment());
-            return respond::error(400, "wrong_environment", &message, self.request_id);
+            return respond::error(400, "wrong_environment", &message, &self.request_id);
         }
         let candidate = match verifier.identify_key(&asked.key) {
             Ok(candidate) => candidate,
@@ -448,7 +523,7 @@ impl Call<'_> {
         let response = match verdict {
             Verdict::Allowed(identity, _) => self.verdict(Decision::Allowed(identity))?,
             Verdict::Denied(denial, _) => self.verdict(Decision::Denied(denial))?,
-            Verdict::LimiterUnavailable => respond::limiter_unavailable(self.request_id)?,
+            Verdict::LimiterUnavailable => respond::limiter_unavailable(&self.request_id)?,
         };
         if let Some(outcome) = outcome {
             self.report(&candidate, outcome, response.status(), || {
@@ -466,7 +541,7 @@ impl Call<'_> {
                 404,
                 "no_route",
                 "This edge takes no feed appends (no KEYGATE_FEED_TOKEN).",
-                self.request_id,
+                &self.request_id,
             );
         };
         if request.method() != worker::Method::Post {
@@ -474,7 +549,7 @@ impl Call<'_> {
                 405,
                 "method_not_allowed",
                 "POST an append.",
-                self.request_id,
+                &self.request_id,
             );
         }
         if !bearer_is(&request, expected)? {
@@ -482,7 +557,7 @@ impl Call<'_> {
                 401,
                 "invalid_feed_token",
                 "Appending to the feed needs 'Authorization: Bearer <KEYGATE_FEED_TOKEN>'.",
-                self.request_id,
+                &self.request_id,
             );
         }
         let Some(body) = read_capped(&mut request, keygate_shared::MAX_APPEND_BYTES).await? else {
@@ -490,9 +565,9 @@ impl Call<'_> {
                 "An append is at most {} bytes.",
                 keygate_shared::MAX_APPEND_BYTES
             );
-            return respond::error(413, "body_too_large", &message, self.request_id);
+            return respond::error(413, "body_too_large", &message, &self.request_id);
         };
-        match feed::append(self.env, body).await {
+        match feed::append(&self.env, body).await {
             Ok(response) => Ok(response.into()),
             Err(error) => {
                 console_error!("{} feed unavailable: {error}", self.request_id);
@@ -500,14 +575,14 @@ impl Call<'_> {
                     503,
                     "unavailable",
                     "The change feed cannot be reached.",
-                    self.request_id,
+                    &self.request_id,
                 )
             }
         }
     }
 
     fn verdict(&self, decision: Decision<'_>) -> Result<web_sys::Response> {
-        respond::json(200, &decision.to_verify_response(), self.request_id)
+        respond::json(200, &decision.to_verify_response(), &self.request_id)
     }
 
     /// The record for `key_id`, or the response that ends the request (limited, KV trouble, a
@@ -517,8 +592,8 @@ impl Call<'_> {
     async fn record(&self, key_id: KeyId) -> std::result::Result<cache::Lookup, Answered> {
         if follower::keep_up(
             self.isolate,
-            self.env,
-            self.ctx,
+            &self.env,
+            &self.ctx,
             self.target.origin(),
             self.now_ms,
         )
@@ -529,17 +604,17 @@ impl Call<'_> {
                 503,
                 "unavailable",
                 "The change feed cannot be reached, and this deployment does not decide without it.",
-                self.request_id,
+                &self.request_id,
             ));
         }
-        lookup::record(self.isolate, self.env, key_id, self.client, self.now_ms)
+        lookup::record(self.isolate, &self.env, key_id, self.client, self.now_ms)
             .await
             .map_err(|error| match error {
                 LookupError::Limited => respond::denial(
                     &Denial::RateLimited {
                         retry_after_seconds: respond::LOOKUP_RETRY_AFTER_SECONDS,
                     },
-                    self.request_id,
+                    &self.request_id,
                 ),
                 LookupError::Unavailable(problem) => {
                     console_error!("{} KV unavailable: {problem}", self.request_id);
@@ -547,7 +622,7 @@ impl Call<'_> {
                         503,
                         "unavailable",
                         "The key store is unavailable; try again shortly.",
-                        self.request_id,
+                        &self.request_id,
                     )
                 }
                 LookupError::Unreadable(problem) => {
@@ -559,7 +634,7 @@ impl Call<'_> {
                         503,
                         "unavailable",
                         "The key store returned an unreadable record.",
-                        self.request_id,
+                        &self.request_id,
                     )
                 }
                 // Worth an alert: someone wrote KV without the control plane's signing key.
@@ -573,42 +648,62 @@ impl Call<'_> {
                         503,
                         "unavailable",
                         "The key store returned a record keygate did not sign.",
-                        self.request_id,
+                        &self.request_id,
                     )
                 }
             })
     }
 
+    /// The request's target at the origin: the canonical path and the query as received.
+    fn origin_target(&self) -> String {
+        let Target { path, query, .. } = &self.target;
+        if query.is_empty() {
+            path.clone()
+        } else {
+            format!("{path}?{query}")
+        }
+    }
+
+    /// Forwards a key's allowed request and waits for the origin's response.
     async fn forward(
         &self,
         request: &web_sys::Request,
         caller: Caller<'_>,
     ) -> Result<web_sys::Response> {
-        let Target { path, query, .. } = &self.target;
-        let target = if query.is_empty() {
-            path.clone()
-        } else {
-            format!("{path}?{query}")
-        };
-        match gateway::forward(
+        let config = &self.isolate.config;
+        let sent = gateway::send(
             request,
-            &self.isolate.config,
-            &target,
+            config,
+            &self.origin_target(),
             caller,
-            self.request_id,
-        )
-        .await
-        {
-            Ok(response) => Ok(response),
-            Err(error) => {
-                console_error!("{} origin unreachable: {error}", self.request_id);
-                respond::error(
-                    502,
-                    "origin_unavailable",
-                    "The origin could not be reached.",
-                    self.request_id,
-                )
-            }
+            &self.request_id,
+        );
+        match sent {
+            Ok(pending) => match JsFuture::from(pending).await {
+                Ok(response) => Ok(response.unchecked_into()),
+                Err(error) => gateway::unreachable(&error, &self.request_id),
+            },
+            Err(error) => gateway::unreachable(&error.into(), &self.request_id),
+        }
+    }
+
+    /// Forwards a public route's request without waiting: the promise is the origin's fetch, the
+    /// 502 attached for an unreachable origin.
+    fn forward_public(&self, request: &web_sys::Request) -> js_sys::Promise {
+        let config = &self.isolate.config;
+        let target = self.origin_target();
+        match gateway::send(
+            request,
+            config,
+            &target,
+            Caller::Anonymous,
+            &self.request_id,
+        ) {
+            Ok(pending) => gateway::or_unreachable(&pending, &self.request_id),
+            Err(error) => settled(
+                gateway::unreachable(&error.into(), &self.request_id),
+                &self.request_id,
+            ),
         }
     }
 }

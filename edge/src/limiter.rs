@@ -160,7 +160,7 @@ pub(crate) async fn admit(env: &Env, key_id: &KeyId, limit: RateLimit) -> Result
 /// when the copy cannot decide ([`FastTake::AskObject`]), asks the object, reporting what the
 /// copy had not yet reported.
 pub(crate) async fn admit_fast(
-    isolate: &Rc<Isolate>,
+    isolate: &'static Isolate,
     env: &Env,
     ctx: &Context,
     key_id: KeyId,
@@ -202,7 +202,7 @@ pub(crate) async fn admit_fast(
 /// Reports the key's unreported requests [`REPORT_AFTER_MS`] from now, after the response, and
 /// again while more come in; one such loop per key per isolate.
 fn schedule_report(
-    isolate: &Rc<Isolate>,
+    isolate: &'static Isolate,
     env: &Env,
     ctx: &Context,
     key_id: KeyId,
@@ -211,7 +211,7 @@ fn schedule_report(
     if !isolate.fast_copies.borrow_mut().schedule(&key_id) {
         return;
     }
-    let (isolate, env) = (Rc::clone(isolate), env.clone());
+    let env = env.clone();
     ctx.wait_until(async move {
         loop {
             Delay::from(std::time::Duration::from_millis(REPORT_AFTER_MS)).await;

@@ -77,9 +77,9 @@ pub(crate) struct RouteTable {
 
 /// A matched route, with the customer its path names (if the route is customer-scoped).
 #[derive(Debug)]
-pub(crate) struct RouteMatch<'a> {
-    pub(crate) route: &'a Route,
-    pub(crate) customer: Option<&'a str>,
+pub(crate) struct RouteMatch<'t, 'p> {
+    pub(crate) route: &'t Route,
+    pub(crate) customer: Option<&'p str>,
 }
 
 impl RouteTable {
@@ -100,7 +100,11 @@ impl RouteTable {
     }
 
     /// The first route for `method` and the canonical `path`.
-    pub(crate) fn find<'a>(&'a self, method: Method, path: &'a str) -> Option<RouteMatch<'a>> {
+    pub(crate) fn find<'t, 'p>(
+        &'t self,
+        method: Method,
+        path: &'p str,
+    ) -> Option<RouteMatch<'t, 'p>> {
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let method = method.authorised_as();
         self.routes
@@ -191,12 +195,12 @@ impl Route {
         })
     }
 
-    fn matches<'a>(
-        &'a self,
+    fn matches<'p>(
+        &self,
         method: Method,
-        parts: &[&'a str],
+        parts: &[&'p str],
         case: PathCase,
-    ) -> Option<RouteMatch<'a>> {
+    ) -> Option<RouteMatch<'_, 'p>> {
         if self.method.is_some_and(|own| own != method) {
             return None;
         }
@@ -239,7 +243,7 @@ mod tests {
         RouteTable::parse(TABLE, PathCase::Sensitive).unwrap()
     }
 
-    fn permissions<'a>(found: &RouteMatch<'a>) -> Vec<&'a str> {
+    fn permissions<'a>(found: &RouteMatch<'a, '_>) -> Vec<&'a str> {
         found
             .route
             .permissions

@@ -381,7 +381,8 @@ pub struct StandaloneWorkerd {
 }
 
 impl StandaloneWorkerd {
-    /// `vars` are extra text bindings, such as KEYGATE_RATE_LIMIT_UNAVAILABLE. There is no
+    /// `vars` are extra text bindings, such as KEYGATE_RATE_LIMIT_UNAVAILABLE, or replace the
+    /// defaults of KEYGATE_ROUTES (every path needs a key) and KEYGATE_RECORD_KEYS. There is no
     /// KEY_LIMITER binding: a rate-limited key finds its limiter unreachable.
     pub fn start(kv_js: &str, vars: &[(&str, &str)]) -> Self {
         let root = repo_root();
@@ -402,6 +403,12 @@ impl StandaloneWorkerd {
             .iter()
             .map(|(name, value)| format!("\n    (name = {name:?}, text = {value:?}),"))
             .collect();
+        if !vars.iter().any(|(name, _)| *name == "KEYGATE_ROUTES") {
+            extra.push_str(&format!(
+                "\n    (name = \"KEYGATE_ROUTES\", text = {:?}),",
+                r#"[{"method": "*", "path": "/*", "any_key": true}]"#
+            ));
+        }
         if !vars.iter().any(|(name, _)| *name == "KEYGATE_RECORD_KEYS") {
             extra.push_str(&format!(
                 "\n    (name = \"KEYGATE_RECORD_KEYS\", text = {:?}),",
@@ -422,7 +429,6 @@ const keygate :Workerd.Worker = (
     (name = "KEYGATE_ENVIRONMENT", text = "production"),
     (name = "KEYGATE_ISSUER_PREFIX", text = "kg"),
     (name = "KEYGATE_ORIGIN", text = "http://origin.invalid"),
-    (name = "KEYGATE_ROUTES", text = "[{{\"method\": \"*\", \"path\": \"/*\", \"any_key\": true}}]"),
     (name = "KEYGATE_ASSERTION_KEY", text = {key:?}),
     (name = "KEYS", kvNamespace = (name = "kv")),{extra}
     (name = "LOOKUP_LIMITER", wrapped = (moduleName = "cloudflare-internal:ratelimit:module",

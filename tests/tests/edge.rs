@@ -1364,6 +1364,48 @@ export default {{
     Ok(())
 }
 
+/// A public route's request is forwarded without a Rust future (the origin's fetch promise is
+/// returned as it is): when its origin cannot be reached it is still keygate's 502, with the
+/// request id, and a key's request on the same edge gets the same.
+fn an_unreachable_origin_is_a_502_on_public_routes_too(
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), String> {
+    let kv = "export default { fetch() { return new Response(null, { status: 404 }); } };";
+    let routes = r#"[{"method": "*", "path": "/public/*", "public": true}]"#;
+    let edge = StandaloneWorkerd::start(kv, &[("KEYGATE_ROUTES", routes)]);
+    let client = reqwest::Client::new();
+    for method in [Method::GET, Method::POST] {
+        let (status, request_id, body) = runtime.block_on(async {
+            let response = client
+                .request(method.clone(), edge.url("/public/x?y=1"))
+                .body("a body")
+                .send()
+                .await
+                .map_err(|error| error.to_string())?;
+            let status = response.status().as_u16();
+            let request_id = response
+                .headers()
+                .get("x-request-id")
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            let body: Value = response.json().await.map_err(|error| error.to_string())?;
+            Ok::<_, String>((status, request_id, body))
+        })?;
+        let code = body["error"]["code"].as_str();
+        if status != 502
+            || code != Some("origin_unavailable")
+            || request_id.is_none()
+            || body["error"]["request_id"].as_str() != request_id.as_deref()
+        {
+            return Err(format!(
+                "{method} /public/x: {status} {request_id:?} {body}\n--- workerd log ---\n{}",
+                edge.log()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Moving a deployment of unsigned records: under `KEYGATE_RECORD_SIGNATURES=log` an unsigned
 /// record is accepted (and logged), while a record signed wrongly is refused as always; under
 /// the default, `required`, the unsigned one is refused too. (The origin is unreachable here, so
@@ -1582,6 +1624,10 @@ fn main() {
         (
             "an_unreachable_rate_limiter_fails_as_configured",
             an_unreachable_rate_limiter_fails_as_configured,
+        ),
+        (
+            "an_unreachable_origin_is_a_502_on_public_routes_too",
+            an_unreachable_origin_is_a_502_on_public_routes_too,
         ),
         (
             "verify_mode_can_require_a_verifier_secret",
