@@ -6,6 +6,7 @@
 // call first builds a fresh instance (`__wbg_reset_state`), and each Durable Object builds its
 // Rust object again in that instance. The Rust side sets `criticalError` from its panic hook; a
 // trap that is not a panic is noticed here, where it is thrown or left unhandled.
+import { DurableObject } from "cloudflare:workers";
 import * as wasm from "./index.js";
 
 const init = wasm.__worker_init_state();
@@ -39,33 +40,34 @@ export default {
   queue: (batch, env, ctx) => guarded(() => wasm.queue(batch, env, ctx)),
 };
 
-/** A Durable Object class (fetch only) whose Rust object lives in the current wasm instance. */
-function durableObject(Rust) {
-  return class {
-    #state;
-    #env;
-    #object;
-    #instance;
-
+/**
+ * A Durable Object class whose Rust object lives in the current wasm instance. It offers `methods`
+ * and nothing else: every public method of a DurableObject is callable over JS RPC.
+ */
+function durableObject(Rust, methods) {
+  const objects = new WeakMap(); // this -> { object, instance }
+  const current = (self) => {
+    const held = objects.get(self);
+    if (held.instance !== init.instanceId) {
+      held.object = new Rust(self.ctx, self.env);
+      held.instance = init.instanceId;
+    }
+    return held.object;
+  };
+  const Class = class extends DurableObject {
     constructor(state, env) {
-      this.#state = state;
-      this.#env = env;
-      guarded(() => this.#build());
-    }
-
-    #build() {
-      this.#object = new Rust(this.#state, this.#env);
-      this.#instance = init.instanceId;
-    }
-
-    fetch(request) {
-      return guarded(() => {
-        if (this.#instance !== init.instanceId) this.#build();
-        return this.#object.fetch(request);
-      });
+      super(state, env);
+      objects.set(this, { object: null, instance: null });
+      guarded(() => current(this));
     }
   };
+  for (const name of methods) {
+    Class.prototype[name] = function (...args) {
+      return guarded(() => current(this)[name](...args));
+    };
+  }
+  return Class;
 }
 
-export const KeyLimiter = durableObject(wasm.KeyLimiter);
-export const ChangeFeed = durableObject(wasm.ChangeFeed);
+export const KeyLimiter = durableObject(wasm.KeyLimiter, ["take"]);
+export const ChangeFeed = durableObject(wasm.ChangeFeed, ["fetch"]);

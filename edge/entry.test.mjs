@@ -6,7 +6,7 @@
 // the handlers, and Durable Object classes whose objects refuse calls from another instance, as
 // the glue's do.
 import assert from "node:assert/strict";
-import { copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -27,11 +27,13 @@ function run(what) {
 export function fetch(request) { return run(request); }
 export function queue(batch) { return run(batch); }
 class RustObject {
-  constructor() { this.instance = state.instanceId; RustObject.built++; }
+  constructor(ctx, env) { this.instance = state.instanceId; this.ctx = ctx; this.env = env; RustObject.built++; }
   fetch(request) {
     if (this.instance !== state.instanceId) throw new Error("Invalid stale object from previous Wasm instance");
     return run(request);
   }
+  take(ask) { return ask === "args" ? this.ctx.id + "/" + this.env.id : this.fetch(ask); }
+  internal() { return "not for RPC"; }
 }
 RustObject.built = 0;
 export { RustObject as KeyLimiter, RustObject as ChangeFeed };
@@ -46,7 +48,18 @@ console.error = () => {};
 
 const dir = mkdtempSync(join(tmpdir(), "keygate-entry-"));
 writeFileSync(join(dir, "index.js"), GLUE);
-copyFileSync(new URL("./entry.js", import.meta.url), join(dir, "entry.js"));
+// cloudflare:workers exists only in the runtime: its DurableObject base class, as the runtime
+// defines it (the state as `ctx`, and `env`).
+const IMPORT = 'import { DurableObject } from "cloudflare:workers";';
+const source = readFileSync(new URL("./entry.js", import.meta.url), "utf8");
+assert.ok(source.includes(IMPORT), "entry.js imports DurableObject from cloudflare:workers");
+writeFileSync(
+  join(dir, "entry.js"),
+  source.replace(
+    IMPORT,
+    "class DurableObject { constructor(ctx, env) { this.ctx = ctx; this.env = env; } }",
+  ),
+);
 const entry = await import(pathToFileURL(join(dir, "entry.js")));
 const glue = await import(pathToFileURL(join(dir, "index.js")));
 const worker = entry.default;
@@ -96,16 +109,27 @@ test("a trap that surfaces as an unhandled rejection or error event resets too",
 });
 
 test("a Durable Object keeps its Rust object until a trap, then builds it in the fresh instance", () => {
-  const limiter = new entry.KeyLimiter({}, {});
-  const feed = new entry.ChangeFeed({}, {});
+  const [state, env] = [{ id: "state" }, { id: "env" }];
+  const limiter = new entry.KeyLimiter(state, env);
+  const feed = new entry.ChangeFeed(state, env);
   const built = glue.KeyLimiter.built;
-  const first = limiter.fetch("ok");
-  assert.equal(limiter.fetch("ok"), first);
+  const first = limiter.take("ok");
+  assert.equal(limiter.take("ok"), first);
   assert.equal(glue.KeyLimiter.built, built);
 
-  assert.throws(() => limiter.fetch("trap"), WebAssembly.RuntimeError);
-  const second = limiter.fetch("ok");
+  assert.throws(() => limiter.take("trap"), WebAssembly.RuntimeError);
+  const second = limiter.take("ok");
   assert.notEqual(second, first);
   assert.equal(feed.fetch("ok"), second, "the other object moves to the fresh instance too");
   assert.equal(glue.KeyLimiter.built, built + 2);
+  assert.equal(limiter.take("args"), "state/env", "rebuilt with the runtime's state and env");
+});
+
+test("a Durable Object offers its named methods and nothing else over RPC", () => {
+  const limiter = new entry.KeyLimiter({}, {});
+  const feed = new entry.ChangeFeed({}, {});
+  assert.equal(typeof limiter.take, "function");
+  assert.equal(limiter.internal, undefined);
+  assert.equal(limiter.fetch, undefined);
+  assert.equal(feed.take, undefined);
 });

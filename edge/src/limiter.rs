@@ -1,6 +1,7 @@
 //! Per-key rate limits. Each limited key id has one Durable Object (`KEY_LIMITER`, class
-//! [`KeyLimiter`]) holding its [`TokenBucket`]; a Durable Object handles one request at a time, so
-//! the limit holds exactly across every isolate and location. Keys without a limit never reach it.
+//! [`KeyLimiter`]) holding its [`TokenBucket`], asked through JS RPC ([`KeyLimiter::take`]: no
+//! `Request` or `Response` built); a Durable Object handles one call at a time, so the limit holds
+//! exactly across every isolate and location. Keys without a limit never reach it.
 //!
 //! Two modes (`KEYGATE_RATE_LIMIT_MODE`): `exact` asks the object for every request; `fast`
 //! admits from this isolate's [`BucketCopy`] and reports what it admitted to the object in the
@@ -13,10 +14,12 @@ use std::rc::Rc;
 
 use keygate_shared::{Admission, BucketCopy, FastTake, KeyId, RateLimit, TokenBucket};
 use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::{JsFuture, future_to_promise};
 use worker::{
-    Context, Delay, DurableObject, Env, Method, Request, RequestInit, Response, Result, State,
-    console_error, durable_object, js_sys, web_sys,
+    Context, Delay, DurableObject, Env, Request, Response, Result, State, console_error,
+    durable_object, js_sys, web_sys,
 };
 
 use crate::Isolate;
@@ -47,8 +50,9 @@ struct Answer {
 const WRITE_AFTER_MS: u64 = 100;
 
 #[durable_object(fetch)]
+#[derive(Clone)]
 pub struct KeyLimiter {
-    state: State,
+    state: Rc<State>,
     /// The bucket, kept in memory: read from storage once per object lifetime, stored
     /// [`WRITE_AFTER_MS`] after a change.
     bucket: Rc<Cell<Option<TokenBucket>>>,
@@ -67,21 +71,44 @@ impl std::fmt::Debug for KeyLimiter {
 impl DurableObject for KeyLimiter {
     fn new(state: State, _env: Env) -> Self {
         Self {
-            state,
+            state: Rc::new(state),
             bucket: Rc::new(Cell::new(None)),
             writing: Rc::new(Cell::new(false)),
         }
     }
 
-    /// `POST` an [`Ask`]; answers an [`Answer`].
-    async fn fetch(&self, mut request: Request) -> Result<Response> {
-        let ask: Ask = request.json().await?;
-        let stored = match self.bucket.get() {
-            Some(bucket) => Some(bucket),
-            // Storage calls close the object's input gate: no other request is delivered until
-            // this one has its bucket, so two requests never spend the same token.
-            None => self.state.storage().get(BUCKET).await?,
-        };
+    /// The object is asked through JS RPC ([`KeyLimiter::take`]); edge/entry.js offers no fetch,
+    /// so this answer, which the trait requires, is never reached.
+    async fn fetch(&self, _request: Request) -> Result<Response> {
+        Response::error("The key limiter answers JS RPC (take), not fetch.", 405)
+    }
+}
+
+#[wasm_bindgen]
+impl KeyLimiter {
+    /// JS RPC from the Worker, `stub.take(ask)` (edge/entry.js passes it on): counts and decides
+    /// an [`Ask`], answers an [`Answer`], both as JSON text. With its bucket in memory, the object
+    /// answers at once; only its first call after starting waits, to read the stored bucket.
+    pub fn take(&self, ask: String) -> std::result::Result<JsValue, JsValue> {
+        let ask: Ask = serde_json::from_str(&ask).map_err(|error| error.to_string())?;
+        if let Some(bucket) = self.bucket.get() {
+            return Ok(self.answer(Some(bucket), &ask)?.into());
+        }
+        let limiter = self.clone();
+        Ok(future_to_promise(async move {
+            // Storage calls close the object's input gate: no other call is delivered until this
+            // one has its bucket, so two calls never spend the same token.
+            let stored = limiter.state.storage().get(BUCKET).await?;
+            Ok(limiter.answer(stored, &ask)?.into())
+        })
+        .into())
+    }
+}
+
+impl KeyLimiter {
+    /// Counts and decides `ask` against `stored`, keeps the bucket after it, and schedules its
+    /// write: the [`Answer`] as JSON text.
+    fn answer(&self, stored: Option<TokenBucket>, ask: &Ask) -> Result<String> {
         let now_ms = crate::now_ms();
         let counted = TokenBucket::spend(stored, ask.limit, ask.reported, now_ms);
         let (bucket, admission) = if ask.take {
@@ -92,11 +119,9 @@ impl DurableObject for KeyLimiter {
         };
         self.bucket.set(Some(bucket));
         self.schedule_write()?;
-        Response::from_json(&Answer { admission, bucket })
+        Ok(serde_json::to_string(&Answer { admission, bucket })?)
     }
-}
 
-impl KeyLimiter {
     /// Stores the bucket [`WRITE_AFTER_MS`] from now, once for every change made meanwhile,
     /// never holding an answer for it: the object answers from the bucket it keeps in memory,
     /// and storage only matters when it starts again (docs/edge.md: what an eviction or a crash
@@ -130,17 +155,30 @@ fn store(storage: &JsValue, bucket: &TokenBucket) -> Result<()> {
     Ok(())
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// A `KEY_LIMITER` stub, for its JS RPC method.
+    type LimiterStub;
+
+    /// `stub.take(ask)`: [`KeyLimiter::take`] in the key's object.
+    #[wasm_bindgen(method, catch)]
+    fn take(this: &LimiterStub, ask: &str) -> std::result::Result<JsValue, JsValue>;
+}
+
 /// One call to the key's object.
 async fn ask(env: &Env, key_id: &KeyId, ask: &Ask) -> Result<Answer> {
-    let stub = env
+    let stub: LimiterStub = env
         .durable_object(LIMITER_BINDING)?
         .id_from_name(key_id.as_str())?
-        .get_stub()?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(serde_json::to_string(ask)?.into()));
-    let request = Request::new_with_init("https://key-limiter/take", &init)?;
-    stub.fetch_with_request(request).await?.json().await
+        .get_stub()?
+        .into_rpc();
+    // An RPC result is a thenable, made a promise here for the executor.
+    let pending = js_sys::Promise::resolve(&stub.take(&serde_json::to_string(ask)?)?);
+    let answer = JsFuture::from(pending).await?;
+    let answer = answer
+        .as_string()
+        .ok_or("the key limiter answered something other than text")?;
+    Ok(serde_json::from_str(&answer)?)
 }
 
 /// Exact mode: asks the key's object to admit one request.
