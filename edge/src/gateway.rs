@@ -33,12 +33,15 @@ extern "C" {
         value: &js_sys::JsString,
     ) -> std::result::Result<(), JsValue>;
 
-    /// A promise, for a `catch` that takes a plain function (js-sys's takes a Rust closure).
+    /// A promise, for `catch` and `then` that take plain functions (js-sys's take Rust closures).
     #[wasm_bindgen(js_name = Promise)]
     type JsPromise;
 
     #[wasm_bindgen(method, js_name = catch)]
     fn catch(this: &JsPromise, on_rejected: &js_sys::Function) -> js_sys::Promise;
+
+    #[wasm_bindgen(method, js_name = then)]
+    fn then(this: &JsPromise, on_fulfilled: &JsValue) -> js_sys::Promise;
 
     /// A function, for a `bind` that fixes one argument whatever the function's Rust type.
     #[wasm_bindgen(js_name = Function)]
@@ -201,6 +204,11 @@ thread_local! {
             let request_id = request_id.as_string().unwrap_or_default();
             Ok(unreachable(&error, &request_id)?.into())
         });
+}
+
+/// `pending.then(on_answer)`: `on_answer` (a JS function) given the response when it comes.
+pub(crate) fn then(pending: &js_sys::Promise, on_answer: &JsValue) -> js_sys::Promise {
+    pending.unchecked_ref::<JsPromise>().then(on_answer)
 }
 
 /// The origin's response promise, answering the 502 instead if the origin cannot be reached.

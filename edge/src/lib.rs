@@ -29,16 +29,19 @@ mod usage;
 mod webcrypto;
 
 use std::cell::{OnceCell, RefCell};
+use std::future::Future;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll, Wake, Waker};
 
 use futures_util::StreamExt as _;
 use keygate_shared::{
     Candidate, Decision, Denial, Digest, KeyId, Method as KeyMethod, Outcome, Request as Needs,
     UsageEvent, Verifier, VerifyRequest,
 };
-use wasm_bindgen::prelude::wasm_bindgen;
-use wasm_bindgen::{JsCast as _, JsValue};
-use worker::wasm_bindgen_futures::{JsFuture, future_to_promise};
+use wasm_bindgen::JsValue;
+use wasm_bindgen::prelude::{Closure, wasm_bindgen};
+use worker::wasm_bindgen_futures::future_to_promise;
 use worker::worker_sys::ext::RequestExt as _;
 use worker::{Context, Env, Request, Result, console_error, event, js_sys, web_sys};
 
@@ -165,34 +168,99 @@ pub fn fetch(
                     &call.request_id,
                 );
             }
-            Some(found) if found.route.public => return call.forward_public(&request),
-            Some(found) => Later::Key {
-                route: found.route,
-                customer: found.customer.map(str::to_owned),
-            },
+            Some(found) if found.route.public => {
+                return call.send(&request, Caller::Anonymous);
+            }
+            Some(found) => {
+                let (route, customer) = (found.route, found.customer.map(str::to_owned));
+                return now_or_later(async move {
+                    let decided = call.gateway(&request, route, customer.as_deref()).await;
+                    call.settle(request, decided)
+                });
+            }
         }
     };
     future_to_promise(async move {
         let answer = match later {
             Later::Verify => call.verify(request.into()).await,
             Later::FeedAppend => call.append_to_feed(request.into()).await,
-            Later::Key { route, customer } => {
-                call.gateway(request, route, customer.as_deref()).await
-            }
         };
         answered(answer, &call.request_id)
     })
 }
 
-/// What a request that has to wait is, as the handler found it.
+/// A request that always waits (for its body), as the handler found it.
 enum Later {
     Verify,
     FeedAppend,
-    /// A route that needs a key; `customer` is the customer its path names, if it is scoped.
-    Key {
-        route: &'static Route,
-        customer: Option<String>,
-    },
+}
+
+/// A key's request, decided: keygate's own answer, or the request sent on to the origin with what
+/// its response still needs.
+enum Decided {
+    Answer(Result<web_sys::Response>),
+    Sent(js_sys::Promise, AfterOrigin),
+}
+
+/// What an allowed key's response needs when the origin answers: the RateLimit headers of its
+/// admission, and its usage event.
+struct AfterOrigin {
+    key_id: KeyId,
+    admission: Option<keygate_shared::Admission>,
+}
+
+/// Polls a key's request once, in the handler: a key whose record, assertion and feed state are
+/// all in the isolate is decided and sent without the executor, its promise returned at once; a
+/// request that must wait goes on as an executor task. The first poll's waker relays to that
+/// task, because some futures keep the waker of their first poll only (`worker::Delay`, the feed
+/// poll's timeout).
+fn now_or_later<F>(future: F) -> js_sys::Promise
+where
+    F: Future<Output = js_sys::Promise> + 'static,
+{
+    let mut future = Box::pin(future);
+    let relay = Arc::new(Relay::default());
+    let waker = Waker::from(Arc::clone(&relay));
+    if let Poll::Ready(promise) = future.as_mut().poll(&mut TaskContext::from_waker(&waker)) {
+        return promise;
+    }
+    future_to_promise(async move {
+        let promise = std::future::poll_fn(|cx| {
+            relay.follow(cx.waker());
+            future.as_mut().poll(cx)
+        })
+        .await;
+        Ok(promise.into())
+    })
+}
+
+/// The waker of a request's first poll: it wakes whichever task polls the request after it. A
+/// wake before that task's first poll is not needed: the task polls once when it starts.
+#[derive(Default)]
+struct Relay(Mutex<Option<Waker>>);
+
+impl Relay {
+    fn follow(&self, waker: &Waker) {
+        if let Ok(mut current) = self.0.lock()
+            && !current.as_ref().is_some_and(|held| held.will_wake(waker))
+        {
+            *current = Some(waker.clone());
+        }
+    }
+}
+
+impl Wake for Relay {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Ok(current) = self.0.lock()
+            && let Some(waker) = current.as_ref()
+        {
+            waker.wake_by_ref();
+        }
+    }
 }
 
 /// The JS value the runtime gets for an answer: the response, or, if making it failed, a 500 (or,
@@ -261,21 +329,25 @@ impl Verdict<'_> {
 
 impl Call {
     /// Gateway mode on a route that needs a key: take the credential, decide, spend the rate
-    /// limit, forward or deny, report usage.
+    /// limit, then send the request on or answer it (reporting the usage of a denial). It waits
+    /// only for what the isolate does not hold: a KV read, the key's limiter, a signature, a
+    /// stale feed; never for the origin.
     async fn gateway(
         &self,
-        request: web_sys::Request,
+        request: &web_sys::Request,
         route: &Route,
         customer: Option<&str>,
-    ) -> Result<web_sys::Response> {
-        let candidate = match self.credential(&request) {
+    ) -> Decided {
+        let candidate = match self.credential(request) {
             Ok(candidate) => candidate,
-            Err(answered) => return answered,
+            Err(answered) => return Decided::Answer(answered),
         };
         let cached = match self.record(candidate.key_id()).await {
             Ok(Some(cached)) => cached,
-            Ok(None) => return respond::denial(&Denial::UnknownKey, &self.request_id),
-            Err(answered) => return answered,
+            Ok(None) => {
+                return Decided::Answer(respond::denial(&Denial::UnknownKey, &self.request_id));
+            }
+            Err(answered) => return Decided::Answer(answered),
         };
         let needs = Needs {
             now: self.now_ms.div_euclid(1000),
@@ -286,34 +358,60 @@ impl Call {
         };
         let verdict = self.judge(&candidate, &cached, &needs).await;
         let outcome = verdict.outcome();
-        let response = match verdict {
+        let answer = match verdict {
             Verdict::Allowed(identity, admission) => {
                 let assertion = match self.assertion(&identity, &cached).await {
                     Ok(assertion) => assertion,
-                    Err(answered) => return answered,
+                    Err(answered) => return Decided::Answer(answered),
                 };
                 let caller = Caller::Verified {
                     identity: cached.identity_headers(&identity),
                     assertion,
                 };
-                let response = self.forward(&request, caller).await?;
-                match admission {
-                    Some(admission) => limiter::annotate(response, &admission)?,
-                    None => response,
-                }
+                let after = AfterOrigin {
+                    key_id: candidate.key_id(),
+                    admission,
+                };
+                return Decided::Sent(self.send(request, caller), after);
             }
             Verdict::Denied(_, Some(admission)) => {
-                respond::rate_limited(&admission, &self.request_id)?
+                respond::rate_limited(&admission, &self.request_id)
             }
-            Verdict::Denied(denial, None) => respond::denial(&denial, &self.request_id)?,
-            Verdict::LimiterUnavailable => respond::limiter_unavailable(&self.request_id)?,
+            Verdict::Denied(denial, None) => respond::denial(&denial, &self.request_id),
+            Verdict::LimiterUnavailable => respond::limiter_unavailable(&self.request_id),
         };
-        if let Some(outcome) = outcome {
-            self.report(&candidate, outcome, response.status(), || {
+        if let (Some(outcome), Ok(response)) = (outcome, &answer) {
+            self.report(candidate.key_id(), outcome, response.status(), || {
                 request.cf().map(|cf| worker::Cf::from(cf).colo())
             });
         }
-        Ok(response)
+        Decided::Answer(answer)
+    }
+
+    /// The promise the runtime gets for a decided key's request. An allowed key's response gets
+    /// its RateLimit headers and its usage event in one callback when the origin answers (no
+    /// callback when it needs neither).
+    fn settle(self, request: web_sys::Request, decided: Decided) -> js_sys::Promise {
+        let (sent, after) = match decided {
+            Decided::Answer(answer) => return settled(answer, &self.request_id),
+            Decided::Sent(sent, after) => (sent, after),
+        };
+        if after.admission.is_none() && !self.isolate.reports_usage {
+            return sent;
+        }
+        let finish = Closure::once_into_js(move |response: web_sys::Response| {
+            let response = match &after.admission {
+                Some(admission) => limiter::annotate(response, admission),
+                None => Ok(response),
+            };
+            if let Ok(response) = &response {
+                self.report(after.key_id, Outcome::Ok, response.status(), || {
+                    request.cf().map(|cf| worker::Cf::from(cf).colo())
+                });
+            }
+            answered(response, &self.request_id)
+        });
+        gateway::then(&sent, &finish)
     }
 
     /// The signed identity assertion for an allowed key (none under `KEYGATE_ASSERTION=off`), or
@@ -430,7 +528,7 @@ impl Call {
     /// Queues the usage event of a decision that identified the key, after the response.
     fn report(
         &self,
-        candidate: &Candidate,
+        key_id: KeyId,
         outcome: Outcome,
         status: u16,
         colo: impl FnOnce() -> Option<String>,
@@ -441,7 +539,7 @@ impl Call {
         let finished_ms = now_ms();
         let event = UsageEvent {
             event_id: self.request_id.to_owned(),
-            key_id: candidate.key_id().as_str().to_owned(),
+            key_id: key_id.as_str().to_owned(),
             occurred_at_ms: self.now_ms,
             method: self.target.method.as_str().to_owned(),
             route: UsageEvent::route_of(&self.target.path).to_owned(),
@@ -526,7 +624,7 @@ impl Call {
             Verdict::LimiterUnavailable => respond::limiter_unavailable(&self.request_id)?,
         };
         if let Some(outcome) = outcome {
-            self.report(&candidate, outcome, response.status(), || {
+            self.report(candidate.key_id(), outcome, response.status(), || {
                 request.cf().map(|cf| cf.colo())
             });
         }
@@ -664,41 +762,12 @@ impl Call {
         }
     }
 
-    /// Forwards a key's allowed request and waits for the origin's response.
-    async fn forward(
-        &self,
-        request: &web_sys::Request,
-        caller: Caller<'_>,
-    ) -> Result<web_sys::Response> {
-        let config = &self.isolate.config;
-        let sent = gateway::send(
-            request,
-            config,
-            &self.origin_target(),
-            caller,
-            &self.request_id,
-        );
-        match sent {
-            Ok(pending) => match JsFuture::from(pending).await {
-                Ok(response) => Ok(response.unchecked_into()),
-                Err(error) => gateway::unreachable(&error, &self.request_id),
-            },
-            Err(error) => gateway::unreachable(&error.into(), &self.request_id),
-        }
-    }
-
-    /// Forwards a public route's request without waiting: the promise is the origin's fetch, the
-    /// 502 attached for an unreachable origin.
-    fn forward_public(&self, request: &web_sys::Request) -> js_sys::Promise {
+    /// Sends the request on to the origin: the promise of its response, or of the 502 when the
+    /// origin cannot be reached.
+    fn send(&self, request: &web_sys::Request, caller: Caller<'_>) -> js_sys::Promise {
         let config = &self.isolate.config;
         let target = self.origin_target();
-        match gateway::send(
-            request,
-            config,
-            &target,
-            Caller::Anonymous,
-            &self.request_id,
-        ) {
+        match gateway::send(request, config, &target, caller, &self.request_id) {
             Ok(pending) => gateway::or_unreachable(&pending, &self.request_id),
             Err(error) => settled(
                 gateway::unreachable(&error.into(), &self.request_id),

@@ -297,6 +297,23 @@ fn a_failing_or_stalled_feed_degrades_to_kv_within_the_bound_and_the_edge_recove
     let (first, first_id) = world.live_key("before the outage");
     let (second, second_id) = world.live_key("revoked during the stall");
 
+    // The feed stalls while the edge is quiet for longer than KEYGATE_FEED_STALE_MS (3 s): the
+    // next request waits for one poll, which only the poll's timeout (a timer in the request's
+    // own future) ends, then decides from KV. The quiet itself is what is tested.
+    switch.set(FeedMode::Stalled);
+    std::thread::sleep(Duration::from_secs(4));
+    let started = std::time::Instant::now();
+    let answer = world.status(&first);
+    let took = started.elapsed();
+    assert_eq!(
+        answer.0, 200,
+        "the first request after the quiet: {answer:?}"
+    );
+    assert!(
+        (WAITED..BLOCKED_AT_MOST).contains(&took),
+        "the first request after the quiet took {took:?}: it should wait for the poll's timeout"
+    );
+
     for (mode, key, key_id) in [
         (FeedMode::Failing, &first, &first_id),
         (FeedMode::Stalled, &second, &second_id),
