@@ -117,8 +117,9 @@ async fn queue(batch: worker::MessageBatch<String>, env: Env, _ctx: Context) -> 
 /// run by an executor that JS calls back into. Here an answer that needs no waiting is made at once
 /// and returned settled, and a public route's request is forwarded at once: the promise returned
 /// is the origin's fetch itself (a 502 attached for an unreachable origin), so no future runs for
-/// it and nothing calls back into wasm. A key's request, verify mode and feed appends wait on KV,
-/// Durable Objects or WebCrypto, and run as a future.
+/// it and nothing calls back into wasm. A key's request is decided at once too when what it needs
+/// is in the isolate (`now_or_later`); verify mode and feed appends read a body, and run as a
+/// future.
 ///
 /// The request arrives as the runtime's own object: `worker::Request` would read its `cf`
 /// properties, method and URL on every request, and only the verify and feed paths use it.

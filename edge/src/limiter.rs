@@ -87,7 +87,7 @@ impl DurableObject for KeyLimiter {
 #[wasm_bindgen]
 impl KeyLimiter {
     /// JS RPC from the Worker, `stub.take(ask)` (edge/entry.js passes it on): counts and decides
-    /// an [`Ask`], answers an [`Answer`], both as JSON text. With its bucket in memory, the object
+    /// an `Ask`, answers an `Answer`, both as JSON text. With its bucket in memory, the object
     /// answers at once; only its first call after starting waits, to read the stored bucket.
     pub fn take(&self, ask: String) -> std::result::Result<JsValue, JsValue> {
         let ask: Ask = serde_json::from_str(&ask).map_err(|error| error.to_string())?;
