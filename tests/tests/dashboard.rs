@@ -501,8 +501,12 @@ fn creating_a_key_with_every_field_then_copy_download_and_close_showing_it_once(
         .path()
         .join("downloads")
         .join("billing-service.apikey");
+    // Chromium may show the file before it has written it: the download is done when it has
+    // content.
     let saved = poll(Duration::from_secs(10), "the download", || {
-        std::fs::read_to_string(&file).ok()
+        std::fs::read_to_string(&file)
+            .ok()
+            .filter(|text| !text.trim().is_empty())
     })
     .0;
     assert_eq!(saved.trim(), key);
