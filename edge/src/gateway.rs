@@ -1,7 +1,8 @@
 //! Gateway mode: pass an allowed request on to the origin, as it came, minus the credential and any
 //! identity headers the client made up, plus the identity keygate verified. The origin's response
-//! goes back as the very object fetch returned: no copy, no re-wrapping of its body. A public
-//! route's request is sent without waiting, and its promise returned as it is.
+//! goes back as the very object fetch returned: no copy, no re-wrapping of its body. A request is
+//! sent as soon as it is allowed, and the origin's promise returned as it is (a key's with its
+//! RateLimit headers and usage report attached in one callback).
 //!
 //! This runs on every request, and its cost is mostly strings crossing between wasm and JS, so it
 //! crosses as few as it can: one call copies all headers, only names are read back, and the
@@ -197,8 +198,8 @@ pub(crate) fn unreachable(error: &JsValue, request_id: &str) -> Result<web_sys::
 }
 
 thread_local! {
-    /// `(request_id, error) => the 502`, bound to each public request's id: a public route's one
-    /// call back into wasm, made only when its origin cannot be reached.
+    /// `(request_id, error) => the 502`, bound to each forwarded request's id: a public route's
+    /// only call back into wasm, made only when its origin cannot be reached.
     static ON_UNREACHABLE: Closure<dyn Fn(JsValue, JsValue) -> std::result::Result<JsValue, JsValue>> =
         Closure::new(|request_id: JsValue, error: JsValue| {
             let request_id = request_id.as_string().unwrap_or_default();
